@@ -1,0 +1,3216 @@
+//! analytics-mcp — a read-only MCP server that lets analysts query PostgreSQL from Claude.
+//!
+//! One binary, no async runtime of our own. A request flows top to bottom through this file:
+//!
+//!   config → HTTP → auth → JSON-RPC/MCP → tools → SQL guard → pool/database → logging → main
+//!
+//! Read-only is layered: the role's GRANTs (role.sql) are the boundary; every statement runs in a
+//! `BEGIN READ ONLY` transaction that is always rolled back, through the extended protocol (one
+//! statement per Parse); and the SQL guard refuses, with a clear message, what a read-only
+//! transaction would not stop (session advisory locks, file access, dynamic SQL, …).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use once_cell::sync::Lazy;
+use serde_json::{json, Map, Value};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const SERVER_NAME: &str = "analytics-mcp";
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Configuration
+// Contract: everything is read once from the environment at start-up. An invalid value stops the
+// process with one line naming the variable; nothing is guessed. Token files are the exception:
+// they are re-read while running (see Auth) so tokens rotate without a restart.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// Every environment variable the server reads, with its default, for `--help` and the README.
+const ENV_VARS: &[(&str, &str, &str)] = &[
+    ("DATABASE_URL", "(required)", "PostgreSQL URL or key=value DSN of the read-only role"),
+    ("MCP_AUTH_TOKENS", "(none)", "name:token,name:token (token may be sha256:<hex>)"),
+    ("MCP_AUTH_TOKENS_FILE", "(none)", "file of name:token lines; re-read on SIGHUP and change"),
+    ("MCP_HOST", "127.0.0.1", "address to bind"),
+    ("MCP_PORT", "8892", "port to bind"),
+    ("MCP_MAX_ROWS", "10000", "hard ceiling on rows one query returns"),
+    ("MCP_MAX_RESULT_BYTES", "1000000", "byte budget of one result's rows"),
+    ("MCP_STATEMENT_TIMEOUT_MS", "30000", "statement_timeout of every query"),
+    ("MCP_READABLE_SCHEMAS", "(all with USAGE)", "schemas the introspection tools expose"),
+    ("MCP_POOL_MAX", "8", "most database connections open at once"),
+    ("MCP_POOL_IDLE_S", "300", "close pooled connections idle longer than this"),
+    ("MCP_POOL_WAIT_MS", "10000", "longest wait for a free connection before 'server busy'"),
+    ("MCP_MAX_CONNECTIONS", "256", "most HTTP connections served at once (over: 503)"),
+    ("MCP_DNS_REBINDING_PROTECTION", "0", "1: require Host to be in MCP_ALLOWED_HOSTS"),
+    ("MCP_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "Host values allowed (host or host:port)"),
+    ("MCP_ALLOWED_ORIGINS", "(loopback only)", "extra browser Origins allowed"),
+    ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
+    ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
+    ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+];
+
+#[derive(Debug, Clone)]
+struct Config {
+    database_url: String,
+    host: String,
+    port: u16,
+    inline_tokens: Vec<Token>,
+    tokens_file: Option<String>,
+    max_rows: u64,
+    max_result_bytes: u64,
+    statement_timeout_ms: u64,
+    readable_schemas: Option<Vec<String>>,
+    pool_max: usize,
+    pool_idle: Duration,
+    pool_wait: Duration,
+    max_connections: usize,
+    dns_rebinding_protection: bool,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    allow_privileged_role: bool,
+    shutdown_grace: Duration,
+    log_json: bool,
+}
+
+/// A start-up error: which variable, and what is wrong with it.
+#[derive(Debug)]
+struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    fn from_env(env: EnvLookup) -> Result<Config, ConfigError> {
+        let get = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let database_url = get("DATABASE_URL").ok_or_else(|| {
+            ConfigError("DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db)".into())
+        })?;
+        database_url.parse::<postgres::Config>().map_err(|e| {
+            ConfigError(format!("DATABASE_URL is not a valid PostgreSQL connection string: {e}"))
+        })?;
+        let inline_tokens = match get("MCP_AUTH_TOKENS") {
+            Some(list) => parse_token_list(list.split(','))
+                .map_err(|e| ConfigError(format!("MCP_AUTH_TOKENS: {e}")))?,
+            None => Vec::new(),
+        };
+        let tokens_file = get("MCP_AUTH_TOKENS_FILE");
+        if let Some(path) = &tokens_file {
+            read_token_file(path).map_err(|e| ConfigError(format!("MCP_AUTH_TOKENS_FILE: {e}")))?;
+        }
+        let host = get("MCP_HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let readable_schemas = get("MCP_READABLE_SCHEMAS").map(|s| split_list(&s));
+        let allowed_hosts = get("MCP_ALLOWED_HOSTS")
+            .map(|s| split_list(&s))
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]);
+        let allowed_origins = get("MCP_ALLOWED_ORIGINS").map(|s| split_list(&s)).unwrap_or_default();
+        let log_format = get("MCP_LOG_FORMAT").unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(ConfigError(format!("MCP_LOG_FORMAT must be text or json, not {other:?}"))),
+        };
+        let config = Config {
+            database_url,
+            port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
+            inline_tokens,
+            tokens_file,
+            max_rows: parse_number(&get, "MCP_MAX_ROWS", 10_000, 1, 1_000_000)?,
+            max_result_bytes: parse_number(&get, "MCP_MAX_RESULT_BYTES", 1_000_000, 1024, 100_000_000)?,
+            statement_timeout_ms: parse_number(&get, "MCP_STATEMENT_TIMEOUT_MS", 30_000, 1, 86_400_000)?,
+            readable_schemas,
+            pool_max: parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize,
+            pool_idle: Duration::from_secs(parse_number(&get, "MCP_POOL_IDLE_S", 300, 1, 86_400)?),
+            pool_wait: Duration::from_millis(parse_number(&get, "MCP_POOL_WAIT_MS", 10_000, 1, 600_000)?),
+            max_connections: parse_number(&get, "MCP_MAX_CONNECTIONS", 256, 1, 100_000)? as usize,
+            dns_rebinding_protection: parse_flag(&get, "MCP_DNS_REBINDING_PROTECTION")?,
+            allowed_hosts,
+            allowed_origins,
+            allow_privileged_role: parse_flag(&get, "MCP_ALLOW_PRIVILEGED_ROLE")?,
+            shutdown_grace: Duration::from_secs(parse_number(&get, "MCP_SHUTDOWN_GRACE_S", 20, 0, 3600)?),
+            log_json,
+            host,
+        };
+        let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
+        if no_tokens && !is_loopback_host(&config.host) {
+            return Err(ConfigError(format!(
+                "MCP_AUTH_TOKENS (or MCP_AUTH_TOKENS_FILE) is required when MCP_HOST={} is not a loopback address: \
+                 refusing to serve the database to the network without authentication",
+                config.host
+            )));
+        }
+        Ok(config)
+    }
+
+    fn bind_address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
+}
+
+fn parse_number(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = get(name) else { return Ok(default) };
+    match raw.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!("{name} must be a whole number from {min} to {max}, not {raw:?}"))),
+    }
+}
+
+fn parse_flag(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
+    match get(name).as_deref() {
+        None | Some("0") | Some("false") | Some("no") | Some("off") => Ok(false),
+        Some("1") | Some("true") | Some("yes") | Some("on") => Ok(true),
+        Some(other) => Err(ConfigError(format!("{name} must be 0 or 1, not {other:?}"))),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    bare.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+fn help_text() -> String {
+    let mut out = format!(
+        "{SERVER_NAME} {VERSION} — read-only MCP server for PostgreSQL (streamable HTTP)\n\n\
+         USAGE:\n  {SERVER_NAME}                    serve MCP on http://MCP_HOST:MCP_PORT/mcp\n  \
+         {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
+         {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
+         {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
+    );
+    for (name, default, what) in ENV_VARS {
+        let _ = writeln!(out, "  {name:<30} {what} ({default})");
+    }
+    out.push_str("\nSignals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads MCP_AUTH_TOKENS_FILE.\n");
+    out
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// HTTP
+// Contract: a small blocking HTTP/1.1 server on std::net (tiny_http 0.12 was measured unfit: a
+// huge Content-Length aborts it, its pool loses wake-ups, it has no limits or timeouts). One
+// accept loop; one thread per connection, capped by a counting semaphore; each connection serves
+// its keep-alive requests one at a time. Every limit answers with a status and closes: head >
+// 16 KiB or > 100 headers → 431, body > 1 MiB → 413, chunked bodies → 411, CL+TE → 400, a head
+// not complete in 10 s → 408, a body not complete in 30 s → 408. Idle keep-alive: 60 s.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 100;
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A parsed request. Header names are lower-cased; the body is complete.
+#[derive(Debug, Default)]
+struct Request {
+    method: String,
+    path: String,
+    http10: bool,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the client asked for the connection to stay open after this request.
+    fn wants_keep_alive(&self) -> bool {
+        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        let tokens = || connection.split(',').map(str::trim);
+        if self.http10 {
+            tokens().any(|t| t == "keep-alive")
+        } else {
+            !tokens().any(|t| t == "close")
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    /// Close the connection after this response (errors that leave the stream in doubt).
+    close: bool,
+}
+
+impl Response {
+    fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+        Response { status, headers: vec![("Content-Type", content_type.to_string())], body, close: false }
+    }
+
+    fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "application/json", body.into())
+    }
+
+    fn empty(status: u16) -> Response {
+        Response { status, headers: Vec::new(), body: Vec::new(), close: false }
+    }
+
+    /// A JSON error body `{"error": "..."}` for failures outside JSON-RPC.
+    fn error(status: u16, message: &str) -> Response {
+        Response::json(status, json!({ "error": message }).to_string())
+    }
+
+    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
+    fn serialize(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 256);
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status));
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if self.status != 204 && !(100..200).contains(&self.status) {
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        }
+        out.extend_from_slice(b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
+        out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Why reading a request stopped. Each maps to a final response (or to silence when the peer left).
+#[derive(Debug)]
+enum ReadError {
+    /// The peer closed or reset the connection, or was idle too long between requests.
+    Gone,
+    Reject(Response),
+}
+
+fn reject(status: u16, message: &str) -> ReadError {
+    ReadError::Reject(Response::error(status, message).closing())
+}
+
+/// One connection's byte stream with the unread remainder of what it sent (pipelining).
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Reads more bytes, waiting at most until `deadline`. Ok(false) on a clean EOF.
+    fn fill(&mut self, deadline: Instant) -> io::Result<bool> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(deadline - now))?;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads one request: head within HEAD_TIMEOUT of its first byte (the wait for that first byte
+    /// is `idle`), then exactly Content-Length bytes of body within BODY_TIMEOUT.
+    fn read_request(&mut self, idle: Duration) -> Result<Request, ReadError> {
+        if self.buf.is_empty() {
+            match self.fill(Instant::now() + idle) {
+                Ok(true) => {}
+                Ok(false) => return Err(ReadError::Gone),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && idle == IDLE_TIMEOUT => return Err(ReadError::Gone),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(reject(408, "request head timed out")),
+                Err(_) => return Err(ReadError::Gone),
+            }
+        }
+        let head_deadline = Instant::now() + HEAD_TIMEOUT;
+        let (mut request, head_len, content_length) = loop {
+            match parse_head(&self.buf)? {
+                Some(parsed) => break parsed,
+                None if self.buf.len() >= MAX_HEAD_BYTES => {
+                    return Err(reject(431, "request head larger than 16 KiB"))
+                }
+                None => match self.fill(head_deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ReadError::Gone),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(reject(408, "request head not received within 10 s"))
+                    }
+                    Err(_) => return Err(ReadError::Gone),
+                },
+            }
+        };
+        self.buf.drain(..head_len);
+        if content_length > 0 && request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+            let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let body_deadline = Instant::now() + BODY_TIMEOUT;
+        while self.buf.len() < content_length {
+            match self.fill(body_deadline) {
+                Ok(true) => {}
+                Ok(false) => return Err(ReadError::Gone),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(reject(408, "request body not received within 30 s"))
+                }
+                Err(_) => return Err(ReadError::Gone),
+            }
+        }
+        request.body = self.buf.drain(..content_length).collect();
+        Ok(request)
+    }
+}
+
+/// Parses a complete head from `buf`: Ok(None) when more bytes are needed. Enforces the header
+/// count, the framing rules (no chunked bodies, never both CL and TE, one CL) and the body limit.
+fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, ReadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(reject(431, "more than 100 request headers")),
+        Err(e) => return Err(reject(400, &format!("malformed request head: {e}"))),
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(reject(431, "request head larger than 16 KiB"));
+    }
+    let version = parsed.version.unwrap_or(1);
+    let mut request = Request {
+        method: parsed.method.unwrap_or("").to_string(),
+        path: parsed.path.unwrap_or("/").split('?').next().unwrap_or("/").to_string(),
+        http10: version == 0,
+        ..Request::default()
+    };
+    let mut content_length: Option<usize> = None;
+    for header in parsed.headers.iter() {
+        let name = header.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(header.value).trim().to_string();
+        match name.as_str() {
+            "transfer-encoding" => {
+                return Err(reject(411, "chunked request bodies are not supported: send Content-Length"))
+            }
+            "content-length" => {
+                let n = value.parse::<u64>().map_err(|_| reject(400, "invalid Content-Length"))?;
+                if content_length.is_some_and(|seen| seen as u64 != n) {
+                    return Err(reject(400, "conflicting Content-Length headers"));
+                }
+                if n > MAX_BODY_BYTES as u64 {
+                    return Err(reject(413, "request body larger than 1 MiB"));
+                }
+                content_length = Some(n as usize);
+            }
+            _ => {}
+        }
+        request.headers.push((name, value));
+    }
+    Ok(Some((request, head_len, content_length.unwrap_or(0))))
+}
+
+/// Serves one connection until the client closes, asks to close, errs, or the server drains.
+fn serve_connection(app: &'static App, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let registration = app.connections.register(&stream);
+    let mut conn = Conn { stream, buf: Vec::new() };
+    let mut idle = HEAD_TIMEOUT;
+    loop {
+        let (method, response, keep_alive) = match conn.read_request(idle) {
+            Ok(request) => {
+                let keep_alive = request.wants_keep_alive() && !app.draining();
+                let response = route(app, &request);
+                (request.method, response, keep_alive)
+            }
+            Err(ReadError::Gone) => break,
+            Err(ReadError::Reject(response)) => (String::new(), response, false),
+        };
+        let keep_alive = keep_alive && !response.close;
+        let head_only = method == "HEAD";
+        app.metrics.count_http(&method, &response);
+        if conn.stream.write_all(&response.serialize(head_only, keep_alive)).is_err() || !keep_alive {
+            break;
+        }
+        idle = IDLE_TIMEOUT;
+    }
+    let _ = conn.stream.shutdown(Shutdown::Both);
+    drop(registration);
+}
+
+/// The open connections, so a drain can wake the ones idling between requests.
+#[derive(Default)]
+struct ConnectionRegistry {
+    next_id: AtomicU64,
+    open: Mutex<BTreeMap<u64, TcpStream>>,
+}
+
+struct Registration<'a> {
+    registry: &'a ConnectionRegistry,
+    id: u64,
+}
+
+impl ConnectionRegistry {
+    fn register(&self, stream: &TcpStream) -> Registration<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            lock(&self.open).insert(id, clone);
+        }
+        Registration { registry: self, id }
+    }
+
+    /// Stops every connection from reading further requests; responses in progress still go out.
+    fn stop_reading_all(&self) {
+        for stream in lock(&self.open).values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        lock(&self.registry.open).remove(&self.id);
+    }
+}
+
+/// Answers a connection over MCP_MAX_CONNECTIONS without spawning a thread for it: a 503, then
+/// the socket lingers (drained, non-blocking) on one background thread so the client reads the
+/// 503 instead of a reset.
+struct Rejector {
+    lingering: Mutex<Vec<(TcpStream, Instant)>>,
+    wake: Condvar,
+}
+
+const MAX_LINGERING: usize = 4096;
+
+impl Rejector {
+    fn new() -> Rejector {
+        Rejector { lingering: Mutex::new(Vec::new()), wake: Condvar::new() }
+    }
+
+    fn reject(&self, stream: TcpStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        drain_available(&stream);
+        let response = Response::error(503, "server busy: too many connections, retry shortly")
+            .with_header("Retry-After", "1")
+            .closing();
+        let _ = (&stream).write_all(&response.serialize(false, false));
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut lingering = lock(&self.lingering);
+        if lingering.len() < MAX_LINGERING {
+            lingering.push((stream, Instant::now() + Duration::from_secs(2)));
+            self.wake.notify_one();
+        }
+    }
+
+    /// Background loop: drop each lingering socket once the client closed or 2 s passed.
+    fn run(&self) {
+        let mut lingering = lock(&self.lingering);
+        loop {
+            while lingering.is_empty() {
+                lingering = self.wake.wait(lingering).unwrap_or_else(|e| e.into_inner());
+            }
+            let now = Instant::now();
+            lingering.retain(|(stream, until)| now < *until && !drain_available(stream));
+            let (guard, _) = self
+                .wake
+                .wait_timeout(lingering, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner());
+            lingering = guard;
+        }
+    }
+}
+
+/// Reads and discards what a non-blocking socket has buffered; true once the peer has closed.
+fn drain_available(mut stream: &TcpStream) -> bool {
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+// ── Counting semaphore ───────────────────────────────────────────────────────────────────────
+// Hand-rolled (Mutex + Condvar), as the design card asks: it bounds connection threads and pool
+// checkouts, and its waiter count feeds /metrics.
+
+struct Semaphore {
+    state: Mutex<SemaphoreState>,
+    changed: Condvar,
+    capacity: usize,
+}
+
+struct SemaphoreState {
+    in_use: usize,
+    waiting: usize,
+}
+
+struct Permit<'a> {
+    semaphore: &'a Semaphore,
+}
+
+impl Semaphore {
+    fn new(capacity: usize) -> Semaphore {
+        Semaphore { state: Mutex::new(SemaphoreState { in_use: 0, waiting: 0 }), changed: Condvar::new(), capacity }
+    }
+
+    fn try_acquire(&self) -> Option<Permit<'_>> {
+        let mut state = lock(&self.state);
+        if state.in_use < self.capacity {
+            state.in_use += 1;
+            Some(Permit { semaphore: self })
+        } else {
+            None
+        }
+    }
+
+    /// Waits in line for a permit, at most `timeout`.
+    fn acquire_timeout(&self, timeout: Duration) -> Option<Permit<'_>> {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.state);
+        state.waiting += 1;
+        while state.in_use >= self.capacity {
+            let now = Instant::now();
+            if now >= deadline {
+                state.waiting -= 1;
+                return None;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        state.waiting -= 1;
+        state.in_use += 1;
+        Some(Permit { semaphore: self })
+    }
+
+    /// (in use, waiting)
+    fn usage(&self) -> (usize, usize) {
+        let state = lock(&self.state);
+        (state.in_use, state.waiting)
+    }
+
+    /// Waits until no permit is held or the deadline passes; true when idle.
+    fn wait_idle(&self, deadline: Instant) -> bool {
+        let mut state = lock(&self.state);
+        while state.in_use > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.semaphore.state);
+        state.in_use -= 1;
+        drop(state);
+        self.semaphore.changed.notify_all();
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every structure guarded
+/// here stays consistent between statements, so a panic elsewhere must not wedge the server.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ── Routing ──────────────────────────────────────────────────────────────────────────────────
+
+fn route(app: &'static App, request: &Request) -> Response {
+    let get_like = request.method == "GET" || request.method == "HEAD";
+    match request.path.as_str() {
+        "/mcp" | "/" => match request.method.as_str() {
+            "POST" => handle_mcp_post(app, request),
+            _ => Response::error(405, "the MCP endpoint accepts POST only").with_header("Allow", "POST"),
+        },
+        "/healthz" if get_like => Response::json(200, r#"{"ok":true}"#),
+        "/readyz" if get_like => match app.pool.probe() {
+            Ok(()) => Response::json(200, r#"{"ok":true,"database":"up"}"#),
+            Err(_) => Response::json(503, r#"{"ok":false,"database":"down"}"#),
+        },
+        "/metrics" if get_like => {
+            Response::new(200, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render(&app.pool).into_bytes())
+        }
+        "/healthz" | "/readyz" | "/metrics" => {
+            Response::error(405, "this endpoint accepts GET only").with_header("Allow", "GET, HEAD")
+        }
+        _ => Response::error(404, "not found: the MCP endpoint is POST /mcp"),
+    }
+}
+
+/// The MCP endpoint's HTTP checks, in order: Host (when DNS-rebinding protection is on), Origin,
+/// bearer token, content type. Then JSON-RPC takes over.
+fn handle_mcp_post(app: &'static App, request: &Request) -> Response {
+    if app.config.dns_rebinding_protection {
+        let host = request.header("host").unwrap_or("");
+        if !host_allowed(host, &app.config.allowed_hosts) {
+            return Response::error(403, "forbidden: Host header not allowed (MCP_ALLOWED_HOSTS)");
+        }
+    }
+    if let Some(origin) = request.header("origin") {
+        if !origin_allowed(origin, &app.config.allowed_origins) {
+            return Response::error(403, "forbidden: Origin not allowed (MCP_ALLOWED_ORIGINS)");
+        }
+    }
+    let caller = match app.auth.authenticate(request.header("authorization")) {
+        Some(caller) => caller,
+        None => {
+            app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            return Response::error(401, "unauthorized").with_header("WWW-Authenticate", "Bearer");
+        }
+    };
+    let content_type = request.header("content-type").unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Response::error(415, "Content-Type must be application/json");
+    }
+    handle_jsonrpc(app, request, &caller)
+}
+
+/// `host` matches an entry `name` (any port), `name:port`, or `name:*`.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    let (name, _port) = split_host_port(&host);
+    allowed.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        entry == host || entry == name || entry.strip_suffix(":*").is_some_and(|e| e == name)
+    })
+}
+
+fn split_host_port(host: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let port = rest[end + 1..].strip_prefix(':');
+            return (&host[..end + 2], port);
+        }
+        return (host, None);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, Some(port)),
+        _ => (host, None),
+    }
+}
+
+/// Loopback origins on any port are always allowed; others must be listed exactly.
+fn origin_allowed(origin: &str, extra: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    if extra.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    let (name, port) = split_host_port(rest);
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Auth
+// Contract: `Authorization: Bearer <token>` must match one configured token; the caller's name
+// (never the token) is what the rest of the request sees. Every comparison is between SHA-256
+// digests, over all tokens, with no early exit, so neither timing nor length tells a guess apart.
+// Tokens come from MCP_AUTH_TOKENS and MCP_AUTH_TOKENS_FILE (their union); the file is re-read
+// on SIGHUP and when its mtime changes, and a bad file keeps the previous tokens.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+#[derive(Clone)]
+struct Token {
+    name: String,
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({}, <secret>)", self.name)
+    }
+}
+
+/// Parses `name:token` or `name:sha256:<64 hex>` entries; blank entries are skipped.
+fn parse_token_list<'a>(entries: impl Iterator<Item = &'a str>) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    for (index, entry) in entries.enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let Some((name, secret)) = entry.split_once(':') else {
+            return Err(format!("entry {} is not name:token", index + 1));
+        };
+        let (name, secret) = (name.trim(), secret.trim());
+        if name.is_empty() || secret.is_empty() {
+            return Err(format!("entry {} has an empty name or token", index + 1));
+        }
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+            return Err(format!("entry {}: caller name {name:?} may only use letters, digits, . _ - @", index + 1));
+        }
+        let digest = match secret.strip_prefix("sha256:") {
+            Some(hex) => parse_hex_digest(hex)
+                .ok_or_else(|| format!("entry {} ({name}): sha256: must be followed by 64 hex digits", index + 1))?,
+            None => sha256(secret.as_bytes()),
+        };
+        tokens.push(Token { name: name.to_string(), digest });
+    }
+    Ok(tokens)
+}
+
+fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+fn read_token_file(path: &str) -> Result<Vec<Token>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let lines = text.lines().map(|line| line.split('#').next().unwrap_or(""));
+    parse_token_list(lines).map_err(|e| format!("{path}: {}", e.replace("entry", "line")))
+}
+
+struct Auth {
+    inline: Vec<Token>,
+    file: Option<String>,
+    file_tokens: RwLock<Vec<Token>>,
+    file_mtime: Mutex<Option<SystemTime>>,
+}
+
+static RELOAD_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+impl Auth {
+    fn new(config: &Config) -> Auth {
+        let auth = Auth {
+            inline: config.inline_tokens.clone(),
+            file: config.tokens_file.clone(),
+            file_tokens: RwLock::new(Vec::new()),
+            file_mtime: Mutex::new(None),
+        };
+        auth.reload_file("start-up");
+        auth
+    }
+
+    fn enabled(&self) -> bool {
+        !self.inline.is_empty() || self.file.is_some()
+    }
+
+    /// The caller's name, or None when the header carries no valid token. With no tokens
+    /// configured (loopback only, enforced by Config) everyone is "anonymous".
+    fn authenticate(&self, header: Option<&str>) -> Option<String> {
+        if !self.enabled() {
+            return Some("anonymous".to_string());
+        }
+        let header = header?.trim();
+        let (scheme, presented) = header.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let presented = sha256(presented.trim().as_bytes());
+        let file_tokens = self.file_tokens.read().unwrap_or_else(|e| e.into_inner());
+        let mut matched: Option<&Token> = None;
+        for token in self.inline.iter().chain(file_tokens.iter()) {
+            if constant_time_eq(&token.digest, &presented) && matched.is_none() {
+                matched = Some(token);
+            }
+        }
+        matched.map(|t| t.name.clone())
+    }
+
+    /// Re-reads the token file; on any problem keeps the tokens it had and logs why.
+    fn reload_file(&self, why: &str) {
+        let Some(path) = &self.file else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        *lock(&self.file_mtime) = mtime;
+        match read_token_file(path) {
+            Ok(tokens) => {
+                let count = tokens.len();
+                *self.file_tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens;
+                log_event("info", "tokens loaded", &[("source", path.as_str()), ("why", why), ("count", &count.to_string())]);
+            }
+            Err(e) => log_event("warn", "token file not reloaded, keeping previous tokens", &[("error", &e)]),
+        }
+    }
+
+    /// Background loop: reload on SIGHUP or when the file's mtime changes.
+    fn watch(&self) {
+        let Some(path) = &self.file else { return };
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if RELOAD_REQUESTED.swap(false, Ordering::SeqCst) {
+                self.reload_file("SIGHUP");
+                continue;
+            }
+            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if mtime != *lock(&self.file_mtime) {
+                self.reload_file("file changed");
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// SHA-256 (FIPS 180-4), written out because one hash function does not justify a crate.
+fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    ];
+    let mut h: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut message = data.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
+    for block in message.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (state, add) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *state = state.wrapping_add(add);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// JSON-RPC / MCP
+// Contract: stateless, one JSON response per POST (never SSE). The era comes from the
+// MCP-Protocol-Version header: 2026-07-28 is served natively (per-request `_meta`, Mcp-Method /
+// Mcp-Name headers, server/discover, resultType, caching hints); an absent header (2025-03-26 is
+// assumed) or a 2025 revision gets the initialize-era protocol; anything else is a 400 naming the
+// versions we speak. Batches exist only in 2025-03-26.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+const MODERN_VERSION: &str = "2026-07-28";
+const LEGACY_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+const SUPPORTED_VERSIONS: [&str; 4] = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"];
+/// How long a modern client may cache tools/list and server/discover: the tool set only changes
+/// with a new binary.
+const CACHE_TTL_MS: u64 = 3_600_000;
+
+const INSTRUCTIONS: &str = "Read-only access to an analytics PostgreSQL database. \
+Typical flow: list_schemas → list_tables(schema) → describe_table(schema, table) → query(sql). \
+`query` runs one SELECT / WITH / VALUES / TABLE statement in PostgreSQL syntax inside a read-only \
+transaction that is always rolled back; nothing can be changed. Results are capped (max_rows, \
+default 1000; truncated=true says a cap was hit, so aggregate or filter instead of paging through \
+raw rows). Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
+Use sample_table to look at a few rows and list_functions for the reporting functions. \
+Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Era {
+    /// initialize-era revisions (2025-03-26 … 2025-11-25); the version the header named.
+    Legacy(&'static str),
+    /// 2026-07-28: stateless, every request carries its version in `_meta`.
+    Modern,
+}
+
+#[derive(Debug)]
+struct RpcError {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+    /// The HTTP status this error travels with (2026-07-28 gives several their own).
+    status: u16,
+}
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> RpcError {
+        RpcError { code, message: message.into(), data: None, status: 200 }
+    }
+    fn invalid_request(message: impl Into<String>) -> RpcError {
+        RpcError { status: 400, ..RpcError::new(-32600, message) }
+    }
+    fn invalid_params(message: impl Into<String>) -> RpcError {
+        RpcError::new(-32602, message)
+    }
+    fn header_mismatch(message: impl Into<String>) -> RpcError {
+        RpcError { status: 400, ..RpcError::new(-32020, message) }
+    }
+    fn unsupported_version(requested: &str) -> RpcError {
+        RpcError {
+            code: -32022,
+            message: format!("Unsupported protocol version {requested:?}; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+            data: Some(json!({ "supported": SUPPORTED_VERSIONS, "requested": requested })),
+            status: 400,
+        }
+    }
+
+    fn to_json(&self, id: &Value) -> String {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(data) = &self.data {
+            error["data"] = data.clone();
+        }
+        json!({ "jsonrpc": "2.0", "id": id, "error": error }).to_string()
+    }
+}
+
+/// What one JSON-RPC message produced.
+enum Outcome {
+    /// A response body (a JSON object) and its HTTP status.
+    Reply(u16, String),
+    /// A notification or a client response: 202 with no body.
+    Accepted,
+}
+
+/// What a request handler needs besides the message: who is asking and the HTTP headers that
+/// 2026-07-28 cross-checks against the body.
+struct CallContext<'a> {
+    app: &'static App,
+    request: &'a Request,
+    caller: &'a str,
+    era: Era,
+}
+
+fn handle_jsonrpc(app: &'static App, request: &Request, caller: &str) -> Response {
+    let message: Value = match serde_json::from_slice(&request.body) {
+        Ok(message) => message,
+        Err(e) => {
+            let error = RpcError { status: 400, ..RpcError::new(-32700, format!("parse error: {e}")) };
+            return Response::json(400, error.to_json(&Value::Null));
+        }
+    };
+    let era = match request.header("mcp-protocol-version") {
+        None => Era::Legacy("2025-03-26"),
+        Some(MODERN_VERSION) => Era::Modern,
+        Some(v) => match LEGACY_VERSIONS.iter().find(|known| **known == v) {
+            Some(known) => Era::Legacy(known),
+            None => {
+                let id = message.get("id").cloned().unwrap_or(Value::Null);
+                return Response::json(400, RpcError::unsupported_version(v).to_json(&id));
+            }
+        },
+    };
+    let context = CallContext { app, request, caller, era };
+    match message {
+        Value::Array(batch) => handle_batch(&context, &batch),
+        single => match handle_message(&context, &single) {
+            Outcome::Reply(status, body) => Response::json(status, body),
+            Outcome::Accepted => Response::empty(202),
+        },
+    }
+}
+
+fn handle_batch(context: &CallContext, batch: &[Value]) -> Response {
+    if context.era != Era::Legacy("2025-03-26") {
+        let error = RpcError::invalid_request("JSON-RPC batches are only supported in protocol version 2025-03-26");
+        return Response::json(400, error.to_json(&Value::Null));
+    }
+    if batch.is_empty() {
+        return Response::json(400, RpcError::invalid_request("empty batch").to_json(&Value::Null));
+    }
+    let replies: Vec<String> = batch
+        .iter()
+        .filter_map(|message| match handle_message(context, message) {
+            Outcome::Reply(_, body) => Some(body),
+            Outcome::Accepted => None,
+        })
+        .collect();
+    if replies.is_empty() {
+        return Response::empty(202);
+    }
+    Response::json(200, format!("[{}]", replies.join(",")))
+}
+
+/// Classifies one message (request, notification, client response, or garbage) and answers it.
+/// A panic inside a handler is caught here and becomes -32603: one bad request never takes the
+/// connection, let alone the process, down.
+fn handle_message(context: &CallContext, message: &Value) -> Outcome {
+    let Some(object) = message.as_object() else {
+        return reply_error(&Value::Null, RpcError::invalid_request("a JSON-RPC message must be an object"));
+    };
+    let id = object.get("id").cloned().unwrap_or(Value::Null);
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return reply_error(&id, RpcError::invalid_request("\"jsonrpc\" must be \"2.0\""));
+    }
+    let Some(method) = object.get("method") else {
+        if object.contains_key("result") || object.contains_key("error") {
+            return Outcome::Accepted; // a client's response to a request we never send
+        }
+        return reply_error(&id, RpcError::invalid_request("missing \"method\""));
+    };
+    let Some(method) = method.as_str() else {
+        return reply_error(&id, RpcError::invalid_request("\"method\" must be a string"));
+    };
+    if !object.contains_key("id") {
+        return Outcome::Accepted; // notifications (initialized, cancelled, …) need no answer
+    }
+    if !(id.is_string() || id.is_i64() || id.is_u64()) {
+        return reply_error(&id, RpcError::invalid_request("\"id\" must be a string or an integer"));
+    }
+    let params = object.get("params").cloned().unwrap_or(Value::Null);
+    if !(params.is_object() || params.is_null()) {
+        return reply_error(&id, RpcError::invalid_params("\"params\" must be an object"));
+    }
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(context, method, &params)))
+        .unwrap_or_else(|panic| {
+            let what = panic_message(&panic);
+            log_event("error", "request handler panicked", &[("method", method), ("panic", &what)]);
+            Err(RpcError::new(-32603, "internal error: the request failed unexpectedly and was logged"))
+        });
+    context.app.metrics.count_rpc(method, started.elapsed());
+    match result {
+        Ok(result) => Outcome::Reply(200, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)),
+        Err(error) => reply_error(&id, error),
+    }
+}
+
+fn reply_error(id: &Value, error: RpcError) -> Outcome {
+    Outcome::Reply(error.status, error.to_json(id))
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Routes a request to its method; the result is a JSON object as text.
+fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<String, RpcError> {
+    match context.era {
+        Era::Legacy(_) => match method {
+            "initialize" => Ok(initialize_result(params)),
+            "ping" => Ok("{}".to_string()),
+            "tools/list" => Ok(TOOLS_LIST_LEGACY.clone()),
+            "tools/call" => call_tool(context, params),
+            _ => Err(RpcError::new(-32601, format!("method not found: {method}"))),
+        },
+        Era::Modern => {
+            check_modern_request(context.request, method, params)?;
+            let result = match method {
+                "server/discover" => discover_result(),
+                "tools/list" => TOOLS_LIST_MODERN.clone(),
+                "tools/call" => call_tool(context, params)?,
+                _ => {
+                    return Err(RpcError {
+                        status: 404,
+                        ..RpcError::new(-32601, format!("method not found in protocol version {MODERN_VERSION}: {method}"))
+                    })
+                }
+            };
+            Ok(with_modern_result_fields(&result))
+        }
+    }
+}
+
+fn server_info() -> Value {
+    json!({ "name": SERVER_NAME, "title": "Analytics (read-only PostgreSQL)", "version": VERSION })
+}
+
+/// Echo a requested initialize-era version we speak; otherwise answer the latest of them.
+fn initialize_result(params: &Value) -> String {
+    let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+    let version = LEGACY_VERSIONS.iter().find(|v| **v == requested).copied().unwrap_or(LEGACY_VERSIONS[0]);
+    json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
+    })
+    .to_string()
+}
+
+fn discover_result() -> String {
+    json!({
+        "supportedVersions": SUPPORTED_VERSIONS,
+        "capabilities": { "tools": { "listChanged": false } },
+        "instructions": INSTRUCTIONS,
+        "ttlMs": CACHE_TTL_MS,
+        "cacheScope": "public",
+    })
+    .to_string()
+}
+
+/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`.
+fn with_modern_result_fields(result: &str) -> String {
+    static FIELDS: Lazy<String> = Lazy::new(|| {
+        let meta = json!({ "io.modelcontextprotocol/serverInfo": { "name": SERVER_NAME, "version": VERSION } });
+        format!(r#""resultType":"complete","_meta":{meta}"#)
+    });
+    let body = result.trim_start().strip_prefix('{').unwrap_or("}");
+    let separator = if body.trim_start().starts_with('}') { "" } else { "," };
+    format!("{{{}{separator}{body}", FIELDS.as_str())
+}
+
+/// The 2026-07-28 request checks, in the spec's order: required `_meta` fields (-32602), then the
+/// headers that must mirror the body (-32020). The version itself was matched from the header.
+fn check_modern_request(request: &Request, method: &str, params: &Value) -> Result<(), RpcError> {
+    let missing_meta = |what: &str| RpcError { status: 400, ..RpcError::invalid_params(format!("params._meta must carry {what}")) };
+    let meta = params.get("_meta").and_then(Value::as_object).ok_or_else(|| missing_meta("the request metadata"))?;
+    let version = meta
+        .get("io.modelcontextprotocol/protocolVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing_meta("io.modelcontextprotocol/protocolVersion"))?;
+    if !meta.get("io.modelcontextprotocol/clientCapabilities").is_some_and(Value::is_object) {
+        return Err(missing_meta("io.modelcontextprotocol/clientCapabilities"));
+    }
+    if version != MODERN_VERSION {
+        return Err(RpcError::header_mismatch(format!(
+            "Header mismatch: MCP-Protocol-Version header value '{MODERN_VERSION}' does not match body value '{version}'"
+        )));
+    }
+    match request.header("mcp-method") {
+        None => return Err(RpcError::header_mismatch("Header mismatch: the Mcp-Method header is required")),
+        Some(header) if header != method => {
+            return Err(RpcError::header_mismatch(format!(
+                "Header mismatch: Mcp-Method header value '{header}' does not match body value '{method}'"
+            )))
+        }
+        Some(_) => {}
+    }
+    if method == "tools/call" {
+        let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+        let header = request
+            .header("mcp-name")
+            .ok_or_else(|| RpcError::header_mismatch("Header mismatch: the Mcp-Name header is required for tools/call"))?;
+        let decoded = decode_header_value(header.trim())
+            .ok_or_else(|| RpcError::header_mismatch("Header mismatch: the Mcp-Name header is not valid =?base64?…?="))?;
+        if decoded != name {
+            return Err(RpcError::header_mismatch(format!(
+                "Header mismatch: Mcp-Name header value '{decoded}' does not match body value '{name}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the `=?base64?…?=` form 2026-07-28 uses for header values that are not plain ASCII.
+fn decode_header_value(value: &str) -> Option<String> {
+    let Some(encoded) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
+        return Some(value.to_string());
+    };
+    String::from_utf8(base64_decode(encoded)?).ok()
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in text.bytes().filter(|b| *b != b'=') {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Tools
+// Contract: the six tools of the Python seed, same names and arguments, so analysts' prompts keep
+// working. Arguments are checked against the same table that produces `inputSchema` (unknown
+// tool or bad arguments → -32602). A tool's answer is one JSON object, sent as structuredContent
+// and as a text block; anything the database or the guard refuses is an `isError` result whose
+// text says what happened and carries the SQLSTATE.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+struct ToolSpec {
+    name: &'static str,
+    title: &'static str,
+    description: &'static str,
+    params: &'static [Param],
+    output_schema: fn() -> Value,
+    run: fn(&App, &Arguments) -> Result<ToolOutput, ToolFailure>,
+}
+
+struct Param {
+    name: &'static str,
+    kind: ParamKind,
+    required: bool,
+    description: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum ParamKind {
+    Text,
+    /// An integer ≥ `min`, `default` when absent.
+    Integer { default: i64, min: i64 },
+}
+
+const SCHEMA_PARAM: Param =
+    Param { name: "schema", kind: ParamKind::Text, required: true, description: "Schema name, exactly as list_schemas shows it" };
+const TABLE_PARAM: Param = Param {
+    name: "table",
+    kind: ParamKind::Text,
+    required: true,
+    description: "Table, view or materialized view name, exactly as list_tables shows it (no quoting)",
+};
+
+static TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        name: "query",
+        title: "Run a read-only SQL query",
+        description: "Run one read-only PostgreSQL SELECT (or WITH / VALUES / TABLE) statement and get the rows back \
+            as JSON objects in column order, with each column's type. Runs in a read-only transaction that is \
+            rolled back; writes, DDL, multiple statements and session changes are refused. At most max_rows rows \
+            (default 1000, server ceiling applies) and a byte budget are returned: truncated=true with \
+            truncated_reason says which cap was hit — aggregate (GROUP BY, count, avg, percentile_cont) or filter \
+            rather than pulling raw rows. Numbers are exact (numeric/int8 as JSON numbers), timestamps are UTC \
+            ISO 8601 text, bytea is \\x hex. Errors carry the SQLSTATE (42501 permission denied, 42601 syntax, \
+            57014 timeout).",
+        params: &[
+            Param { name: "sql", kind: ParamKind::Text, required: true, description: "One SELECT/WITH/VALUES/TABLE statement" },
+            Param {
+                name: "max_rows",
+                kind: ParamKind::Integer { default: 1000, min: 1 },
+                required: false,
+                description: "Most rows to return (values above the server ceiling are lowered to it)",
+            },
+        ],
+        output_schema: query_output_schema,
+        run: tool_query,
+    },
+    ToolSpec {
+        name: "list_schemas",
+        title: "List readable schemas",
+        description: "List the schemas this server can read, with how many tables, views, materialized views and \
+            functions each holds and its comment. Start here.",
+        params: &[],
+        output_schema: list_schemas_output_schema,
+        run: tool_list_schemas,
+    },
+    ToolSpec {
+        name: "list_tables",
+        title: "List tables in a schema",
+        description: "List the tables, views, materialized views, partitioned and foreign tables of one readable \
+            schema, with each one's kind, estimated row count (from statistics, may be approximate or null) and comment.",
+        params: &[SCHEMA_PARAM],
+        output_schema: list_tables_output_schema,
+        run: tool_list_tables,
+    },
+    ToolSpec {
+        name: "describe_table",
+        title: "Describe a table or view",
+        description: "Describe one table, view or materialized view: its columns in order with type, nullability, \
+            default and comment, its primary key and its foreign keys (what each references). Use it before \
+            writing a query.",
+        params: &[SCHEMA_PARAM, TABLE_PARAM],
+        output_schema: describe_table_output_schema,
+        run: tool_describe_table,
+    },
+    ToolSpec {
+        name: "list_functions",
+        title: "List functions in a schema",
+        description: "List the callable functions of a schema (default 'reporting', or the first readable schema \
+            when there is none) with their arguments, result type, kind and comment. Call them from query, e.g. \
+            SELECT * FROM reporting.fn_name(...).",
+        params: &[Param {
+            name: "schema",
+            kind: ParamKind::Text,
+            required: false,
+            description: "Schema name (default 'reporting')",
+        }],
+        output_schema: list_functions_output_schema,
+        run: tool_list_functions,
+    },
+    ToolSpec {
+        name: "sample_table",
+        title: "Sample rows of a table",
+        description: "Return the first n rows (default 20) of a table, view or materialized view, with column \
+            types: a quick look at what the data holds. Same result shape as query.",
+        params: &[
+            SCHEMA_PARAM,
+            TABLE_PARAM,
+            Param {
+                name: "n",
+                kind: ParamKind::Integer { default: 20, min: 1 },
+                required: false,
+                description: "Number of rows (server ceiling applies)",
+            },
+        ],
+        output_schema: query_output_schema,
+        run: tool_sample_table,
+    },
+];
+
+fn input_schema(tool: &ToolSpec) -> Value {
+    let mut properties = Map::new();
+    for param in tool.params {
+        let schema = match param.kind {
+            ParamKind::Text => json!({ "type": "string", "description": param.description }),
+            ParamKind::Integer { default, min } => {
+                json!({ "type": "integer", "minimum": min, "default": default, "description": param.description })
+            }
+        };
+        properties.insert(param.name.to_string(), schema);
+    }
+    let required: Vec<&str> = tool.params.iter().filter(|p| p.required).map(|p| p.name).collect();
+    json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
+}
+
+fn tools_list_json() -> Value {
+    let tools: Vec<Value> = TOOLS
+        .iter()
+        .map(|tool| {
+            json!({
+                "name": tool.name,
+                "title": tool.title,
+                "description": tool.description,
+                "inputSchema": input_schema(tool),
+                "outputSchema": (tool.output_schema)(),
+                "annotations": {
+                    "title": tool.title,
+                    "readOnlyHint": true,
+                    "destructiveHint": false,
+                    "idempotentHint": true,
+                    "openWorldHint": false,
+                },
+            })
+        })
+        .collect();
+    json!({ "tools": tools })
+}
+
+static TOOLS_LIST_LEGACY: Lazy<String> = Lazy::new(|| tools_list_json().to_string());
+static TOOLS_LIST_MODERN: Lazy<String> = Lazy::new(|| {
+    let mut list = tools_list_json();
+    list["ttlMs"] = json!(CACHE_TTL_MS);
+    list["cacheScope"] = json!("public");
+    list.to_string()
+});
+
+fn query_output_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "row_count": { "type": "integer" },
+            "truncated": { "type": "boolean" },
+            "truncated_reason": { "type": ["string", "null"], "enum": ["max_rows", "max_bytes", null] },
+            "columns": { "type": "array", "items": {
+                "type": "object",
+                "properties": { "name": { "type": "string" }, "type": { "type": "string" } },
+                "required": ["name", "type"],
+            }},
+            "rows": { "type": "array", "items": { "type": "object" } },
+        },
+        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows"],
+    })
+}
+
+fn object_list_schema(key: &str, item_properties: Value) -> Value {
+    json!({
+        "type": "object",
+        "properties": { key: { "type": "array", "items": { "type": "object", "properties": item_properties } } },
+        "required": [key],
+    })
+}
+
+fn list_schemas_output_schema() -> Value {
+    let count = json!({ "type": "integer" });
+    object_list_schema(
+        "schemas",
+        json!({ "schema": { "type": "string" }, "tables": count, "views": count, "materialized_views": count,
+                "functions": count, "comment": { "type": ["string", "null"] } }),
+    )
+}
+
+fn list_tables_output_schema() -> Value {
+    let mut schema = object_list_schema(
+        "tables",
+        json!({ "name": { "type": "string" }, "kind": { "type": "string" },
+                "estimated_rows": { "type": ["integer", "null"] }, "comment": { "type": ["string", "null"] } }),
+    );
+    schema["properties"]["schema"] = json!({ "type": "string" });
+    schema
+}
+
+fn describe_table_output_schema() -> Value {
+    let text = json!({ "type": "string" });
+    let names = json!({ "type": "array", "items": { "type": "string" } });
+    json!({
+        "type": "object",
+        "properties": {
+            "schema": text, "table": text, "kind": text, "comment": { "type": ["string", "null"] },
+            "columns": { "type": "array", "items": { "type": "object", "properties": {
+                "name": text, "type": text, "nullable": { "type": "boolean" },
+                "default": { "type": ["string", "null"] }, "comment": { "type": ["string", "null"] } } } },
+            "primary_key": names,
+            "foreign_keys": { "type": "array", "items": { "type": "object", "properties": {
+                "name": text, "columns": names,
+                "references": { "type": "object", "properties": { "schema": text, "table": text, "columns": names } } } } },
+        },
+        "required": ["schema", "table", "kind", "columns", "primary_key", "foreign_keys"],
+    })
+}
+
+fn list_functions_output_schema() -> Value {
+    let mut schema = object_list_schema(
+        "functions",
+        json!({ "name": { "type": "string" }, "arguments": { "type": "string" }, "returns": { "type": ["string", "null"] },
+                "kind": { "type": "string" }, "comment": { "type": ["string", "null"] } }),
+    );
+    schema["properties"]["schema"] = json!({ "type": "string" });
+    schema
+}
+
+/// Validated arguments, defaults filled in.
+struct Arguments(Map<String, Value>);
+
+impl Arguments {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+    fn integer(&self, name: &str) -> i64 {
+        self.0.get(name).and_then(Value::as_i64).unwrap_or(0)
+    }
+}
+
+fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Arguments, RpcError> {
+    let expected = || tool.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
+    let given = match arguments {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(RpcError::invalid_params(format!("{}: arguments must be an object", tool.name))),
+    };
+    if let Some(unknown) = given.keys().find(|k| !tool.params.iter().any(|p| p.name == k.as_str())) {
+        return Err(RpcError::invalid_params(format!(
+            "{}: unknown argument {unknown:?} (expected: {})",
+            tool.name,
+            if tool.params.is_empty() { "none".to_string() } else { expected() }
+        )));
+    }
+    let mut checked = Map::new();
+    for param in tool.params {
+        let value = given.get(param.name).filter(|v| !v.is_null());
+        match (param.kind, value) {
+            (ParamKind::Text, Some(Value::String(s))) => {
+                checked.insert(param.name.into(), Value::String(s.clone()));
+            }
+            (ParamKind::Integer { min, .. }, Some(v)) if v.as_i64().is_some() => {
+                let n = v.as_i64().unwrap_or(min);
+                if n < min {
+                    return Err(RpcError::invalid_params(format!("{}: {} must be at least {min}", tool.name, param.name)));
+                }
+                checked.insert(param.name.into(), json!(n));
+            }
+            (ParamKind::Integer { .. }, Some(Value::Number(n))) if n.is_u64() => {
+                checked.insert(param.name.into(), json!(i64::MAX));
+            }
+            (kind, Some(_)) => {
+                let wanted = if matches!(kind, ParamKind::Text) { "a string" } else { "an integer" };
+                return Err(RpcError::invalid_params(format!("{}: {} must be {wanted}", tool.name, param.name)));
+            }
+            (ParamKind::Integer { default, .. }, None) => {
+                checked.insert(param.name.into(), json!(default));
+            }
+            (ParamKind::Text, None) if param.required => {
+                return Err(RpcError::invalid_params(format!("{}: missing required argument {:?}", tool.name, param.name)));
+            }
+            (ParamKind::Text, None) => {}
+        }
+    }
+    Ok(Arguments(checked))
+}
+
+/// What a tool produced: its structured result as JSON text, plus what the audit line reports.
+struct ToolOutput {
+    json: String,
+    rows: u64,
+    truncated: Option<&'static str>,
+    sql: Option<String>,
+}
+
+impl ToolOutput {
+    fn document(json: String) -> ToolOutput {
+        ToolOutput { json, rows: 0, truncated: None, sql: None }
+    }
+}
+
+/// Why a tool call failed, in words an analyst can act on.
+#[derive(Debug)]
+enum ToolFailure {
+    /// The SQL guard refused the statement before it reached the database.
+    Guard(String),
+    /// PostgreSQL refused or failed the statement.
+    Database { message: String, sqlstate: String },
+    /// No connection came free within MCP_POOL_WAIT_MS.
+    Busy(Duration),
+    /// The database cannot be reached.
+    Unavailable(String),
+    /// A well-formed request naming something that is not there or not readable.
+    NotFound(String),
+}
+
+impl std::fmt::Display for ToolFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolFailure::Guard(reason) => write!(f, "{reason}"),
+            ToolFailure::Database { message, sqlstate } => write!(f, "{message} ({sqlstate})"),
+            ToolFailure::Busy(waited) => write!(
+                f,
+                "server busy: no database connection came free within {} ms; retry shortly",
+                waited.as_millis()
+            ),
+            ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
+            ToolFailure::NotFound(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl ToolFailure {
+    fn outcome(&self) -> &'static str {
+        match self {
+            ToolFailure::Guard(_) => "rejected",
+            ToolFailure::Database { sqlstate, .. } if sqlstate == "57014" => "timeout",
+            ToolFailure::Database { .. } => "db_error",
+            ToolFailure::Busy(_) => "busy",
+            ToolFailure::Unavailable(_) => "unavailable",
+            ToolFailure::NotFound(_) => "not_found",
+        }
+    }
+}
+
+fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("tools/call needs params.name"))?;
+    let tool = TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
+        let known: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+        RpcError::invalid_params(format!("Unknown tool: {name} (tools: {})", known.join(", ")))
+    })?;
+    let arguments = validate_arguments(tool, params.get("arguments"))?;
+    let started = Instant::now();
+    let outcome = (tool.run)(context.app, &arguments);
+    let elapsed = started.elapsed();
+    let (status, rows, truncated, sql) = match &outcome {
+        Ok(out) => ("ok", out.rows, out.truncated, out.sql.clone()),
+        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql").map(String::from)),
+    };
+    context.app.metrics.count_tool(tool.name, status, elapsed, rows, outcome.as_ref().map_or(0, |o| o.json.len()));
+    audit(context.caller, tool.name, status, rows, truncated, elapsed, sql.as_deref());
+    Ok(match outcome {
+        Ok(output) => {
+            let text = Value::String(output.json.clone());
+            format!(r#"{{"content":[{{"type":"text","text":{text}}}],"structuredContent":{},"isError":false}}"#, output.json)
+        }
+        Err(failure) => json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true }).to_string(),
+    })
+}
+
+fn tool_query(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let sql = args.text("sql").unwrap_or("");
+    let statement = check_sql(sql, &app.guard_policy()).map_err(ToolFailure::Guard)?;
+    let cap = (args.integer("max_rows").max(1) as u64).min(app.config.max_rows);
+    let result = app.pool.read_only(|session| session.run_statement(&statement, cap, app.config.max_result_bytes))?;
+    Ok(result.into_output(sql))
+}
+
+fn tool_sample_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let (schema, table) = (args.text("schema").unwrap_or(""), args.text("table").unwrap_or(""));
+    let cap = (args.integer("n").max(1) as u64).min(app.config.max_rows);
+    let readable = app.config.readable_schemas.clone();
+    let (sql, result) = app.pool.read_only(|session| {
+        let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
+        let Some(quoted) = found else { return Ok(Err(relation_not_found(session, &readable, schema, table)?)) };
+        let sql = format!("SELECT * FROM {quoted}");
+        let result = session.run_statement(&sql, cap, app.config.max_result_bytes)?;
+        Ok(Ok((sql, result)))
+    })??;
+    Ok(result.into_output(&sql))
+}
+
+fn tool_list_schemas(app: &App, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let readable = app.config.readable_schemas.clone();
+    let json = app.pool.read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
+    Ok(ToolOutput::document(json.unwrap_or_else(|| r#"{"schemas":[]}"#.into())))
+}
+
+fn tool_list_tables(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let schema = args.text("schema").unwrap_or("");
+    let readable = app.config.readable_schemas.clone();
+    let json = app.pool.read_only(|session| match session.json_document(&LIST_TABLES_SQL, &[&readable, &schema])? {
+        Some(json) => Ok(Ok(json)),
+        None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
+    })??;
+    Ok(ToolOutput::document(json))
+}
+
+fn tool_describe_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let (schema, table) = (args.text("schema").unwrap_or(""), args.text("table").unwrap_or(""));
+    let readable = app.config.readable_schemas.clone();
+    let json = app.pool.read_only(|session| match session.json_document(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table])? {
+        Some(json) => Ok(Ok(json)),
+        None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
+    })??;
+    Ok(ToolOutput::document(json))
+}
+
+fn tool_list_functions(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let explicit = args.text("schema").map(String::from);
+    let wanted = explicit.clone().unwrap_or_else(|| "reporting".into());
+    let fall_back = explicit.is_none();
+    let readable = app.config.readable_schemas.clone();
+    let json = app.pool.read_only(|session| {
+        match session.json_document(&LIST_FUNCTIONS_SQL, &[&readable, &wanted, &fall_back])? {
+            Some(json) => Ok(Ok(json)),
+            None => Ok(Err(schema_not_readable(session, &readable, &wanted)?)),
+        }
+    })??;
+    Ok(ToolOutput::document(json))
+}
+
+fn schema_not_readable(session: &mut Session, readable: &Option<Vec<String>>, schema: &str) -> Result<ToolFailure, DbError> {
+    let names = session.json_document(&READABLE_SCHEMA_NAMES_SQL, &[readable])?.unwrap_or_default();
+    Ok(ToolFailure::NotFound(format!(
+        "schema {schema:?} does not exist or is not readable; readable schemas: {names} (call list_schemas)"
+    )))
+}
+
+fn relation_not_found(
+    session: &mut Session,
+    readable: &Option<Vec<String>>,
+    schema: &str,
+    table: &str,
+) -> Result<ToolFailure, DbError> {
+    let schema_ok = session.json_document(&SCHEMA_IS_READABLE_SQL, &[readable, &schema])?.is_some();
+    if !schema_ok {
+        return schema_not_readable(session, readable, schema);
+    }
+    Ok(ToolFailure::NotFound(format!(
+        "no table, view or materialized view named {table:?} in schema {schema:?} (call list_tables; names are exact, without quotes)"
+    )))
+}
+
+// The introspection queries. PostgreSQL builds every document (json_build_object), so values
+// arrive exactly as the catalog holds them. $1 is MCP_READABLE_SCHEMAS (NULL: every schema the
+// role has USAGE on, minus system schemas).
+const READABLE: &str = "(CASE WHEN $1::text[] IS NULL \
+     THEN has_schema_privilege(n.oid, 'USAGE') AND n.nspname <> 'information_schema' \
+          AND n.nspname !~ '^(pg_|_timescaledb)' \
+     ELSE n.nspname = ANY($1::text[]) END)";
+
+const RELATION_KIND: &str = "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' \
+     WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' END";
+
+const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
+     AND d.objid = p.oid AND d.deptype = 'e')";
+
+static LIST_SCHEMAS_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT json_build_object('schemas', coalesce(json_agg(json_build_object(
+           'schema', n.nspname,
+           'tables', (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r','p','f') AND NOT c.relispartition),
+           'views', (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'v'),
+           'materialized_views', (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'm'),
+           'functions', (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid AND {NOT_EXTENSION_MEMBER}),
+           'comment', obj_description(n.oid, 'pg_namespace')) ORDER BY n.nspname), '[]'::json))::text
+         FROM pg_namespace n WHERE {READABLE}"
+    )
+});
+
+static LIST_TABLES_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT json_build_object('schema', n.nspname, 'tables', coalesce((
+           SELECT json_agg(json_build_object(
+             'name', c.relname, 'kind', {RELATION_KIND},
+             'estimated_rows', CASE WHEN c.relkind = 'p' THEN
+                 (SELECT sum(greatest(ch.reltuples, 0))::bigint FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid WHERE i.inhparent = c.oid)
+               WHEN c.relkind IN ('r','m','f') AND c.reltuples >= 0 THEN c.reltuples::bigint END,
+             'comment', obj_description(c.oid, 'pg_class')) ORDER BY c.relname)
+           FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition),
+           '[]'::json))::text
+         FROM pg_namespace n WHERE n.nspname = $2 AND {READABLE}"
+    )
+});
+
+static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
+    let column_names = |keys: &str, rel: &str| {
+        format!(
+            "(SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]'::json) FROM unnest({keys}) WITH ORDINALITY k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = {rel} AND a.attnum = k.attnum)"
+        )
+    };
+    format!(
+        "SELECT json_build_object('schema', n.nspname, 'table', c.relname, 'kind', {RELATION_KIND},
+           'comment', obj_description(c.oid, 'pg_class'),
+           'columns', coalesce((SELECT json_agg(json_build_object(
+               'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'nullable', NOT a.attnotnull,
+               'default', pg_get_expr(d.adbin, d.adrelid), 'comment', col_description(c.oid, a.attnum)) ORDER BY a.attnum)
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::json),
+           'primary_key', coalesce((SELECT {pk} FROM pg_constraint con WHERE con.conrelid = c.oid AND con.contype = 'p'), '[]'::json),
+           'foreign_keys', coalesce((SELECT json_agg(json_build_object('name', con.conname, 'columns', {fk_cols},
+               'references', json_build_object('schema', fn.nspname, 'table', fc.relname, 'columns', {fk_refs})) ORDER BY con.conname)
+             FROM pg_constraint con JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+             WHERE con.conrelid = c.oid AND con.contype = 'f'), '[]'::json))::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}",
+        pk = column_names("con.conkey", "con.conrelid"),
+        fk_cols = column_names("con.conkey", "con.conrelid"),
+        fk_refs = column_names("con.confkey", "con.confrelid"),
+    )
+});
+
+static LIST_FUNCTIONS_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT json_build_object('schema', t.nspname, 'functions', coalesce((
+           SELECT json_agg(json_build_object('name', p.proname, 'arguments', pg_get_function_arguments(p.oid),
+             'returns', pg_get_function_result(p.oid),
+             'kind', CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END,
+             'comment', obj_description(p.oid, 'pg_proc')) ORDER BY p.proname, pg_get_function_arguments(p.oid))
+           FROM pg_proc p WHERE p.pronamespace = t.oid AND {NOT_EXTENSION_MEMBER}), '[]'::json))::text
+         FROM (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {READABLE} AND (n.nspname = $2 OR $3)
+               ORDER BY n.nspname = $2 DESC, n.nspname LIMIT 1) t"
+    )
+});
+
+static FIND_RELATION_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}"
+    )
+});
+
+static SCHEMA_IS_READABLE_SQL: Lazy<String> =
+    Lazy::new(|| format!("SELECT 'yes' FROM pg_namespace n WHERE n.nspname = $2 AND {READABLE}"));
+
+static READABLE_SCHEMA_NAMES_SQL: Lazy<String> = Lazy::new(|| {
+    format!("SELECT coalesce(string_agg(n.nspname, ', ' ORDER BY n.nspname), '(none)') FROM pg_namespace n WHERE {READABLE}")
+});
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// SQL guard
+// Contract: gives a clean early "no" to anything that is not one read, and closes what a
+// read-only transaction alone would not (session advisory locks, file and network access,
+// dynamic SQL, sleeps). It is not the boundary — the role and the read-only, rolled-back
+// transaction are — so it is precise rather than paranoid: a real lexer (literals, dollar
+// quotes, quoted and U& identifiers, nested comments) means words inside literals, comments
+// and quoted names never count. Returns the statement without its trailing `;`.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    /// An unquoted identifier or keyword, lower-cased.
+    Word(String),
+    /// A "quoted" or U&"quoted" identifier, decoded, case kept.
+    Quoted(String),
+    /// A string literal of any form, or a dollar-quoted body (content not kept).
+    Literal,
+    Number(String),
+    Param,
+    LParen,
+    RParen,
+    Semicolon,
+    Comma,
+    Dot,
+    /// Any operator or other punctuation.
+    Op(String),
+}
+
+/// Splits SQL into tokens the way PostgreSQL's scanner does for everything that matters here:
+/// the tokens, and the byte offset in `sql` where each one starts.
+fn lex(sql: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
+    let chars: Vec<char> = sql.chars().collect();
+    let byte_offsets: Vec<usize> = sql.char_indices().map(|(offset, _)| offset).collect();
+    let mut tokens = Vec::new();
+    let mut starts = Vec::new();
+    let mut token_start = 0;
+    let mut i = 0;
+    let at = |i: usize| chars.get(i).copied().unwrap_or('\0');
+    while i < chars.len() {
+        // Each pass pushes at most one token; record where the previous pass's token began.
+        if tokens.len() > starts.len() {
+            starts.push(byte_offsets[token_start]);
+        }
+        token_start = i;
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && at(i + 1) == '-' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && at(i + 1) == '*' {
+            let mut depth = 0usize;
+            loop {
+                if i >= chars.len() {
+                    return Err("unterminated /* comment".into());
+                }
+                if chars[i] == '/' && at(i + 1) == '*' {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && at(i + 1) == '/' {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else if c == '\'' {
+            i = skip_quoted(&chars, i + 1, '\'', false)?;
+            tokens.push(Tok::Literal);
+        } else if (c == 'e' || c == 'E') && at(i + 1) == '\'' {
+            i = skip_quoted(&chars, i + 2, '\'', true)?;
+            tokens.push(Tok::Literal);
+        } else if matches!(c, 'b' | 'B' | 'x' | 'X' | 'n' | 'N') && at(i + 1) == '\'' {
+            i = skip_quoted(&chars, i + 2, '\'', false)?;
+            tokens.push(Tok::Literal);
+        } else if (c == 'u' || c == 'U') && at(i + 1) == '&' && (at(i + 2) == '\'' || at(i + 2) == '"') {
+            let quote = at(i + 2);
+            let end = skip_quoted(&chars, i + 3, quote, false)?;
+            let raw: String = chars[i + 3..end - 1].iter().collect::<String>().replace(&format!("{quote}{quote}"), &quote.to_string());
+            i = end;
+            let escape = parse_uescape(&chars, &mut i)?;
+            if quote == '"' {
+                tokens.push(Tok::Quoted(decode_unicode_escapes(&raw, escape)?));
+            } else {
+                tokens.push(Tok::Literal);
+            }
+        } else if c == '"' {
+            let end = skip_quoted(&chars, i + 1, '"', false)?;
+            let name: String = chars[i + 1..end - 1].iter().collect::<String>().replace("\"\"", "\"");
+            if name.is_empty() {
+                return Err("zero-length quoted identifier".into());
+            }
+            tokens.push(Tok::Quoted(name));
+            i = end;
+        } else if c == '$' && at(i + 1).is_ascii_digit() {
+            i += 1;
+            while at(i).is_ascii_digit() {
+                i += 1;
+            }
+            tokens.push(Tok::Param);
+        } else if c == '$' && (at(i + 1) == '$' || is_ident_start(at(i + 1))) {
+            let mut j = i + 1;
+            while j < chars.len() && is_ident_char(chars[j]) && chars[j] != '$' {
+                j += 1;
+            }
+            if at(j) != '$' {
+                tokens.push(Tok::Op("$".into()));
+                i += 1;
+                continue;
+            }
+            let tag: String = chars[i..=j].iter().collect();
+            let body_start = j + 1;
+            let tag_chars: Vec<char> = tag.chars().collect();
+            let mut k = body_start;
+            loop {
+                if k + tag_chars.len() > chars.len() {
+                    return Err(format!("unterminated dollar-quoted string {tag}"));
+                }
+                if chars[k..k + tag_chars.len()] == tag_chars[..] {
+                    break;
+                }
+                k += 1;
+            }
+            i = k + tag_chars.len();
+            tokens.push(Tok::Literal);
+        } else if is_ident_start(c) {
+            let start = i;
+            while i < chars.len() && is_ident_char(chars[i]) {
+                i += 1;
+            }
+            tokens.push(Tok::Word(chars[start..i].iter().collect::<String>().to_lowercase()));
+        } else if c.is_ascii_digit() || (c == '.' && at(i + 1).is_ascii_digit()) {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
+                if (chars[i] == 'e' || chars[i] == 'E') && matches!(at(i + 1), '+' | '-') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            tokens.push(Tok::Number(chars[start..i].iter().collect()));
+        } else {
+            i += 1;
+            tokens.push(match c {
+                '(' => Tok::LParen,
+                ')' => Tok::RParen,
+                ';' => Tok::Semicolon,
+                ',' => Tok::Comma,
+                '.' => Tok::Dot,
+                _ => {
+                    let mut op = c.to_string();
+                    while i < chars.len() && "+-*/<>=~!@#%^&|`?:".contains(chars[i]) && !(chars[i] == '-' && at(i + 1) == '-') && !(chars[i] == '/' && at(i + 1) == '*') {
+                        op.push(chars[i]);
+                        i += 1;
+                    }
+                    Tok::Op(op)
+                }
+            });
+        }
+    }
+    if tokens.len() > starts.len() {
+        starts.push(byte_offsets[token_start]);
+    }
+    Ok((tokens, starts))
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_' || (c as u32) >= 0x80
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$' || (c as u32) >= 0x80
+}
+
+/// Skips to just past the closing `quote` (a doubled quote is an escaped one); with
+/// `backslashes`, a backslash escapes the next character (E'…' strings).
+fn skip_quoted(chars: &[char], mut i: usize, quote: char, backslashes: bool) -> Result<usize, String> {
+    loop {
+        match chars.get(i) {
+            None => {
+                return Err(if quote == '"' { "unterminated quoted identifier".into() } else { "unterminated string literal".into() })
+            }
+            Some('\\') if backslashes => i += 2,
+            Some(&c) if c == quote => {
+                if chars.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return Ok(i + 1);
+                }
+            }
+            Some(_) => i += 1,
+        }
+    }
+}
+
+/// Reads an optional `UESCAPE 'c'` after a U& literal; returns the escape character.
+fn parse_uescape(chars: &[char], i: &mut usize) -> Result<char, String> {
+    let mut j = *i;
+    while chars.get(j).is_some_and(|c| c.is_whitespace()) {
+        j += 1;
+    }
+    let word: String = chars.iter().skip(j).take(7).collect();
+    if !word.eq_ignore_ascii_case("uescape") {
+        return Ok('\\');
+    }
+    j += 7;
+    while chars.get(j).is_some_and(|c| c.is_whitespace()) {
+        j += 1;
+    }
+    match (chars.get(j), chars.get(j + 1), chars.get(j + 2)) {
+        (Some('\''), Some(&escape), Some('\'')) if !escape.is_ascii_hexdigit() && !"+'\" ".contains(escape) => {
+            *i = j + 3;
+            Ok(escape)
+        }
+        _ => Err("invalid UESCAPE clause".into()),
+    }
+}
+
+/// Decodes `\XXXX` and `\+XXXXXX` escapes of a U&"…" identifier, so a name spelled in escapes is
+/// checked as the name PostgreSQL will see.
+fn decode_unicode_escapes(raw: &str, escape: char) -> Result<String, String> {
+    let chars: Vec<char> = raw.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != escape {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        if chars.get(i + 1) == Some(&escape) {
+            out.push(escape);
+            i += 2;
+            continue;
+        }
+        let (digits, skip) = if chars.get(i + 1) == Some(&'+') { (6, 2) } else { (4, 1) };
+        let hex: String = chars.iter().skip(i + skip).take(digits).collect();
+        let code = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == digits).and_then(char::from_u32);
+        out.push(code.ok_or("invalid Unicode escape in U& identifier")?);
+        i += skip + digits;
+    }
+    Ok(out)
+}
+
+/// Knobs of the guard that come from configuration.
+#[derive(Debug, Clone, Copy)]
+struct GuardPolicy {
+    /// pg_sleep(n) is allowed only while n stays below the statement timeout.
+    statement_timeout_ms: u64,
+    /// repeat()/lpad()/rpad() may not build a value larger than the result budget.
+    max_result_bytes: u64,
+}
+
+/// Functions refused by name, with the reason the analyst sees. One table, easy to extend: each
+/// entry is a regular expression over the lower-cased function name (anchored at both ends) and,
+/// for extension schemas, the schema the call must be qualified with. Each acts outside the
+/// transaction or outside the database, or runs SQL the guard cannot see.
+static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
+    (None, "pg_(try_)?advisory_lock(_shared)?", "session advisory locks survive ROLLBACK and would leak into the pool"),
+    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
+    (None, "set_config", "set_config changes session settings"),
+    (None, "dblink.*", "dblink opens connections to other databases"),
+    (None, "lo_.*|loread|lowrite", "large-object functions read and write server files and storage"),
+    (None, "pg_read_(binary_)?file", "reads files on the database server"),
+    (None, "pg_ls_.*|pg_stat_file", "inspects files and directories on the database server"),
+    (None, "pg_file_.*", "writes files on the database server (adminpack)"),
+    (None, "pg_(terminate|cancel)_backend", "acts on other sessions"),
+    (None, "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts", "acts on the server process"),
+    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote", "controls backups and WAL"),
+    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state"),
+    (None, "pg_notify", "sends notifications to other sessions"),
+    (None, "txid_.*|pg_current_xact_id(_if_assigned)?", "assigns a transaction id"),
+    (None, "nextval|setval", "changes a sequence, which ROLLBACK does not undo"),
+    (None, "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?", "runs SQL from text or dumps whole objects; use query"),
+    (Some("cron"), ".*", "pg_cron schedules jobs that run outside this transaction"),
+    (None, "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate", "TimescaleDB: rewrites or deletes data"),
+    (None, "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension", "TimescaleDB: schedules or changes background jobs"),
+    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns", "PostGIS: alters tables"),
+];
+
+/// The table above, compiled once into one RegexSet.
+static DANGEROUS_NAMES: Lazy<regex::RegexSet> = Lazy::new(|| {
+    let anchored = DANGEROUS_FUNCTIONS.iter().map(|(_, pattern, _)| format!("^(?:{pattern})$"));
+    regex::RegexSet::new(anchored).unwrap_or_else(|e| panic!("DANGEROUS_FUNCTIONS has an invalid pattern: {e}"))
+});
+
+/// Functions that multiply a value's size by a count argument.
+const SIZE_FUNCTIONS: [&str; 3] = ["repeat", "lpad", "rpad"];
+
+/// Statement keywords that write or change state; they never appear as keywords in a read.
+const WRITE_KEYWORDS: [&str; 4] = ["insert", "update", "delete", "merge"];
+
+/// Checks one statement; Ok(statement without trailing `;`) or Err(reason for the analyst).
+fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
+    let (tokens, starts) = lex(sql)?;
+    let end = tokens.iter().position(|t| *t == Tok::Semicolon).unwrap_or(tokens.len());
+    let statement = sql[..starts.get(end).copied().unwrap_or(sql.len())].trim_end().to_string();
+    if tokens[end..].iter().any(|t| *t != Tok::Semicolon) {
+        return Err("only a single statement is allowed (found more than one; remove everything after the first ';')".into());
+    }
+    let tokens = &tokens[..end];
+    let first_keyword = tokens.iter().find(|t| **t != Tok::LParen);
+    match first_keyword {
+        None => return Err("empty query: send one SELECT/WITH statement".into()),
+        Some(Tok::Word(w)) if matches!(w.as_str(), "select" | "with" | "values" | "table") => {}
+        Some(Tok::Word(w)) => {
+            return Err(format!(
+                "only a single SELECT/WITH statement is allowed (this one starts with {})",
+                w.to_uppercase()
+            ))
+        }
+        Some(_) => return Err("only a single SELECT/WITH statement is allowed".into()),
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        let Tok::Word(word) = token else { continue };
+        let next = tokens.get(i + 1);
+        let word_at = |k: usize| match tokens.get(k) {
+            Some(Tok::Word(w)) => w.as_str(),
+            _ => "",
+        };
+        if WRITE_KEYWORDS.contains(&word.as_str()) {
+            return Err(format!("{} is not allowed: this server only reads", word.to_uppercase()));
+        }
+        if word == "into" {
+            return Err("SELECT … INTO creates a table and is not allowed".into());
+        }
+        if word == "for" && matches!(word_at(i + 1), "share" | "no" | "key" | "update") {
+            return Err("row locks (FOR UPDATE/SHARE/NO KEY UPDATE/KEY SHARE) are not allowed".into());
+        }
+        if word == "with" {
+            check_cte_bodies(tokens, i)?;
+        }
+        if next == Some(&Tok::LParen) {
+            check_function_call(tokens, i, policy)?;
+        }
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        if let (Tok::Quoted(_), Some(Tok::LParen)) = (token, tokens.get(i + 1)) {
+            check_function_call(tokens, i, policy)?;
+        }
+    }
+    Ok(statement)
+}
+
+/// At a WITH keyword: if it opens a CTE list (`name [(cols)] AS [NOT] MATERIALIZED (`), every
+/// body must start as a read. `WITH TIME ZONE`, `WITH ORDINALITY` etc. do not match and pass.
+fn check_cte_bodies(tokens: &[Tok], with_index: usize) -> Result<(), String> {
+    let mut i = with_index + 1;
+    if matches!(tokens.get(i), Some(Tok::Word(w)) if w == "recursive") {
+        i += 1;
+    }
+    loop {
+        if !matches!(tokens.get(i), Some(Tok::Word(_)) | Some(Tok::Quoted(_))) {
+            return Ok(());
+        }
+        i += 1;
+        if tokens.get(i) == Some(&Tok::LParen) {
+            i = matching_paren(tokens, i).ok_or("unbalanced parentheses")? + 1;
+        }
+        if !matches!(tokens.get(i), Some(Tok::Word(w)) if w == "as") {
+            return Ok(());
+        }
+        i += 1;
+        if matches!(tokens.get(i), Some(Tok::Word(w)) if w == "not") {
+            i += 1;
+        }
+        if matches!(tokens.get(i), Some(Tok::Word(w)) if w == "materialized") {
+            i += 1;
+        }
+        if tokens.get(i) != Some(&Tok::LParen) {
+            return Ok(());
+        }
+        let close = matching_paren(tokens, i).ok_or("unbalanced parentheses")?;
+        match tokens[i + 1..close].iter().find(|t| **t != Tok::LParen) {
+            Some(Tok::Word(w)) if matches!(w.as_str(), "select" | "with" | "values" | "table") => {}
+            _ => return Err("every WITH query (CTE) must be a SELECT; data-modifying CTEs are not allowed".into()),
+        }
+        i = close + 1;
+        // SEARCH / CYCLE clauses may follow a recursive CTE before the comma.
+        while let Some(t) = tokens.get(i) {
+            if *t == Tok::Comma || *t == Tok::LParen || matches!(t, Tok::Word(w) if w == "select" || w == "values" || w == "table") {
+                break;
+            }
+            i += 1;
+        }
+        if tokens.get(i) != Some(&Tok::Comma) {
+            return Ok(());
+        }
+        i += 1;
+    }
+}
+
+fn matching_paren(tokens: &[Tok], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, token) in tokens.iter().enumerate().skip(open) {
+        match token {
+            Tok::LParen => depth += 1,
+            Tok::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Checks a call `name(` (possibly `schema.name(`) against the dangerous-function table and the
+/// size and sleep limits.
+fn check_function_call(tokens: &[Tok], index: usize, policy: &GuardPolicy) -> Result<(), String> {
+    let name = match &tokens[index] {
+        Tok::Word(w) => w.clone(),
+        Tok::Quoted(q) => q.to_lowercase(),
+        _ => return Ok(()),
+    };
+    let schema = match (index.checked_sub(1).map(|k| &tokens[k]), index.checked_sub(2).map(|k| &tokens[k])) {
+        (Some(Tok::Dot), Some(Tok::Word(s))) => Some(s.clone()),
+        (Some(Tok::Dot), Some(Tok::Quoted(s))) => Some(s.to_lowercase()),
+        _ => None,
+    };
+    for hit in DANGEROUS_NAMES.matches(&name).iter() {
+        let (required_schema, _, reason) = DANGEROUS_FUNCTIONS[hit];
+        if required_schema.is_none() || required_schema == schema.as_deref() {
+            return Err(format!("function {name}() is not allowed: {reason}"));
+        }
+    }
+    let close = matching_paren(tokens, index + 1).ok_or("unbalanced parentheses")?;
+    let arguments = &tokens[index + 2..close];
+    if name == "pg_sleep" {
+        let seconds = match arguments {
+            [Tok::Number(n)] => n.parse::<f64>().ok(),
+            _ => None,
+        };
+        return match seconds {
+            Some(s) if s * 1000.0 < policy.statement_timeout_ms as f64 => Ok(()),
+            _ => Err(format!(
+                "pg_sleep() is only allowed with a literal number of seconds below the statement timeout ({} ms)",
+                policy.statement_timeout_ms
+            )),
+        };
+    }
+    if SIZE_FUNCTIONS.contains(&name.as_str()) {
+        let nested = arguments.windows(2).any(|w| {
+            matches!((&w[0], &w[1]), (Tok::Word(f), Tok::LParen) if SIZE_FUNCTIONS.contains(&f.as_str()))
+        });
+        if nested {
+            return Err(format!("nested {name}() calls can build values of gigabytes and are not allowed"));
+        }
+        let too_big = arguments.iter().any(|t| match t {
+            Tok::Number(n) => n.parse::<f64>().is_ok_and(|v| v > policy.max_result_bytes as f64),
+            _ => false,
+        });
+        if too_big {
+            return Err(format!(
+                "{name}() with a count above the result budget ({} bytes) is not allowed",
+                policy.max_result_bytes
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Pool and database
+// Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind a counting semaphore of
+// MCP_POOL_MAX permits. Every unit of work runs in `BEGIN READ ONLY` with its settings made
+// `LOCAL` (so nothing depends on server defaults and PgBouncer transaction pooling stays safe),
+// and always ends with ROLLBACK plus `pg_advisory_unlock_all()`. A connection that was lost is
+// discarded (with every idle sibling, which likely died with it) and the work is retried once
+// on a fresh connection if it had produced no rows; any other error keeps the connection and
+// is reported, never retried.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+type DbError = postgres::Error;
+
+static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// A database connection that keeps the open-connection gauge honest when dropped.
+struct PooledClient {
+    client: postgres::Client,
+    idle_since: Instant,
+}
+
+impl Drop for PooledClient {
+    fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Pool {
+    connect_config: postgres::Config,
+    idle: Mutex<Vec<PooledClient>>,
+    permits: Semaphore,
+    idle_limit: Duration,
+    wait_limit: Duration,
+    statement_timeout_ms: u64,
+    begin_sql: String,
+    allow_privileged_role: bool,
+    role_checked: AtomicBool,
+    retries: AtomicU64,
+    disconnects: AtomicU64,
+    db_errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Pool {
+    fn new(config: &Config) -> Pool {
+        let mut connect_config: postgres::Config = config.database_url.parse().unwrap_or_default();
+        if connect_config.get_application_name().is_none() {
+            connect_config.application_name(SERVER_NAME);
+        }
+        if connect_config.get_connect_timeout().is_none() {
+            connect_config.connect_timeout(Duration::from_secs(5));
+        }
+        connect_config.keepalives_idle(Duration::from_secs(60));
+        let timeout = config.statement_timeout_ms;
+        Pool {
+            connect_config,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(config.pool_max),
+            idle_limit: config.pool_idle,
+            wait_limit: config.pool_wait,
+            statement_timeout_ms: timeout,
+            begin_sql: format!(
+                "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout}', true), \
+                 set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
+                 set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
+                 set_config('extra_float_digits', '1', true)"
+            ),
+            allow_privileged_role: config.allow_privileged_role,
+            role_checked: AtomicBool::new(false),
+            retries: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            db_errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Runs `work` in one read-only transaction on a pooled connection (see the section contract).
+    fn read_only<T>(&self, mut work: impl FnMut(&mut Session) -> Result<T, DbError>) -> Result<T, ToolFailure> {
+        let _permit = self.permits.acquire_timeout(self.wait_limit).ok_or(ToolFailure::Busy(self.wait_limit))?;
+        let mut attempt = 0;
+        loop {
+            let mut pooled = if attempt == 0 { self.take_idle() } else { None };
+            if pooled.is_none() {
+                pooled = Some(self.connect().map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?);
+            }
+            let Some(mut pooled) = pooled else { unreachable!("a connection was just taken or opened") };
+            let mut session = Session { client: &mut pooled.client, produced_rows: false };
+            let result = session.client.batch_execute(&self.begin_sql).and_then(|()| work(&mut session));
+            let produced_rows = session.produced_rows;
+            let ended = session.client.batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()");
+            match result {
+                Ok(value) => {
+                    self.give_back(pooled, ended.is_ok());
+                    return Ok(value);
+                }
+                Err(error) if is_disconnect(&error) || pooled.client.is_closed() => {
+                    self.disconnects.fetch_add(1, Ordering::Relaxed);
+                    self.discard_idle();
+                    drop(pooled);
+                    if attempt == 0 && !produced_rows {
+                        attempt += 1;
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        log_event("warn", "database connection lost; retrying once on a fresh connection", &[("error", &describe_db_error(&error))]);
+                        continue;
+                    }
+                    return Err(ToolFailure::Unavailable(format!("connection lost during the query: {}", describe_db_error(&error))));
+                }
+                Err(error) => {
+                    self.give_back(pooled, ended.is_ok());
+                    return Err(self.failure_from(&error));
+                }
+            }
+        }
+    }
+
+    fn failure_from(&self, error: &DbError) -> ToolFailure {
+        let Some(db) = error.as_db_error() else {
+            return ToolFailure::Database { message: error.to_string(), sqlstate: "XX000".into() };
+        };
+        let sqlstate = db.code().code().to_string();
+        *lock(&self.db_errors).entry(sqlstate[..2].to_string()).or_insert(0) += 1;
+        let message = if sqlstate == "57014" && db.message().contains("statement timeout") {
+            format!("statement timeout after {} (the query ran too long; narrow it or aggregate)", human_duration(self.statement_timeout_ms))
+        } else {
+            let mut message = db.message().to_string();
+            if let Some(hint) = db.hint() {
+                let _ = write!(message, "; hint: {hint}");
+            }
+            message
+        };
+        ToolFailure::Database { message, sqlstate }
+    }
+
+    fn take_idle(&self) -> Option<PooledClient> {
+        let mut idle = lock(&self.idle);
+        while let Some(pooled) = idle.pop() {
+            if pooled.idle_since.elapsed() < self.idle_limit && !pooled.client.is_closed() {
+                return Some(pooled);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, mut pooled: PooledClient, healthy: bool) {
+        if healthy && !pooled.client.is_closed() {
+            pooled.idle_since = Instant::now();
+            lock(&self.idle).push(pooled);
+        }
+    }
+
+    /// Drops every idle connection: after one was found dead, its siblings probably are too.
+    fn discard_idle(&self) {
+        let stale: Vec<PooledClient> = lock(&self.idle).drain(..).collect();
+        drop(stale);
+    }
+
+    /// Closes connections idle longer than MCP_POOL_IDLE_S (called periodically).
+    fn reap_idle(&self) {
+        let expired: Vec<PooledClient> = {
+            let mut idle = lock(&self.idle);
+            let (keep, expired): (Vec<_>, Vec<_>) = idle.drain(..).partition(|p| p.idle_since.elapsed() < self.idle_limit);
+            *idle = keep;
+            expired
+        };
+        drop(expired);
+    }
+
+    /// Opens a connection; the first one that succeeds also runs the role check.
+    fn connect(&self) -> Result<PooledClient, DbError> {
+        let client = self.connect_config.connect(postgres::NoTls)?;
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        let mut pooled = PooledClient { client, idle_since: Instant::now() };
+        if !self.role_checked.load(Ordering::SeqCst) {
+            self.check_role(&mut pooled.client);
+        }
+        Ok(pooled)
+    }
+
+    /// /readyz: can we reach the database right now? Never waits for a busy pool (a busy pool
+    /// means the database is answering).
+    fn probe(&self) -> Result<(), ToolFailure> {
+        let Some(_permit) = self.permits.try_acquire() else { return Ok(()) };
+        let mut pooled = match self.take_idle() {
+            Some(pooled) => pooled,
+            None => self.connect().map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
+        };
+        match pooled.client.is_valid(Duration::from_secs(2)) {
+            Ok(()) => {
+                self.give_back(pooled, true);
+                Ok(())
+            }
+            Err(e) => Err(ToolFailure::Unavailable(describe_db_error(&e))),
+        }
+    }
+
+    /// (open, idle, in use, waiting)
+    fn gauges(&self) -> (u64, usize, usize, usize) {
+        let idle = lock(&self.idle).len();
+        let (in_use, waiting) = self.permits.usage();
+        (OPEN_CONNECTIONS.load(Ordering::Relaxed), idle, in_use, waiting)
+    }
+}
+
+fn human_duration(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// A genuine loss of the connection, as opposed to an error the session survives (57014
+/// timeout, syntax, permissions): closed socket, I/O error, SQLSTATE class 08, 57P01–57P03
+/// (admin/crash shutdown, cannot connect now), or any FATAL/PANIC.
+fn is_disconnect(error: &DbError) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("08")
+            || matches!(code, "57P01" | "57P02" | "57P03")
+            || matches!(db.severity(), "FATAL" | "PANIC");
+    }
+    std::error::Error::source(error).is_some_and(|source| source.is::<io::Error>())
+}
+
+fn describe_db_error(error: &DbError) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = error.to_string();
+            if let Some(source) = std::error::Error::source(error) {
+                let _ = write!(text, ": {source}");
+            }
+            text
+        }
+    }
+}
+
+/// One read-only transaction on one connection.
+struct Session<'c> {
+    client: &'c mut postgres::Client,
+    /// Set once rows started arriving: from then on a lost connection is not retried.
+    produced_rows: bool,
+}
+
+/// A query's answer: column metadata and each row as the JSON text PostgreSQL produced.
+struct QueryResult {
+    columns: Vec<(String, String)>,
+    rows: Vec<String>,
+    truncated: Option<&'static str>,
+}
+
+impl QueryResult {
+    fn into_output(self, sql: &str) -> ToolOutput {
+        let mut json = String::with_capacity(self.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 256);
+        let columns: Vec<Value> = self.columns.iter().map(|(name, ty)| json!({ "name": name, "type": ty })).collect();
+        let _ = write!(
+            json,
+            r#"{{"row_count":{},"truncated":{},"truncated_reason":{},"columns":{},"rows":["#,
+            self.rows.len(),
+            self.truncated.is_some(),
+            self.truncated.map_or("null".to_string(), |r| format!("\"{r}\"")),
+            Value::Array(columns),
+        );
+        for (i, row) in self.rows.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(row);
+        }
+        json.push_str("]}");
+        ToolOutput { json, rows: self.rows.len() as u64, truncated: self.truncated, sql: Some(sql.to_string()) }
+    }
+}
+
+impl Session<'_> {
+    /// Runs an introspection query whose single text column is a JSON document; None when it
+    /// returned no row (the schema or table is not there or not readable).
+    fn json_document(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Option<String>, DbError> {
+        let Some(row) = self.client.query_opt(sql, params)? else { return Ok(None) };
+        let document: Option<String> = row.try_get(0)?;
+        // json_build_object pads with spaces; compact it (key order is kept) to spare the model tokens.
+        Ok(document.map(|text| serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())))
+    }
+
+    /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
+    /// the column names and types; then PostgreSQL serialises each row with row_to_json inside
+    /// an outer LIMIT (so rows past the cap are never computed) and withholds any row larger
+    /// than the byte budget (so a huge value never reaches our memory).
+    fn run_statement(&mut self, statement: &str, cap: u64, budget: u64) -> Result<QueryResult, DbError> {
+        let described = self.client.prepare(statement)?;
+        let columns: Vec<(String, String)> =
+            described.columns().iter().map(|c| (c.name().to_string(), display_type_name(c.type_().name()))).collect();
+        drop(described);
+        let keys = unique_column_keys(&columns);
+        let aliases = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("({})", keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", "))
+        };
+        let wrapped = format!(
+            "SELECT CASE WHEN octet_length(j) <= {budget} THEN j END FROM \
+             (SELECT row_to_json(t)::text AS j FROM (\n{statement}\n) AS t{aliases} LIMIT {limit}) AS capped",
+            limit = cap + 1
+        );
+        let mut rows = Vec::new();
+        let mut bytes = 0u64;
+        let mut truncated = None;
+        let no_params: [(&str, postgres::types::Type); 0] = [];
+        let mut stream = self.client.query_typed_raw(&wrapped, no_params)?;
+        use postgres::fallible_iterator::FallibleIterator;
+        while let Some(row) = stream.next()? {
+            self.produced_rows = true;
+            if rows.len() as u64 >= cap {
+                truncated = Some("max_rows");
+                break;
+            }
+            match row.try_get::<_, Option<String>>(0)? {
+                Some(json) if bytes + json.len() as u64 <= budget => {
+                    bytes += json.len() as u64 + 1;
+                    rows.push(json);
+                }
+                _ => {
+                    truncated = Some("max_bytes");
+                    break;
+                }
+            }
+        }
+        let columns = keys.into_iter().zip(columns).map(|(key, (_, ty))| (key, ty)).collect();
+        Ok(QueryResult { columns, rows, truncated })
+    }
+}
+
+/// `_int4` → `int4[]`: PostgreSQL's internal array names are not what an analyst reads.
+fn display_type_name(name: &str) -> String {
+    match name.strip_prefix('_') {
+        Some(element) => format!("{element}[]"),
+        None => name.to_string(),
+    }
+}
+
+/// Row objects need distinct keys: a repeated column name gets `_2`, `_3`, … so no value is lost.
+fn unique_column_keys(columns: &[(String, String)]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::with_capacity(columns.len());
+    for (name, _) in columns {
+        let mut key = name.clone();
+        let mut n = 2;
+        while keys.contains(&key) || (key != *name && columns.iter().any(|(other, _)| *other == key)) {
+            key = format!("{name}_{n}");
+            n += 1;
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Start-up (or first-connect) inspection of the role. Refuses a role that could write or act
+/// outside the database unless MCP_ALLOW_PRIVILEGED_ROLE=1.
+const ROLE_CHECK_SQL: &str = "SELECT r.rolname::text,
+   array_remove(ARRAY[
+     CASE WHEN r.rolsuper THEN 'SUPERUSER' END, CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
+     CASE WHEN r.rolcreatedb THEN 'CREATEDB' END, CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+     CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL)
+   || ARRAY(SELECT 'member of ' || g.rolname FROM pg_roles g
+            WHERE g.rolname IN ('pg_write_server_files', 'pg_read_server_files', 'pg_execute_server_program',
+                                'pg_signal_backend', 'pg_write_all_data')
+              AND pg_has_role(r.oid, g.oid, 'USAGE'))
+   || ARRAY(SELECT 'can write ' || format('%I.%I', n.nspname, c.relname) FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+              AND has_schema_privilege(n.oid, 'USAGE')
+              AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+            ORDER BY 1 LIMIT 5)
+ FROM pg_roles r WHERE r.rolname = current_user";
+
+impl Pool {
+    /// Runs the role check on the first connection that succeeds. A refused role ends the
+    /// process: serving with it would break the server's one promise.
+    fn check_role(&self, client: &mut postgres::Client) {
+        let row = match client.query_one(ROLE_CHECK_SQL, &[]) {
+            Ok(row) => row,
+            Err(e) => {
+                log_event("warn", "role check could not run; will retry on next connect", &[("error", &describe_db_error(&e))]);
+                return;
+            }
+        };
+        if self.role_checked.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let role: String = row.try_get(0).unwrap_or_default();
+        let problems: Vec<String> = row.try_get(1).unwrap_or_default();
+        if problems.is_empty() {
+            log_event("info", "database role checked: read-only", &[("role", &role)]);
+            return;
+        }
+        let list = problems.join(", ");
+        if self.allow_privileged_role {
+            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving with a role that can write or act outside the database !!!",
+                &[("role", &role), ("privileges", &list)]);
+            return;
+        }
+        log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)",
+            &[("role", &role), ("privileges", &list)]);
+        std::process::exit(3);
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Logging and metrics
+// Contract: one line per event on stderr, as text or (MCP_LOG_FORMAT=json) one JSON object per
+// line. Every tool call writes one audit line: time, caller, tool, status, rows, truncated, ms
+// and the SQL cut to 200 characters with newlines escaped. Tokens and passwords never appear.
+// /metrics shows aggregates only: no caller names, no SQL, no tokens.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+static LOG_JSON: AtomicBool = AtomicBool::new(false);
+
+fn log_event(level: &str, message: &str, fields: &[(&str, &str)]) {
+    let mut line = String::with_capacity(160);
+    let time = rfc3339_now();
+    if LOG_JSON.load(Ordering::Relaxed) {
+        let mut object = Map::new();
+        object.insert("ts".into(), json!(time));
+        object.insert("level".into(), json!(level));
+        object.insert("msg".into(), json!(message));
+        for (key, value) in fields {
+            object.insert((*key).into(), json!(value));
+        }
+        line.push_str(&Value::Object(object).to_string());
+    } else {
+        let _ = write!(line, "{time} {:<5} {message}", level.to_uppercase());
+        for (key, value) in fields {
+            if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+                let _ = write!(line, " {key}={}", Value::String((*value).to_string()));
+            } else {
+                let _ = write!(line, " {key}={value}");
+            }
+        }
+    }
+    line.push('\n');
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
+fn audit(caller: &str, tool: &str, status: &str, rows: u64, truncated: Option<&str>, elapsed: Duration, sql: Option<&str>) {
+    let ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
+    let rows = rows.to_string();
+    let mut fields = vec![
+        ("caller", caller),
+        ("tool", tool),
+        ("status", status),
+        ("rows", rows.as_str()),
+        ("truncated", truncated.unwrap_or("no")),
+        ("ms", ms.as_str()),
+    ];
+    let sql = sql.map(audit_sql);
+    if let Some(sql) = &sql {
+        fields.push(("sql", sql));
+    }
+    log_event("info", "audit", &fields);
+}
+
+/// The SQL as the audit line shows it: at most 200 characters, newlines escaped.
+fn audit_sql(sql: &str) -> String {
+    let mut cut: String = sql.trim().chars().take(200).collect();
+    if sql.trim().chars().count() > 200 {
+        cut.push('…');
+    }
+    cut.replace('\\', "\\\\").replace('\r', "\\r").replace('\n', "\\n")
+}
+
+fn rfc3339_now() -> String {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let (days, rem) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one timestamp.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+const LATENCY_BUCKETS_S: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+const RPC_METHODS: [&str; 6] = ["initialize", "ping", "server/discover", "tools/list", "tools/call", "notifications"];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS_S.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS_S) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+#[derive(Default)]
+struct Metrics {
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    rpc: Mutex<BTreeMap<String, u64>>,
+    tools: Mutex<BTreeMap<(String, String), u64>>,
+    tool_latency: Mutex<BTreeMap<String, Histogram>>,
+    rows_returned: AtomicU64,
+    bytes_returned: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
+impl Metrics {
+    fn count_http(&self, method: &str, response: &Response) {
+        let method = match method {
+            "GET" | "POST" | "HEAD" | "DELETE" | "PUT" | "OPTIONS" | "PATCH" => method,
+            "" => "none",
+            _ => "other",
+        };
+        *lock(&self.http).entry((method.to_string(), response.status)).or_insert(0) += 1;
+    }
+
+    fn count_rpc(&self, method: &str, _elapsed: Duration) {
+        let method = RPC_METHODS.iter().find(|m| **m == method).copied().unwrap_or("other");
+        *lock(&self.rpc).entry(method.to_string()).or_insert(0) += 1;
+    }
+
+    fn count_tool(&self, tool: &str, outcome: &str, elapsed: Duration, rows: u64, bytes: usize) {
+        *lock(&self.tools).entry((tool.to_string(), outcome.to_string())).or_insert(0) += 1;
+        lock(&self.tool_latency).entry(tool.to_string()).or_default().observe(elapsed.as_secs_f64());
+        self.rows_returned.fetch_add(rows, Ordering::Relaxed);
+        self.bytes_returned.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format 0.0.4, written by hand.
+    fn render(&self, pool: &Pool) -> String {
+        let mut out = String::with_capacity(4096);
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(&mut out, "mcp_http_requests_total", "counter", "HTTP requests by method and status.");
+        for ((method, status), n) in lock(&self.http).iter() {
+            let _ = writeln!(out, "mcp_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}");
+        }
+        family(&mut out, "mcp_rpc_requests_total", "counter", "JSON-RPC requests by method.");
+        for (method, n) in lock(&self.rpc).iter() {
+            let _ = writeln!(out, "mcp_rpc_requests_total{{method=\"{method}\"}} {n}");
+        }
+        family(&mut out, "mcp_tool_calls_total", "counter", "Tool calls by tool and outcome.");
+        for ((tool, outcome), n) in lock(&self.tools).iter() {
+            let _ = writeln!(out, "mcp_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {n}");
+        }
+        family(&mut out, "mcp_tool_duration_seconds", "histogram", "Tool call latency.");
+        for (tool, histogram) in lock(&self.tool_latency).iter() {
+            for (bound, n) in LATENCY_BUCKETS_S.iter().zip(histogram.buckets) {
+                let _ = writeln!(out, "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"{bound}\"}} {n}");
+            }
+            let _ = writeln!(out, "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"+Inf\"}} {}", histogram.count);
+            let _ = writeln!(out, "mcp_tool_duration_seconds_sum{{tool=\"{tool}\"}} {}", histogram.sum);
+            let _ = writeln!(out, "mcp_tool_duration_seconds_count{{tool=\"{tool}\"}} {}", histogram.count);
+        }
+        let counters = [
+            ("mcp_rows_returned_total", "Rows returned by query and sample_table.", self.rows_returned.load(Ordering::Relaxed)),
+            ("mcp_result_bytes_total", "Bytes of structured tool results.", self.bytes_returned.load(Ordering::Relaxed)),
+            ("mcp_auth_failures_total", "Requests refused for a missing or wrong token.", self.auth_failures.load(Ordering::Relaxed)),
+            ("mcp_db_retries_total", "Work retried on a fresh connection after a disconnect.", pool.retries.load(Ordering::Relaxed)),
+            ("mcp_db_disconnects_total", "Database connections found lost.", pool.disconnects.load(Ordering::Relaxed)),
+        ];
+        for (name, help, value) in counters {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        family(&mut out, "mcp_db_errors_total", "counter", "Database errors by SQLSTATE class.");
+        for (class, n) in lock(&pool.db_errors).iter() {
+            let _ = writeln!(out, "mcp_db_errors_total{{class=\"{class}\"}} {n}");
+        }
+        let (open, idle, in_use, waiting) = pool.gauges();
+        let gauges = [
+            ("mcp_pool_max", "MCP_POOL_MAX.", pool.permits.capacity as u64),
+            ("mcp_pool_open", "Open database connections.", open),
+            ("mcp_pool_idle", "Idle pooled connections.", idle as u64),
+            ("mcp_pool_in_use", "Checked-out connections.", in_use as u64),
+            ("mcp_pool_waiters", "Requests waiting for a connection.", waiting as u64),
+        ];
+        for (name, help, value) in gauges {
+            family(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Main
+// Contract: parse the command line, load the configuration, check the database role when the
+// database is reachable (never block on it), bind, serve until SIGTERM/SIGINT, then drain:
+// stop accepting, let in-flight requests finish within MCP_SHUTDOWN_GRACE_S, exit 0. Signal
+// handlers are installed explicitly, so this works as PID 1 in a container.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// Everything a request can reach. Built once and leaked: it lives as long as the process.
+struct App {
+    config: Config,
+    auth: Auth,
+    pool: Pool,
+    metrics: Metrics,
+    connections: ConnectionRegistry,
+    connection_slots: Semaphore,
+    rejector: Rejector,
+}
+
+impl App {
+    fn draining(&self) -> bool {
+        SHUTDOWN_REQUESTED.load(Ordering::SeqCst)
+    }
+
+    fn guard_policy(&self) -> GuardPolicy {
+        GuardPolicy { statement_timeout_ms: self.config.statement_timeout_ms, max_result_bytes: self.config.max_result_bytes }
+    }
+}
+
+static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
+static LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
+
+mod signals {
+    //! The three signals we handle, via libc's `signal()` (std has no API for it and one
+    //! function does not justify a crate). The handlers only touch atomics and call
+    //! `shutdown(2)`, both async-signal-safe; `shutdown` on the listening socket makes the
+    //! blocked `accept` return so the main loop can drain.
+    use std::sync::atomic::Ordering;
+
+    const SIGHUP: i32 = 1;
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    const SHUT_RDWR: i32 = 2;
+
+    extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+        fn shutdown(fd: i32, how: i32) -> i32;
+    }
+
+    extern "C" fn on_signal(signum: i32) {
+        if signum == SIGHUP {
+            super::RELOAD_REQUESTED.store(true, Ordering::SeqCst);
+            return;
+        }
+        super::SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+        let fd = super::LISTENER_FD.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: shutdown(2) is async-signal-safe and fd is our listening socket.
+            unsafe {
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
+    }
+
+    pub fn install() {
+        for signum in [SIGHUP, SIGINT, SIGTERM] {
+            // SAFETY: installing a handler that only performs async-signal-safe operations.
+            unsafe {
+                signal(signum, on_signal);
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env = |name: &str| std::env::var(name).ok();
+    match args.first().map(String::as_str) {
+        None => serve(&env),
+        Some("--help") | Some("-h") | Some("help") => print!("{}", help_text()),
+        Some("--version") | Some("-V") => println!("{SERVER_NAME} {VERSION}"),
+        Some("check-sql") => std::process::exit(run_check_sql(&args[1..], &env)),
+        Some("healthcheck") => std::process::exit(run_healthcheck(&env)),
+        Some(other) => {
+            eprintln!("{SERVER_NAME}: unknown argument {other:?}; see --help");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
+    let Some(sql) = args.first() else {
+        eprintln!("usage: {SERVER_NAME} check-sql \"<sql>\"");
+        return 2;
+    };
+    let number = |name: &str, default: u64| env(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+    let policy = GuardPolicy {
+        statement_timeout_ms: number("MCP_STATEMENT_TIMEOUT_MS", 30_000),
+        max_result_bytes: number("MCP_MAX_RESULT_BYTES", 1_000_000),
+    };
+    match check_sql(sql, &policy) {
+        Ok(_) => {
+            println!("ALLOW");
+            0
+        }
+        Err(reason) => {
+            println!("REJECT: {reason}");
+            1
+        }
+    }
+}
+
+/// Probes /healthz of a running server, for container HEALTHCHECKs with no shell or curl.
+fn run_healthcheck(env: EnvLookup) -> i32 {
+    let host = env("MCP_HOST").unwrap_or_else(|| "127.0.0.1".into());
+    let host = match host.trim_start_matches('[').trim_end_matches(']') {
+        "0.0.0.0" | "" => "127.0.0.1".to_string(),
+        "::" => "::1".to_string(),
+        other => other.to_string(),
+    };
+    let port = env("MCP_PORT").unwrap_or_else(|| "8892".into());
+    let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let probe = || -> io::Result<bool> {
+        let address = target.to_socket_addrs()?.next().ok_or(io::ErrorKind::NotFound)?;
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.take(4096).read_to_string(&mut response)?;
+        Ok(response.starts_with("HTTP/1.1 200") && response.contains(r#"{"ok":true}"#))
+    };
+    match probe() {
+        Ok(true) => 0,
+        Ok(false) => {
+            eprintln!("healthcheck: {target}/healthz did not answer 200 {{\"ok\":true}}");
+            1
+        }
+        Err(e) => {
+            eprintln!("healthcheck: cannot reach {target}: {e}");
+            1
+        }
+    }
+}
+
+fn serve(env: EnvLookup) {
+    let config = match Config::from_env(env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{SERVER_NAME}: {e}");
+            std::process::exit(2);
+        }
+    };
+    LOG_JSON.store(config.log_json, Ordering::Relaxed);
+    let listener = match TcpListener::bind(config.bind_address()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("{SERVER_NAME}: cannot listen on {}: {e} (set MCP_HOST / MCP_PORT)", config.bind_address());
+            std::process::exit(2);
+        }
+    };
+    let app: &'static App = Box::leak(Box::new(App {
+        auth: Auth::new(&config),
+        pool: Pool::new(&config),
+        metrics: Metrics::default(),
+        connections: ConnectionRegistry::default(),
+        connection_slots: Semaphore::new(config.max_connections),
+        rejector: Rejector::new(),
+        config,
+    }));
+    {
+        use std::os::fd::AsRawFd;
+        LISTENER_FD.store(listener.as_raw_fd(), Ordering::SeqCst);
+    }
+    signals::install();
+    spawn_background("rejector", move || app.rejector.run());
+    spawn_background("token-watcher", move || app.auth.watch());
+    spawn_background("pool-reaper", move || loop {
+        std::thread::sleep((app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
+        app.pool.reap_idle();
+    });
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let auth_mode = if app.auth.enabled() { "bearer tokens" } else { "none (loopback only)" };
+    log_event("info", "listening", &[("address", &address), ("endpoint", "/mcp"), ("auth", auth_mode), ("version", VERSION)]);
+    if let Err(e) = app.pool.probe() {
+        log_event("warn", "database not reachable at start-up; serving anyway, the role is checked on first connect", &[("error", &e.to_string())]);
+    }
+    accept_loop(app, &listener);
+    drain(app);
+}
+
+fn spawn_background(name: &str, work: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(work) {
+        log_event("error", "cannot start background thread", &[("thread", name), ("error", &e.to_string())]);
+    }
+}
+
+fn accept_loop(app: &'static App, listener: &TcpListener) {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(_) if app.draining() => return,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                log_event("warn", "accept failed", &[("error", &e.to_string())]);
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        if app.draining() {
+            return;
+        }
+        let Some(permit) = app.connection_slots.try_acquire() else {
+            app.rejector.reject(stream);
+            continue;
+        };
+        // The permit moves into the thread; `forget`-free: it is re-created from the semaphore.
+        let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+            let _permit = permit;
+            serve_connection(app, stream);
+        });
+        if let Err(e) = spawned {
+            log_event("error", "cannot spawn a connection thread; connection dropped", &[("error", &e.to_string())]);
+        }
+    }
+}
+
+fn drain(app: &'static App) {
+    log_event("info", "shutting down: finishing in-flight requests", &[("grace_s", &app.config.shutdown_grace.as_secs().to_string())]);
+    app.connections.stop_reading_all();
+    let finished = app.connection_slots.wait_idle(Instant::now() + app.config.shutdown_grace);
+    app.pool.discard_idle();
+    if finished {
+        log_event("info", "stopped", &[]);
+    } else {
+        log_event("warn", "stopped with requests still running after the grace period", &[]);
+    }
+    std::process::exit(0);
+}
