@@ -32,25 +32,93 @@ const SERVER_NAME: &str = "analytics-mcp";
 
 /// Every environment variable the server reads, with its default, for `--help` and the README.
 const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("DATABASE_URL", "(required)", "PostgreSQL URL or key=value DSN of the read-only role"),
-    ("MCP_AUTH_TOKENS", "(none)", "name:token,name:token (token may be sha256:<hex>)"),
-    ("MCP_AUTH_TOKENS_FILE", "(none)", "file of name:token lines; re-read on SIGHUP and change"),
+    (
+        "DATABASE_URL",
+        "(required)",
+        "PostgreSQL URL or key=value DSN of the read-only role",
+    ),
+    (
+        "MCP_AUTH_TOKENS",
+        "(none)",
+        "name:token,name:token (token may be sha256:<hex>)",
+    ),
+    (
+        "MCP_AUTH_TOKENS_FILE",
+        "(none)",
+        "file of name:token lines; re-read on SIGHUP and change",
+    ),
     ("MCP_HOST", "127.0.0.1", "address to bind"),
     ("MCP_PORT", "8892", "port to bind"),
-    ("MCP_MAX_ROWS", "10000", "hard ceiling on rows one query returns"),
-    ("MCP_MAX_RESULT_BYTES", "1000000", "byte budget of one result's rows"),
-    ("MCP_STATEMENT_TIMEOUT_MS", "30000", "statement_timeout of every query"),
-    ("MCP_READABLE_SCHEMAS", "(all with USAGE)", "schemas the introspection tools expose"),
-    ("MCP_POOL_MAX", "8", "most database connections open at once"),
-    ("MCP_POOL_IDLE_S", "300", "close pooled connections idle longer than this"),
-    ("MCP_POOL_WAIT_MS", "10000", "longest wait for a free connection before 'server busy'"),
-    ("MCP_MAX_CONNECTIONS", "256", "most HTTP connections served at once (over: 503)"),
-    ("MCP_DNS_REBINDING_PROTECTION", "0", "1: require Host to be in MCP_ALLOWED_HOSTS"),
-    ("MCP_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "Host values allowed (host or host:port)"),
-    ("MCP_ALLOWED_ORIGINS", "(loopback only)", "extra browser Origins allowed"),
-    ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
-    ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
-    ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+    (
+        "MCP_MAX_ROWS",
+        "10000",
+        "hard ceiling on rows one query returns",
+    ),
+    (
+        "MCP_MAX_RESULT_BYTES",
+        "1000000",
+        "byte budget of one result's rows",
+    ),
+    (
+        "MCP_STATEMENT_TIMEOUT_MS",
+        "30000",
+        "statement_timeout of every query",
+    ),
+    (
+        "MCP_READABLE_SCHEMAS",
+        "(all with USAGE)",
+        "schemas the introspection tools expose",
+    ),
+    (
+        "MCP_POOL_MAX",
+        "8",
+        "most database connections open at once",
+    ),
+    (
+        "MCP_POOL_IDLE_S",
+        "300",
+        "close pooled connections idle longer than this",
+    ),
+    (
+        "MCP_POOL_WAIT_MS",
+        "10000",
+        "longest wait for a free connection before 'server busy'",
+    ),
+    (
+        "MCP_MAX_CONNECTIONS",
+        "256",
+        "most HTTP connections served at once (over: 503)",
+    ),
+    (
+        "MCP_DNS_REBINDING_PROTECTION",
+        "0",
+        "1: require Host to be in MCP_ALLOWED_HOSTS",
+    ),
+    (
+        "MCP_ALLOWED_HOSTS",
+        "localhost,127.0.0.1,[::1]",
+        "Host values allowed (host or host:port)",
+    ),
+    (
+        "MCP_ALLOWED_ORIGINS",
+        "(loopback only)",
+        "extra browser Origins allowed",
+    ),
+    (
+        "MCP_ALLOW_PRIVILEGED_ROLE",
+        "0",
+        "1: serve even if the role can write (loud warning)",
+    ),
+    (
+        "MCP_SHUTDOWN_GRACE_S",
+        "20",
+        "on SIGTERM, how long in-flight requests may finish",
+    ),
+    (
+        "MCP_LOG_FORMAT",
+        "text",
+        "text or json (one object per line)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -90,12 +158,18 @@ type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl Config {
     fn from_env(env: EnvLookup) -> Result<Config, ConfigError> {
-        let get = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let database_url = get("DATABASE_URL").ok_or_else(|| {
             ConfigError("DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db)".into())
         })?;
         database_url.parse::<postgres::Config>().map_err(|e| {
-            ConfigError(format!("DATABASE_URL is not a valid PostgreSQL connection string: {e}"))
+            ConfigError(format!(
+                "DATABASE_URL is not a valid PostgreSQL connection string: {e}"
+            ))
         })?;
         let inline_tokens = match get("MCP_AUTH_TOKENS") {
             Some(list) => parse_token_list(list.split(','))
@@ -111,12 +185,18 @@ impl Config {
         let allowed_hosts = get("MCP_ALLOWED_HOSTS")
             .map(|s| split_list(&s))
             .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]);
-        let allowed_origins = get("MCP_ALLOWED_ORIGINS").map(|s| split_list(&s)).unwrap_or_default();
+        let allowed_origins = get("MCP_ALLOWED_ORIGINS")
+            .map(|s| split_list(&s))
+            .unwrap_or_default();
         let log_format = get("MCP_LOG_FORMAT").unwrap_or_else(|| "text".into());
         let log_json = match log_format.as_str() {
             "text" => false,
             "json" => true,
-            other => return Err(ConfigError(format!("MCP_LOG_FORMAT must be text or json, not {other:?}"))),
+            other => {
+                return Err(ConfigError(format!(
+                    "MCP_LOG_FORMAT must be text or json, not {other:?}"
+                )))
+            }
         };
         let config = Config {
             database_url,
@@ -124,18 +204,42 @@ impl Config {
             inline_tokens,
             tokens_file,
             max_rows: parse_number(&get, "MCP_MAX_ROWS", 10_000, 1, 1_000_000)?,
-            max_result_bytes: parse_number(&get, "MCP_MAX_RESULT_BYTES", 1_000_000, 1024, 100_000_000)?,
-            statement_timeout_ms: parse_number(&get, "MCP_STATEMENT_TIMEOUT_MS", 30_000, 1, 86_400_000)?,
+            max_result_bytes: parse_number(
+                &get,
+                "MCP_MAX_RESULT_BYTES",
+                1_000_000,
+                1024,
+                100_000_000,
+            )?,
+            statement_timeout_ms: parse_number(
+                &get,
+                "MCP_STATEMENT_TIMEOUT_MS",
+                30_000,
+                1,
+                86_400_000,
+            )?,
             readable_schemas,
             pool_max: parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize,
             pool_idle: Duration::from_secs(parse_number(&get, "MCP_POOL_IDLE_S", 300, 1, 86_400)?),
-            pool_wait: Duration::from_millis(parse_number(&get, "MCP_POOL_WAIT_MS", 10_000, 1, 600_000)?),
+            pool_wait: Duration::from_millis(parse_number(
+                &get,
+                "MCP_POOL_WAIT_MS",
+                10_000,
+                1,
+                600_000,
+            )?),
             max_connections: parse_number(&get, "MCP_MAX_CONNECTIONS", 256, 1, 100_000)? as usize,
             dns_rebinding_protection: parse_flag(&get, "MCP_DNS_REBINDING_PROTECTION")?,
             allowed_hosts,
             allowed_origins,
             allow_privileged_role: parse_flag(&get, "MCP_ALLOW_PRIVILEGED_ROLE")?,
-            shutdown_grace: Duration::from_secs(parse_number(&get, "MCP_SHUTDOWN_GRACE_S", 20, 0, 3600)?),
+            shutdown_grace: Duration::from_secs(parse_number(
+                &get,
+                "MCP_SHUTDOWN_GRACE_S",
+                20,
+                0,
+                3600,
+            )?),
             log_json,
             host,
         };
@@ -160,7 +264,11 @@ impl Config {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn parse_number(
@@ -170,10 +278,14 @@ fn parse_number(
     min: u64,
     max: u64,
 ) -> Result<u64, ConfigError> {
-    let Some(raw) = get(name) else { return Ok(default) };
+    let Some(raw) = get(name) else {
+        return Ok(default);
+    };
     match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError(format!("{name} must be a whole number from {min} to {max}, not {raw:?}"))),
+        _ => Err(ConfigError(format!(
+            "{name} must be a whole number from {min} to {max}, not {raw:?}"
+        ))),
     }
 }
 
@@ -190,7 +302,9 @@ fn is_loopback_host(host: &str) -> bool {
     if bare.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    bare.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    bare.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
 }
 
 fn help_text() -> String {
@@ -204,7 +318,9 @@ fn help_text() -> String {
     for (name, default, what) in ENV_VARS {
         let _ = writeln!(out, "  {name:<30} {what} ({default})");
     }
-    out.push_str("\nSignals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads MCP_AUTH_TOKENS_FILE.\n");
+    out.push_str(
+        "\nSignals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads MCP_AUTH_TOKENS_FILE.\n",
+    );
     out
 }
 
@@ -238,7 +354,10 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the client asked for the connection to stay open after this request.
@@ -264,7 +383,12 @@ struct Response {
 
 impl Response {
     fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
-        Response { status, headers: vec![("Content-Type", content_type.to_string())], body, close: false }
+        Response {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body,
+            close: false,
+        }
     }
 
     fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
@@ -272,7 +396,12 @@ impl Response {
     }
 
     fn empty(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new(), close: false }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: false,
+        }
     }
 
     /// A JSON error body `{"error": "..."}` for failures outside JSON-RPC.
@@ -292,7 +421,12 @@ impl Response {
 
     fn serialize(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 256);
-        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status));
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\n",
+            self.status,
+            reason_phrase(self.status)
+        );
         for (name, value) in &self.headers {
             let _ = write!(out, "{name}: {value}\r\n");
         }
@@ -300,7 +434,11 @@ impl Response {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         out.extend_from_slice(b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
-        out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+        out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
         if !head_only {
             out.extend_from_slice(&self.body);
         }
@@ -368,7 +506,12 @@ impl Conn {
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(io::ErrorKind::TimedOut.into())
                 }
                 Err(e) => return Err(e),
@@ -383,8 +526,12 @@ impl Conn {
             match self.fill(Instant::now() + idle) {
                 Ok(true) => {}
                 Ok(false) => return Err(ReadError::Gone),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && idle == IDLE_TIMEOUT => return Err(ReadError::Gone),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(reject(408, "request head timed out")),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && idle == IDLE_TIMEOUT => {
+                    return Err(ReadError::Gone)
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(reject(408, "request head timed out"))
+                }
                 Err(_) => return Err(ReadError::Gone),
             }
         }
@@ -406,7 +553,11 @@ impl Conn {
             }
         };
         self.buf.drain(..head_len);
-        if content_length > 0 && request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        if content_length > 0
+            && request
+                .header("expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        {
             let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
@@ -434,7 +585,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, ReadError> 
     let head_len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(reject(431, "more than 100 request headers")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(431, "more than 100 request headers"))
+        }
         Err(e) => return Err(reject(400, &format!("malformed request head: {e}"))),
     };
     if head_len > MAX_HEAD_BYTES {
@@ -443,7 +596,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, ReadError> 
     let version = parsed.version.unwrap_or(1);
     let mut request = Request {
         method: parsed.method.unwrap_or("").to_string(),
-        path: parsed.path.unwrap_or("/").split('?').next().unwrap_or("/").to_string(),
+        path: parsed
+            .path
+            .unwrap_or("/")
+            .split('?')
+            .next()
+            .unwrap_or("/")
+            .to_string(),
         http10: version == 0,
         ..Request::default()
     };
@@ -453,10 +612,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, ReadError> 
         let value = String::from_utf8_lossy(header.value).trim().to_string();
         match name.as_str() {
             "transfer-encoding" => {
-                return Err(reject(411, "chunked request bodies are not supported: send Content-Length"))
+                return Err(reject(
+                    411,
+                    "chunked request bodies are not supported: send Content-Length",
+                ))
             }
             "content-length" => {
-                let n = value.parse::<u64>().map_err(|_| reject(400, "invalid Content-Length"))?;
+                let n = value
+                    .parse::<u64>()
+                    .map_err(|_| reject(400, "invalid Content-Length"))?;
                 if content_length.is_some_and(|seen| seen as u64 != n) {
                     return Err(reject(400, "conflicting Content-Length headers"));
                 }
@@ -477,7 +641,10 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let registration = app.connections.register(&stream);
-    let mut conn = Conn { stream, buf: Vec::new() };
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+    };
     let mut idle = HEAD_TIMEOUT;
     loop {
         let (method, response, keep_alive) = match conn.read_request(idle) {
@@ -492,7 +659,12 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
         let keep_alive = keep_alive && !response.close;
         let head_only = method == "HEAD";
         app.metrics.count_http(&method, &response);
-        if conn.stream.write_all(&response.serialize(head_only, keep_alive)).is_err() || !keep_alive {
+        if conn
+            .stream
+            .write_all(&response.serialize(head_only, keep_alive))
+            .is_err()
+            || !keep_alive
+        {
             break;
         }
         idle = IDLE_TIMEOUT;
@@ -548,7 +720,10 @@ const MAX_LINGERING: usize = 4096;
 
 impl Rejector {
     fn new() -> Rejector {
-        Rejector { lingering: Mutex::new(Vec::new()), wake: Condvar::new() }
+        Rejector {
+            lingering: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+        }
     }
 
     fn reject(&self, stream: TcpStream) {
@@ -621,7 +796,14 @@ struct Permit<'a> {
 
 impl Semaphore {
     fn new(capacity: usize) -> Semaphore {
-        Semaphore { state: Mutex::new(SemaphoreState { in_use: 0, waiting: 0 }), changed: Condvar::new(), capacity }
+        Semaphore {
+            state: Mutex::new(SemaphoreState {
+                in_use: 0,
+                waiting: 0,
+            }),
+            changed: Condvar::new(),
+            capacity,
+        }
     }
 
     fn try_acquire(&self) -> Option<Permit<'_>> {
@@ -645,7 +827,11 @@ impl Semaphore {
                 state.waiting -= 1;
                 return None;
             }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         state.waiting -= 1;
         state.in_use += 1;
@@ -666,7 +852,11 @@ impl Semaphore {
             if now >= deadline {
                 return false;
             }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -694,16 +884,19 @@ fn route(app: &'static App, request: &Request) -> Response {
     match request.path.as_str() {
         "/mcp" | "/" => match request.method.as_str() {
             "POST" => handle_mcp_post(app, request),
-            _ => Response::error(405, "the MCP endpoint accepts POST only").with_header("Allow", "POST"),
+            _ => Response::error(405, "the MCP endpoint accepts POST only")
+                .with_header("Allow", "POST"),
         },
         "/healthz" if get_like => Response::json(200, r#"{"ok":true}"#),
         "/readyz" if get_like => match app.pool.probe() {
             Ok(()) => Response::json(200, r#"{"ok":true,"database":"up"}"#),
             Err(_) => Response::json(503, r#"{"ok":false,"database":"down"}"#),
         },
-        "/metrics" if get_like => {
-            Response::new(200, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render(&app.pool).into_bytes())
-        }
+        "/metrics" if get_like => Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            app.metrics.render(&app.pool).into_bytes(),
+        ),
         "/healthz" | "/readyz" | "/metrics" => {
             Response::error(405, "this endpoint accepts GET only").with_header("Allow", "GET, HEAD")
         }
@@ -717,7 +910,10 @@ fn handle_mcp_post(app: &'static App, request: &Request) -> Response {
     if app.config.dns_rebinding_protection {
         let host = request.header("host").unwrap_or("");
         if !host_allowed(host, &app.config.allowed_hosts) {
-            return Response::error(403, "forbidden: Host header not allowed (MCP_ALLOWED_HOSTS)");
+            return Response::error(
+                403,
+                "forbidden: Host header not allowed (MCP_ALLOWED_HOSTS)",
+            );
         }
     }
     if let Some(origin) = request.header("origin") {
@@ -767,10 +963,16 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 /// Loopback origins on any port are always allowed; others must be listed exactly.
 fn origin_allowed(origin: &str, extra: &[String]) -> bool {
     let origin = origin.trim_end_matches('/');
-    if extra.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+    if extra
+        .iter()
+        .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
         return true;
     }
-    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
         return false;
     };
     let (name, port) = split_host_port(rest);
@@ -814,15 +1016,28 @@ fn parse_token_list<'a>(entries: impl Iterator<Item = &'a str>) -> Result<Vec<To
         if name.is_empty() || secret.is_empty() {
             return Err(format!("entry {} has an empty name or token", index + 1));
         }
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
-            return Err(format!("entry {}: caller name {name:?} may only use letters, digits, . _ - @", index + 1));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        {
+            return Err(format!(
+                "entry {}: caller name {name:?} may only use letters, digits, . _ - @",
+                index + 1
+            ));
         }
         let digest = match secret.strip_prefix("sha256:") {
-            Some(hex) => parse_hex_digest(hex)
-                .ok_or_else(|| format!("entry {} ({name}): sha256: must be followed by 64 hex digits", index + 1))?,
+            Some(hex) => parse_hex_digest(hex).ok_or_else(|| {
+                format!(
+                    "entry {} ({name}): sha256: must be followed by 64 hex digits",
+                    index + 1
+                )
+            })?,
             None => sha256(secret.as_bytes()),
         };
-        tokens.push(Token { name: name.to_string(), digest });
+        tokens.push(Token {
+            name: name.to_string(),
+            digest,
+        });
     }
     Ok(tokens)
 }
@@ -840,7 +1055,9 @@ fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
 
 fn read_token_file(path: &str) -> Result<Vec<Token>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let lines = text.lines().map(|line| line.split('#').next().unwrap_or(""));
+    let lines = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""));
     parse_token_list(lines).map_err(|e| format!("{path}: {}", e.replace("entry", "line")))
 }
 
@@ -900,9 +1117,21 @@ impl Auth {
             Ok(tokens) => {
                 let count = tokens.len();
                 *self.file_tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens;
-                log_event("info", "tokens loaded", &[("source", path.as_str()), ("why", why), ("count", &count.to_string())]);
+                log_event(
+                    "info",
+                    "tokens loaded",
+                    &[
+                        ("source", path.as_str()),
+                        ("why", why),
+                        ("count", &count.to_string()),
+                    ],
+                );
             }
-            Err(e) => log_event("warn", "token file not reloaded, keeping previous tokens", &[("error", &e)]),
+            Err(e) => log_event(
+                "warn",
+                "token file not reloaded, keeping previous tokens",
+                &[("error", &e)],
+            ),
         }
     }
 
@@ -934,17 +1163,21 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// SHA-256 (FIPS 180-4), written out because one hash function does not justify a crate.
 fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
     ];
-    let mut h: [u32; 8] =
-        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
     let mut message = data.to_vec();
     message.push(0x80);
     while message.len() % 64 != 56 {
@@ -959,13 +1192,20 @@ fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
         for i in 0..64 {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let maj = (a & b) ^ (a & c) ^ (b & c);
             let t2 = s0.wrapping_add(maj);
@@ -1033,21 +1273,35 @@ struct RpcError {
 
 impl RpcError {
     fn new(code: i64, message: impl Into<String>) -> RpcError {
-        RpcError { code, message: message.into(), data: None, status: 200 }
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+            status: 200,
+        }
     }
     fn invalid_request(message: impl Into<String>) -> RpcError {
-        RpcError { status: 400, ..RpcError::new(-32600, message) }
+        RpcError {
+            status: 400,
+            ..RpcError::new(-32600, message)
+        }
     }
     fn invalid_params(message: impl Into<String>) -> RpcError {
         RpcError::new(-32602, message)
     }
     fn header_mismatch(message: impl Into<String>) -> RpcError {
-        RpcError { status: 400, ..RpcError::new(-32020, message) }
+        RpcError {
+            status: 400,
+            ..RpcError::new(-32020, message)
+        }
     }
     fn unsupported_version(requested: &str) -> RpcError {
         RpcError {
             code: -32022,
-            message: format!("Unsupported protocol version {requested:?}; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+            message: format!(
+                "Unsupported protocol version {requested:?}; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
             data: Some(json!({ "supported": SUPPORTED_VERSIONS, "requested": requested })),
             status: 400,
         }
@@ -1083,7 +1337,10 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &str) -> Respons
     let message: Value = match serde_json::from_slice(&request.body) {
         Ok(message) => message,
         Err(e) => {
-            let error = RpcError { status: 400, ..RpcError::new(-32700, format!("parse error: {e}")) };
+            let error = RpcError {
+                status: 400,
+                ..RpcError::new(-32700, format!("parse error: {e}"))
+            };
             return Response::json(400, error.to_json(&Value::Null));
         }
     };
@@ -1098,7 +1355,12 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &str) -> Respons
             }
         },
     };
-    let context = CallContext { app, request, caller, era };
+    let context = CallContext {
+        app,
+        request,
+        caller,
+        era,
+    };
     match message {
         Value::Array(batch) => handle_batch(&context, &batch),
         single => match handle_message(&context, &single) {
@@ -1110,11 +1372,16 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &str) -> Respons
 
 fn handle_batch(context: &CallContext, batch: &[Value]) -> Response {
     if context.era != Era::Legacy("2025-03-26") {
-        let error = RpcError::invalid_request("JSON-RPC batches are only supported in protocol version 2025-03-26");
+        let error = RpcError::invalid_request(
+            "JSON-RPC batches are only supported in protocol version 2025-03-26",
+        );
         return Response::json(400, error.to_json(&Value::Null));
     }
     if batch.is_empty() {
-        return Response::json(400, RpcError::invalid_request("empty batch").to_json(&Value::Null));
+        return Response::json(
+            400,
+            RpcError::invalid_request("empty batch").to_json(&Value::Null),
+        );
     }
     let replies: Vec<String> = batch
         .iter()
@@ -1134,11 +1401,17 @@ fn handle_batch(context: &CallContext, batch: &[Value]) -> Response {
 /// connection, let alone the process, down.
 fn handle_message(context: &CallContext, message: &Value) -> Outcome {
     let Some(object) = message.as_object() else {
-        return reply_error(&Value::Null, RpcError::invalid_request("a JSON-RPC message must be an object"));
+        return reply_error(
+            &Value::Null,
+            RpcError::invalid_request("a JSON-RPC message must be an object"),
+        );
     };
     let id = object.get("id").cloned().unwrap_or(Value::Null);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return reply_error(&id, RpcError::invalid_request("\"jsonrpc\" must be \"2.0\""));
+        return reply_error(
+            &id,
+            RpcError::invalid_request("\"jsonrpc\" must be \"2.0\""),
+        );
     }
     let Some(method) = object.get("method") else {
         if object.contains_key("result") || object.contains_key("error") {
@@ -1147,28 +1420,49 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
         return reply_error(&id, RpcError::invalid_request("missing \"method\""));
     };
     let Some(method) = method.as_str() else {
-        return reply_error(&id, RpcError::invalid_request("\"method\" must be a string"));
+        return reply_error(
+            &id,
+            RpcError::invalid_request("\"method\" must be a string"),
+        );
     };
     if !object.contains_key("id") {
         return Outcome::Accepted; // notifications (initialized, cancelled, …) need no answer
     }
     if !(id.is_string() || id.is_i64() || id.is_u64()) {
-        return reply_error(&id, RpcError::invalid_request("\"id\" must be a string or an integer"));
+        return reply_error(
+            &id,
+            RpcError::invalid_request("\"id\" must be a string or an integer"),
+        );
     }
     let params = object.get("params").cloned().unwrap_or(Value::Null);
     if !(params.is_object() || params.is_null()) {
-        return reply_error(&id, RpcError::invalid_params("\"params\" must be an object"));
+        return reply_error(
+            &id,
+            RpcError::invalid_params("\"params\" must be an object"),
+        );
     }
     let started = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(context, method, &params)))
-        .unwrap_or_else(|panic| {
-            let what = panic_message(&panic);
-            log_event("error", "request handler panicked", &[("method", method), ("panic", &what)]);
-            Err(RpcError::new(-32603, "internal error: the request failed unexpectedly and was logged"))
-        });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(context, method, &params)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic_message(&panic);
+        log_event(
+            "error",
+            "request handler panicked",
+            &[("method", method), ("panic", &what)],
+        );
+        Err(RpcError::new(
+            -32603,
+            "internal error: the request failed unexpectedly and was logged",
+        ))
+    });
     context.app.metrics.count_rpc(method, started.elapsed());
     match result {
-        Ok(result) => Outcome::Reply(200, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)),
+        Ok(result) => Outcome::Reply(
+            200,
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#),
+        ),
         Err(error) => reply_error(&id, error),
     }
 }
@@ -1197,17 +1491,21 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
         },
         Era::Modern => {
             check_modern_request(context.request, method, params)?;
-            let result = match method {
-                "server/discover" => discover_result(),
-                "tools/list" => TOOLS_LIST_MODERN.clone(),
-                "tools/call" => call_tool(context, params)?,
-                _ => {
-                    return Err(RpcError {
+            let result =
+                match method {
+                    "server/discover" => discover_result(),
+                    "tools/list" => TOOLS_LIST_MODERN.clone(),
+                    "tools/call" => call_tool(context, params)?,
+                    _ => return Err(RpcError {
                         status: 404,
-                        ..RpcError::new(-32601, format!("method not found in protocol version {MODERN_VERSION}: {method}"))
-                    })
-                }
-            };
+                        ..RpcError::new(
+                            -32601,
+                            format!(
+                                "method not found in protocol version {MODERN_VERSION}: {method}"
+                            ),
+                        )
+                    }),
+                };
             Ok(with_modern_result_fields(&result))
         }
     }
@@ -1219,8 +1517,15 @@ fn server_info() -> Value {
 
 /// Echo a requested initialize-era version we speak; otherwise answer the latest of them.
 fn initialize_result(params: &Value) -> String {
-    let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
-    let version = LEGACY_VERSIONS.iter().find(|v| **v == requested).copied().unwrap_or(LEGACY_VERSIONS[0]);
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = LEGACY_VERSIONS
+        .iter()
+        .find(|v| **v == requested)
+        .copied()
+        .unwrap_or(LEGACY_VERSIONS[0]);
     json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false } },
@@ -1248,20 +1553,33 @@ fn with_modern_result_fields(result: &str) -> String {
         format!(r#""resultType":"complete","_meta":{meta}"#)
     });
     let body = result.trim_start().strip_prefix('{').unwrap_or("}");
-    let separator = if body.trim_start().starts_with('}') { "" } else { "," };
+    let separator = if body.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
     format!("{{{}{separator}{body}", FIELDS.as_str())
 }
 
 /// The 2026-07-28 request checks, in the spec's order: required `_meta` fields (-32602), then the
 /// headers that must mirror the body (-32020). The version itself was matched from the header.
 fn check_modern_request(request: &Request, method: &str, params: &Value) -> Result<(), RpcError> {
-    let missing_meta = |what: &str| RpcError { status: 400, ..RpcError::invalid_params(format!("params._meta must carry {what}")) };
-    let meta = params.get("_meta").and_then(Value::as_object).ok_or_else(|| missing_meta("the request metadata"))?;
+    let missing_meta = |what: &str| RpcError {
+        status: 400,
+        ..RpcError::invalid_params(format!("params._meta must carry {what}"))
+    };
+    let meta = params
+        .get("_meta")
+        .and_then(Value::as_object)
+        .ok_or_else(|| missing_meta("the request metadata"))?;
     let version = meta
         .get("io.modelcontextprotocol/protocolVersion")
         .and_then(Value::as_str)
         .ok_or_else(|| missing_meta("io.modelcontextprotocol/protocolVersion"))?;
-    if !meta.get("io.modelcontextprotocol/clientCapabilities").is_some_and(Value::is_object) {
+    if !meta
+        .get("io.modelcontextprotocol/clientCapabilities")
+        .is_some_and(Value::is_object)
+    {
         return Err(missing_meta("io.modelcontextprotocol/clientCapabilities"));
     }
     if version != MODERN_VERSION {
@@ -1280,11 +1598,16 @@ fn check_modern_request(request: &Request, method: &str, params: &Value) -> Resu
     }
     if method == "tools/call" {
         let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-        let header = request
-            .header("mcp-name")
-            .ok_or_else(|| RpcError::header_mismatch("Header mismatch: the Mcp-Name header is required for tools/call"))?;
-        let decoded = decode_header_value(header.trim())
-            .ok_or_else(|| RpcError::header_mismatch("Header mismatch: the Mcp-Name header is not valid =?base64?…?="))?;
+        let header = request.header("mcp-name").ok_or_else(|| {
+            RpcError::header_mismatch(
+                "Header mismatch: the Mcp-Name header is required for tools/call",
+            )
+        })?;
+        let decoded = decode_header_value(header.trim()).ok_or_else(|| {
+            RpcError::header_mismatch(
+                "Header mismatch: the Mcp-Name header is not valid =?base64?…?=",
+            )
+        })?;
         if decoded != name {
             return Err(RpcError::header_mismatch(format!(
                 "Header mismatch: Mcp-Name header value '{decoded}' does not match body value '{name}'"
@@ -1296,7 +1619,10 @@ fn check_modern_request(request: &Request, method: &str, params: &Value) -> Resu
 
 /// Decodes the `=?base64?…?=` form 2026-07-28 uses for header values that are not plain ASCII.
 fn decode_header_value(value: &str) -> Option<String> {
-    let Some(encoded) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
+    let Some(encoded) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
         return Some(value.to_string());
     };
     String::from_utf8(base64_decode(encoded)?).ok()
@@ -1353,16 +1679,24 @@ struct Param {
 enum ParamKind {
     Text,
     /// An integer ≥ `min`, `default` when absent.
-    Integer { default: i64, min: i64 },
+    Integer {
+        default: i64,
+        min: i64,
+    },
 }
 
-const SCHEMA_PARAM: Param =
-    Param { name: "schema", kind: ParamKind::Text, required: true, description: "Schema name, exactly as list_schemas shows it" };
+const SCHEMA_PARAM: Param = Param {
+    name: "schema",
+    kind: ParamKind::Text,
+    required: true,
+    description: "Schema name, exactly as list_schemas shows it",
+};
 const TABLE_PARAM: Param = Param {
     name: "table",
     kind: ParamKind::Text,
     required: true,
-    description: "Table, view or materialized view name, exactly as list_tables shows it (no quoting)",
+    description:
+        "Table, view or materialized view name, exactly as list_tables shows it (no quoting)",
 };
 
 static TOOLS: &[ToolSpec] = &[
@@ -1463,7 +1797,12 @@ fn input_schema(tool: &ToolSpec) -> Value {
         };
         properties.insert(param.name.to_string(), schema);
     }
-    let required: Vec<&str> = tool.params.iter().filter(|p| p.required).map(|p| p.name).collect();
+    let required: Vec<&str> = tool
+        .params
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| p.name)
+        .collect();
     json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
 }
 
@@ -1585,17 +1924,35 @@ impl Arguments {
 }
 
 fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Arguments, RpcError> {
-    let expected = || tool.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
+    let expected = || {
+        tool.params
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let given = match arguments {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Err(RpcError::invalid_params(format!("{}: arguments must be an object", tool.name))),
+        Some(_) => {
+            return Err(RpcError::invalid_params(format!(
+                "{}: arguments must be an object",
+                tool.name
+            )))
+        }
     };
-    if let Some(unknown) = given.keys().find(|k| !tool.params.iter().any(|p| p.name == k.as_str())) {
+    if let Some(unknown) = given
+        .keys()
+        .find(|k| !tool.params.iter().any(|p| p.name == k.as_str()))
+    {
         return Err(RpcError::invalid_params(format!(
             "{}: unknown argument {unknown:?} (expected: {})",
             tool.name,
-            if tool.params.is_empty() { "none".to_string() } else { expected() }
+            if tool.params.is_empty() {
+                "none".to_string()
+            } else {
+                expected()
+            }
         )));
     }
     let mut checked = Map::new();
@@ -1608,7 +1965,10 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             (ParamKind::Integer { min, .. }, Some(v)) if v.as_i64().is_some() => {
                 let n = v.as_i64().unwrap_or(min);
                 if n < min {
-                    return Err(RpcError::invalid_params(format!("{}: {} must be at least {min}", tool.name, param.name)));
+                    return Err(RpcError::invalid_params(format!(
+                        "{}: {} must be at least {min}",
+                        tool.name, param.name
+                    )));
                 }
                 checked.insert(param.name.into(), json!(n));
             }
@@ -1616,14 +1976,24 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
                 checked.insert(param.name.into(), json!(i64::MAX));
             }
             (kind, Some(_)) => {
-                let wanted = if matches!(kind, ParamKind::Text) { "a string" } else { "an integer" };
-                return Err(RpcError::invalid_params(format!("{}: {} must be {wanted}", tool.name, param.name)));
+                let wanted = if matches!(kind, ParamKind::Text) {
+                    "a string"
+                } else {
+                    "an integer"
+                };
+                return Err(RpcError::invalid_params(format!(
+                    "{}: {} must be {wanted}",
+                    tool.name, param.name
+                )));
             }
             (ParamKind::Integer { default, .. }, None) => {
                 checked.insert(param.name.into(), json!(default));
             }
             (ParamKind::Text, None) if param.required => {
-                return Err(RpcError::invalid_params(format!("{}: missing required argument {:?}", tool.name, param.name)));
+                return Err(RpcError::invalid_params(format!(
+                    "{}: missing required argument {:?}",
+                    tool.name, param.name
+                )));
             }
             (ParamKind::Text, None) => {}
         }
@@ -1641,7 +2011,12 @@ struct ToolOutput {
 
 impl ToolOutput {
     fn document(json: String) -> ToolOutput {
-        ToolOutput { json, rows: 0, truncated: None, sql: None }
+        ToolOutput {
+            json,
+            rows: 0,
+            truncated: None,
+            sql: None,
+        }
     }
 }
 
@@ -1696,7 +2071,10 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         .ok_or_else(|| RpcError::invalid_params("tools/call needs params.name"))?;
     let tool = TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
         let known: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
-        RpcError::invalid_params(format!("Unknown tool: {name} (tools: {})", known.join(", ")))
+        RpcError::invalid_params(format!(
+            "Unknown tool: {name} (tools: {})",
+            known.join(", ")
+        ))
     })?;
     let arguments = validate_arguments(tool, params.get("arguments"))?;
     let started = Instant::now();
@@ -1704,16 +2082,41 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     let elapsed = started.elapsed();
     let (status, rows, truncated, sql) = match &outcome {
         Ok(out) => ("ok", out.rows, out.truncated, out.sql.clone()),
-        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql").map(String::from)),
+        Err(failure) => (
+            failure.outcome(),
+            0,
+            None,
+            arguments.text("sql").map(String::from),
+        ),
     };
-    context.app.metrics.count_tool(tool.name, status, elapsed, rows, outcome.as_ref().map_or(0, |o| o.json.len()));
-    audit(context.caller, tool.name, status, rows, truncated, elapsed, sql.as_deref());
+    context.app.metrics.count_tool(
+        tool.name,
+        status,
+        elapsed,
+        rows,
+        outcome.as_ref().map_or(0, |o| o.json.len()),
+    );
+    audit(
+        context.caller,
+        tool.name,
+        status,
+        rows,
+        truncated,
+        elapsed,
+        sql.as_deref(),
+    );
     Ok(match outcome {
         Ok(output) => {
             let text = Value::String(output.json.clone());
-            format!(r#"{{"content":[{{"type":"text","text":{text}}}],"structuredContent":{},"isError":false}}"#, output.json)
+            format!(
+                r#"{{"content":[{{"type":"text","text":{text}}}],"structuredContent":{},"isError":false}}"#,
+                output.json
+            )
         }
-        Err(failure) => json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true }).to_string(),
+        Err(failure) => {
+            json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true })
+                .to_string()
+        }
     })
 }
 
@@ -1721,17 +2124,24 @@ fn tool_query(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let sql = args.text("sql").unwrap_or("");
     let statement = check_sql(sql, &app.guard_policy()).map_err(ToolFailure::Guard)?;
     let cap = (args.integer("max_rows").max(1) as u64).min(app.config.max_rows);
-    let result = app.pool.read_only(|session| session.run_statement(&statement, cap, app.config.max_result_bytes))?;
+    let result = app
+        .pool
+        .read_only(|session| session.run_statement(&statement, cap, app.config.max_result_bytes))?;
     Ok(result.into_output(sql))
 }
 
 fn tool_sample_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
-    let (schema, table) = (args.text("schema").unwrap_or(""), args.text("table").unwrap_or(""));
+    let (schema, table) = (
+        args.text("schema").unwrap_or(""),
+        args.text("table").unwrap_or(""),
+    );
     let cap = (args.integer("n").max(1) as u64).min(app.config.max_rows);
     let readable = app.config.readable_schemas.clone();
     let (sql, result) = app.pool.read_only(|session| {
         let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
-        let Some(quoted) = found else { return Ok(Err(relation_not_found(session, &readable, schema, table)?)) };
+        let Some(quoted) = found else {
+            return Ok(Err(relation_not_found(session, &readable, schema, table)?));
+        };
         let sql = format!("SELECT * FROM {quoted}");
         let result = session.run_statement(&sql, cap, app.config.max_result_bytes)?;
         Ok(Ok((sql, result)))
@@ -1741,26 +2151,37 @@ fn tool_sample_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFail
 
 fn tool_list_schemas(app: &App, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let readable = app.config.readable_schemas.clone();
-    let json = app.pool.read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
-    Ok(ToolOutput::document(json.unwrap_or_else(|| r#"{"schemas":[]}"#.into())))
+    let json = app
+        .pool
+        .read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
+    Ok(ToolOutput::document(
+        json.unwrap_or_else(|| r#"{"schemas":[]}"#.into()),
+    ))
 }
 
 fn tool_list_tables(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let schema = args.text("schema").unwrap_or("");
     let readable = app.config.readable_schemas.clone();
-    let json = app.pool.read_only(|session| match session.json_document(&LIST_TABLES_SQL, &[&readable, &schema])? {
-        Some(json) => Ok(Ok(json)),
-        None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
+    let json = app.pool.read_only(|session| {
+        match session.json_document(&LIST_TABLES_SQL, &[&readable, &schema])? {
+            Some(json) => Ok(Ok(json)),
+            None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
+        }
     })??;
     Ok(ToolOutput::document(json))
 }
 
 fn tool_describe_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
-    let (schema, table) = (args.text("schema").unwrap_or(""), args.text("table").unwrap_or(""));
+    let (schema, table) = (
+        args.text("schema").unwrap_or(""),
+        args.text("table").unwrap_or(""),
+    );
     let readable = app.config.readable_schemas.clone();
-    let json = app.pool.read_only(|session| match session.json_document(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table])? {
-        Some(json) => Ok(Ok(json)),
-        None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
+    let json = app.pool.read_only(|session| {
+        match session.json_document(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table])? {
+            Some(json) => Ok(Ok(json)),
+            None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
+        }
     })??;
     Ok(ToolOutput::document(json))
 }
@@ -1779,8 +2200,14 @@ fn tool_list_functions(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFa
     Ok(ToolOutput::document(json))
 }
 
-fn schema_not_readable(session: &mut Session, readable: &Option<Vec<String>>, schema: &str) -> Result<ToolFailure, DbError> {
-    let names = session.json_document(&READABLE_SCHEMA_NAMES_SQL, &[readable])?.unwrap_or_default();
+fn schema_not_readable(
+    session: &mut Session,
+    readable: &Option<Vec<String>>,
+    schema: &str,
+) -> Result<ToolFailure, DbError> {
+    let names = session
+        .json_document(&READABLE_SCHEMA_NAMES_SQL, &[readable])?
+        .unwrap_or_default();
     Ok(ToolFailure::NotFound(format!(
         "schema {schema:?} does not exist or is not readable; readable schemas: {names} (call list_schemas)"
     )))
@@ -1792,7 +2219,9 @@ fn relation_not_found(
     schema: &str,
     table: &str,
 ) -> Result<ToolFailure, DbError> {
-    let schema_ok = session.json_document(&SCHEMA_IS_READABLE_SQL, &[readable, &schema])?.is_some();
+    let schema_ok = session
+        .json_document(&SCHEMA_IS_READABLE_SQL, &[readable, &schema])?
+        .is_some();
     if !schema_ok {
         return schema_not_readable(session, readable, schema);
     }
@@ -1809,10 +2238,12 @@ const READABLE: &str = "(CASE WHEN $1::text[] IS NULL \
           AND n.nspname !~ '^(pg_|_timescaledb)' \
      ELSE n.nspname = ANY($1::text[]) END)";
 
-const RELATION_KIND: &str = "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' \
+const RELATION_KIND: &str =
+    "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' \
      WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' END";
 
-const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
+const NOT_EXTENSION_MEMBER: &str =
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
      AND d.objid = p.oid AND d.deptype = 'e')";
 
 static LIST_SCHEMAS_SQL: Lazy<String> = Lazy::new(|| {
@@ -1978,10 +2409,16 @@ fn lex(sql: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
         } else if matches!(c, 'b' | 'B' | 'x' | 'X' | 'n' | 'N') && at(i + 1) == '\'' {
             i = skip_quoted(&chars, i + 2, '\'', false)?;
             tokens.push(Tok::Literal);
-        } else if (c == 'u' || c == 'U') && at(i + 1) == '&' && (at(i + 2) == '\'' || at(i + 2) == '"') {
+        } else if (c == 'u' || c == 'U')
+            && at(i + 1) == '&'
+            && (at(i + 2) == '\'' || at(i + 2) == '"')
+        {
             let quote = at(i + 2);
             let end = skip_quoted(&chars, i + 3, quote, false)?;
-            let raw: String = chars[i + 3..end - 1].iter().collect::<String>().replace(&format!("{quote}{quote}"), &quote.to_string());
+            let raw: String = chars[i + 3..end - 1]
+                .iter()
+                .collect::<String>()
+                .replace(&format!("{quote}{quote}"), &quote.to_string());
             i = end;
             let escape = parse_uescape(&chars, &mut i)?;
             if quote == '"' {
@@ -1991,7 +2428,10 @@ fn lex(sql: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
             }
         } else if c == '"' {
             let end = skip_quoted(&chars, i + 1, '"', false)?;
-            let name: String = chars[i + 1..end - 1].iter().collect::<String>().replace("\"\"", "\"");
+            let name: String = chars[i + 1..end - 1]
+                .iter()
+                .collect::<String>()
+                .replace("\"\"", "\"");
             if name.is_empty() {
                 return Err("zero-length quoted identifier".into());
             }
@@ -2033,10 +2473,14 @@ fn lex(sql: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
             while i < chars.len() && is_ident_char(chars[i]) {
                 i += 1;
             }
-            tokens.push(Tok::Word(chars[start..i].iter().collect::<String>().to_lowercase()));
+            tokens.push(Tok::Word(
+                chars[start..i].iter().collect::<String>().to_lowercase(),
+            ));
         } else if c.is_ascii_digit() || (c == '.' && at(i + 1).is_ascii_digit()) {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
+            {
                 if (chars[i] == 'e' || chars[i] == 'E') && matches!(at(i + 1), '+' | '-') {
                     i += 1;
                 }
@@ -2053,7 +2497,11 @@ fn lex(sql: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
                 '.' => Tok::Dot,
                 _ => {
                     let mut op = c.to_string();
-                    while i < chars.len() && "+-*/<>=~!@#%^&|`?:".contains(chars[i]) && !(chars[i] == '-' && at(i + 1) == '-') && !(chars[i] == '/' && at(i + 1) == '*') {
+                    while i < chars.len()
+                        && "+-*/<>=~!@#%^&|`?:".contains(chars[i])
+                        && !(chars[i] == '-' && at(i + 1) == '-')
+                        && !(chars[i] == '/' && at(i + 1) == '*')
+                    {
                         op.push(chars[i]);
                         i += 1;
                     }
@@ -2078,11 +2526,20 @@ fn is_ident_char(c: char) -> bool {
 
 /// Skips to just past the closing `quote` (a doubled quote is an escaped one); with
 /// `backslashes`, a backslash escapes the next character (E'…' strings).
-fn skip_quoted(chars: &[char], mut i: usize, quote: char, backslashes: bool) -> Result<usize, String> {
+fn skip_quoted(
+    chars: &[char],
+    mut i: usize,
+    quote: char,
+    backslashes: bool,
+) -> Result<usize, String> {
     loop {
         match chars.get(i) {
             None => {
-                return Err(if quote == '"' { "unterminated quoted identifier".into() } else { "unterminated string literal".into() })
+                return Err(if quote == '"' {
+                    "unterminated quoted identifier".into()
+                } else {
+                    "unterminated string literal".into()
+                })
             }
             Some('\\') if backslashes => i += 2,
             Some(&c) if c == quote => {
@@ -2112,7 +2569,9 @@ fn parse_uescape(chars: &[char], i: &mut usize) -> Result<char, String> {
         j += 1;
     }
     match (chars.get(j), chars.get(j + 1), chars.get(j + 2)) {
-        (Some('\''), Some(&escape), Some('\'')) if !escape.is_ascii_hexdigit() && !"+'\" ".contains(escape) => {
+        (Some('\''), Some(&escape), Some('\''))
+            if !escape.is_ascii_hexdigit() && !"+'\" ".contains(escape) =>
+        {
             *i = j + 3;
             Ok(escape)
         }
@@ -2137,9 +2596,16 @@ fn decode_unicode_escapes(raw: &str, escape: char) -> Result<String, String> {
             i += 2;
             continue;
         }
-        let (digits, skip) = if chars.get(i + 1) == Some(&'+') { (6, 2) } else { (4, 1) };
+        let (digits, skip) = if chars.get(i + 1) == Some(&'+') {
+            (6, 2)
+        } else {
+            (4, 1)
+        };
         let hex: String = chars.iter().skip(i + skip).take(digits).collect();
-        let code = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == digits).and_then(char::from_u32);
+        let code = u32::from_str_radix(&hex, 16)
+            .ok()
+            .filter(|_| hex.len() == digits)
+            .and_then(char::from_u32);
         out.push(code.ok_or("invalid Unicode escape in U& identifier")?);
         i += skip + digits;
     }
@@ -2160,32 +2626,107 @@ struct GuardPolicy {
 /// for extension schemas, the schema the call must be qualified with. Each acts outside the
 /// transaction or outside the database, or runs SQL the guard cannot see.
 static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
-    (None, "pg_(try_)?advisory_lock(_shared)?", "session advisory locks survive ROLLBACK and would leak into the pool"),
-    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
+    (
+        None,
+        "pg_(try_)?advisory_lock(_shared)?",
+        "session advisory locks survive ROLLBACK and would leak into the pool",
+    ),
+    (
+        None,
+        "pg_sleep_(for|until)",
+        "sleeping holds a database connection; use pg_sleep(seconds) below the timeout",
+    ),
     (None, "set_config", "set_config changes session settings"),
-    (None, "dblink.*", "dblink opens connections to other databases"),
-    (None, "lo_.*|loread|lowrite", "large-object functions read and write server files and storage"),
-    (None, "pg_read_(binary_)?file", "reads files on the database server"),
-    (None, "pg_ls_.*|pg_stat_file", "inspects files and directories on the database server"),
-    (None, "pg_file_.*", "writes files on the database server (adminpack)"),
-    (None, "pg_(terminate|cancel)_backend", "acts on other sessions"),
-    (None, "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts", "acts on the server process"),
-    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote", "controls backups and WAL"),
-    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state"),
+    (
+        None,
+        "dblink.*",
+        "dblink opens connections to other databases",
+    ),
+    (
+        None,
+        "lo_.*|loread|lowrite",
+        "large-object functions read and write server files and storage",
+    ),
+    (
+        None,
+        "pg_read_(binary_)?file",
+        "reads files on the database server",
+    ),
+    (
+        None,
+        "pg_ls_.*|pg_stat_file",
+        "inspects files and directories on the database server",
+    ),
+    (
+        None,
+        "pg_file_.*",
+        "writes files on the database server (adminpack)",
+    ),
+    (
+        None,
+        "pg_(terminate|cancel)_backend",
+        "acts on other sessions",
+    ),
+    (
+        None,
+        "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts",
+        "acts on the server process",
+    ),
+    (
+        None,
+        "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote",
+        "controls backups and WAL",
+    ),
+    (
+        None,
+        "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message",
+        "changes replication state",
+    ),
     (None, "pg_notify", "sends notifications to other sessions"),
-    (None, "txid_.*|pg_current_xact_id(_if_assigned)?", "assigns a transaction id"),
-    (None, "nextval|setval", "changes a sequence, which ROLLBACK does not undo"),
-    (None, "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?", "runs SQL from text or dumps whole objects; use query"),
-    (Some("cron"), ".*", "pg_cron schedules jobs that run outside this transaction"),
-    (None, "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate", "TimescaleDB: rewrites or deletes data"),
-    (None, "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension", "TimescaleDB: schedules or changes background jobs"),
-    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns", "PostGIS: alters tables"),
+    (
+        None,
+        "txid_.*|pg_current_xact_id(_if_assigned)?",
+        "assigns a transaction id",
+    ),
+    (
+        None,
+        "nextval|setval",
+        "changes a sequence, which ROLLBACK does not undo",
+    ),
+    (
+        None,
+        "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?",
+        "runs SQL from text or dumps whole objects; use query",
+    ),
+    (
+        Some("cron"),
+        ".*",
+        "pg_cron schedules jobs that run outside this transaction",
+    ),
+    (
+        None,
+        "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate",
+        "TimescaleDB: rewrites or deletes data",
+    ),
+    (
+        None,
+        "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension",
+        "TimescaleDB: schedules or changes background jobs",
+    ),
+    (
+        None,
+        "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns",
+        "PostGIS: alters tables",
+    ),
 ];
 
 /// The table above, compiled once into one RegexSet.
 static DANGEROUS_NAMES: Lazy<regex::RegexSet> = Lazy::new(|| {
-    let anchored = DANGEROUS_FUNCTIONS.iter().map(|(_, pattern, _)| format!("^(?:{pattern})$"));
-    regex::RegexSet::new(anchored).unwrap_or_else(|e| panic!("DANGEROUS_FUNCTIONS has an invalid pattern: {e}"))
+    let anchored = DANGEROUS_FUNCTIONS
+        .iter()
+        .map(|(_, pattern, _)| format!("^(?:{pattern})$"));
+    regex::RegexSet::new(anchored)
+        .unwrap_or_else(|e| panic!("DANGEROUS_FUNCTIONS has an invalid pattern: {e}"))
 });
 
 /// Functions that multiply a value's size by a count argument.
@@ -2197,8 +2738,13 @@ const WRITE_KEYWORDS: [&str; 4] = ["insert", "update", "delete", "merge"];
 /// Checks one statement; Ok(statement without trailing `;`) or Err(reason for the analyst).
 fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
     let (tokens, starts) = lex(sql)?;
-    let end = tokens.iter().position(|t| *t == Tok::Semicolon).unwrap_or(tokens.len());
-    let statement = sql[..starts.get(end).copied().unwrap_or(sql.len())].trim_end().to_string();
+    let end = tokens
+        .iter()
+        .position(|t| *t == Tok::Semicolon)
+        .unwrap_or(tokens.len());
+    let statement = sql[..starts.get(end).copied().unwrap_or(sql.len())]
+        .trim_end()
+        .to_string();
     if tokens[end..].iter().any(|t| *t != Tok::Semicolon) {
         return Err("only a single statement is allowed (found more than one; remove everything after the first ';')".into());
     }
@@ -2223,13 +2769,18 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
             _ => "",
         };
         if WRITE_KEYWORDS.contains(&word.as_str()) {
-            return Err(format!("{} is not allowed: this server only reads", word.to_uppercase()));
+            return Err(format!(
+                "{} is not allowed: this server only reads",
+                word.to_uppercase()
+            ));
         }
         if word == "into" {
             return Err("SELECT … INTO creates a table and is not allowed".into());
         }
         if word == "for" && matches!(word_at(i + 1), "share" | "no" | "key" | "update") {
-            return Err("row locks (FOR UPDATE/SHARE/NO KEY UPDATE/KEY SHARE) are not allowed".into());
+            return Err(
+                "row locks (FOR UPDATE/SHARE/NO KEY UPDATE/KEY SHARE) are not allowed".into(),
+            );
         }
         if word == "with" {
             check_cte_bodies(tokens, i)?;
@@ -2277,12 +2828,20 @@ fn check_cte_bodies(tokens: &[Tok], with_index: usize) -> Result<(), String> {
         let close = matching_paren(tokens, i).ok_or("unbalanced parentheses")?;
         match tokens[i + 1..close].iter().find(|t| **t != Tok::LParen) {
             Some(Tok::Word(w)) if matches!(w.as_str(), "select" | "with" | "values" | "table") => {}
-            _ => return Err("every WITH query (CTE) must be a SELECT; data-modifying CTEs are not allowed".into()),
+            _ => {
+                return Err(
+                    "every WITH query (CTE) must be a SELECT; data-modifying CTEs are not allowed"
+                        .into(),
+                )
+            }
         }
         i = close + 1;
         // SEARCH / CYCLE clauses may follow a recursive CTE before the comma.
         while let Some(t) = tokens.get(i) {
-            if *t == Tok::Comma || *t == Tok::LParen || matches!(t, Tok::Word(w) if w == "select" || w == "values" || w == "table") {
+            if *t == Tok::Comma
+                || *t == Tok::LParen
+                || matches!(t, Tok::Word(w) if w == "select" || w == "values" || w == "table")
+            {
                 break;
             }
             i += 1;
@@ -2319,7 +2878,10 @@ fn check_function_call(tokens: &[Tok], index: usize, policy: &GuardPolicy) -> Re
         Tok::Quoted(q) => q.to_lowercase(),
         _ => return Ok(()),
     };
-    let schema = match (index.checked_sub(1).map(|k| &tokens[k]), index.checked_sub(2).map(|k| &tokens[k])) {
+    let schema = match (
+        index.checked_sub(1).map(|k| &tokens[k]),
+        index.checked_sub(2).map(|k| &tokens[k]),
+    ) {
         (Some(Tok::Dot), Some(Tok::Word(s))) => Some(s.clone()),
         (Some(Tok::Dot), Some(Tok::Quoted(s))) => Some(s.to_lowercase()),
         _ => None,
@@ -2350,10 +2912,14 @@ fn check_function_call(tokens: &[Tok], index: usize, policy: &GuardPolicy) -> Re
             matches!((&w[0], &w[1]), (Tok::Word(f), Tok::LParen) if SIZE_FUNCTIONS.contains(&f.as_str()))
         });
         if nested {
-            return Err(format!("nested {name}() calls can build values of gigabytes and are not allowed"));
+            return Err(format!(
+                "nested {name}() calls can build values of gigabytes and are not allowed"
+            ));
         }
         let too_big = arguments.iter().any(|t| match t {
-            Tok::Number(n) => n.parse::<f64>().is_ok_and(|v| v > policy.max_result_bytes as f64),
+            Tok::Number(n) => n
+                .parse::<f64>()
+                .is_ok_and(|v| v > policy.max_result_bytes as f64),
             _ => false,
         });
         if too_big {
@@ -2441,19 +3007,38 @@ impl Pool {
     }
 
     /// Runs `work` in one read-only transaction on a pooled connection (see the section contract).
-    fn read_only<T>(&self, mut work: impl FnMut(&mut Session) -> Result<T, DbError>) -> Result<T, ToolFailure> {
-        let _permit = self.permits.acquire_timeout(self.wait_limit).ok_or(ToolFailure::Busy(self.wait_limit))?;
+    fn read_only<T>(
+        &self,
+        mut work: impl FnMut(&mut Session) -> Result<T, DbError>,
+    ) -> Result<T, ToolFailure> {
+        let _permit = self
+            .permits
+            .acquire_timeout(self.wait_limit)
+            .ok_or(ToolFailure::Busy(self.wait_limit))?;
         let mut attempt = 0;
         loop {
             let mut pooled = if attempt == 0 { self.take_idle() } else { None };
             if pooled.is_none() {
-                pooled = Some(self.connect().map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?);
+                pooled = Some(
+                    self.connect()
+                        .map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
+                );
             }
-            let Some(mut pooled) = pooled else { unreachable!("a connection was just taken or opened") };
-            let mut session = Session { client: &mut pooled.client, produced_rows: false };
-            let result = session.client.batch_execute(&self.begin_sql).and_then(|()| work(&mut session));
+            let Some(mut pooled) = pooled else {
+                unreachable!("a connection was just taken or opened")
+            };
+            let mut session = Session {
+                client: &mut pooled.client,
+                produced_rows: false,
+            };
+            let result = session
+                .client
+                .batch_execute(&self.begin_sql)
+                .and_then(|()| work(&mut session));
             let produced_rows = session.produced_rows;
-            let ended = session.client.batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()");
+            let ended = session
+                .client
+                .batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()");
             match result {
                 Ok(value) => {
                     self.give_back(pooled, ended.is_ok());
@@ -2466,10 +3051,17 @@ impl Pool {
                     if attempt == 0 && !produced_rows {
                         attempt += 1;
                         self.retries.fetch_add(1, Ordering::Relaxed);
-                        log_event("warn", "database connection lost; retrying once on a fresh connection", &[("error", &describe_db_error(&error))]);
+                        log_event(
+                            "warn",
+                            "database connection lost; retrying once on a fresh connection",
+                            &[("error", &describe_db_error(&error))],
+                        );
                         continue;
                     }
-                    return Err(ToolFailure::Unavailable(format!("connection lost during the query: {}", describe_db_error(&error))));
+                    return Err(ToolFailure::Unavailable(format!(
+                        "connection lost during the query: {}",
+                        describe_db_error(&error)
+                    )));
                 }
                 Err(error) => {
                     self.give_back(pooled, ended.is_ok());
@@ -2481,12 +3073,20 @@ impl Pool {
 
     fn failure_from(&self, error: &DbError) -> ToolFailure {
         let Some(db) = error.as_db_error() else {
-            return ToolFailure::Database { message: error.to_string(), sqlstate: "XX000".into() };
+            return ToolFailure::Database {
+                message: error.to_string(),
+                sqlstate: "XX000".into(),
+            };
         };
         let sqlstate = db.code().code().to_string();
-        *lock(&self.db_errors).entry(sqlstate[..2].to_string()).or_insert(0) += 1;
+        *lock(&self.db_errors)
+            .entry(sqlstate[..2].to_string())
+            .or_insert(0) += 1;
         let message = if sqlstate == "57014" && db.message().contains("statement timeout") {
-            format!("statement timeout after {} (the query ran too long; narrow it or aggregate)", human_duration(self.statement_timeout_ms))
+            format!(
+                "statement timeout after {} (the query ran too long; narrow it or aggregate)",
+                human_duration(self.statement_timeout_ms)
+            )
         } else {
             let mut message = db.message().to_string();
             if let Some(hint) = db.hint() {
@@ -2524,7 +3124,9 @@ impl Pool {
     fn reap_idle(&self) {
         let expired: Vec<PooledClient> = {
             let mut idle = lock(&self.idle);
-            let (keep, expired): (Vec<_>, Vec<_>) = idle.drain(..).partition(|p| p.idle_since.elapsed() < self.idle_limit);
+            let (keep, expired): (Vec<_>, Vec<_>) = idle
+                .drain(..)
+                .partition(|p| p.idle_since.elapsed() < self.idle_limit);
             *idle = keep;
             expired
         };
@@ -2535,7 +3137,10 @@ impl Pool {
     fn connect(&self) -> Result<PooledClient, DbError> {
         let client = self.connect_config.connect(postgres::NoTls)?;
         OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-        let mut pooled = PooledClient { client, idle_since: Instant::now() };
+        let mut pooled = PooledClient {
+            client,
+            idle_since: Instant::now(),
+        };
         if !self.role_checked.load(Ordering::SeqCst) {
             self.check_role(&mut pooled.client);
         }
@@ -2545,10 +3150,14 @@ impl Pool {
     /// /readyz: can we reach the database right now? Never waits for a busy pool (a busy pool
     /// means the database is answering).
     fn probe(&self) -> Result<(), ToolFailure> {
-        let Some(_permit) = self.permits.try_acquire() else { return Ok(()) };
+        let Some(_permit) = self.permits.try_acquire() else {
+            return Ok(());
+        };
         let mut pooled = match self.take_idle() {
             Some(pooled) => pooled,
-            None => self.connect().map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
+            None => self
+                .connect()
+                .map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
         };
         match pooled.client.is_valid(Duration::from_secs(2)) {
             Ok(()) => {
@@ -2563,12 +3172,17 @@ impl Pool {
     fn gauges(&self) -> (u64, usize, usize, usize) {
         let idle = lock(&self.idle).len();
         let (in_use, waiting) = self.permits.usage();
-        (OPEN_CONNECTIONS.load(Ordering::Relaxed), idle, in_use, waiting)
+        (
+            OPEN_CONNECTIONS.load(Ordering::Relaxed),
+            idle,
+            in_use,
+            waiting,
+        )
     }
 }
 
 fn human_duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")
@@ -2620,14 +3234,20 @@ struct QueryResult {
 
 impl QueryResult {
     fn into_output(self, sql: &str) -> ToolOutput {
-        let mut json = String::with_capacity(self.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 256);
-        let columns: Vec<Value> = self.columns.iter().map(|(name, ty)| json!({ "name": name, "type": ty })).collect();
+        let mut json =
+            String::with_capacity(self.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 256);
+        let columns: Vec<Value> = self
+            .columns
+            .iter()
+            .map(|(name, ty)| json!({ "name": name, "type": ty }))
+            .collect();
         let _ = write!(
             json,
             r#"{{"row_count":{},"truncated":{},"truncated_reason":{},"columns":{},"rows":["#,
             self.rows.len(),
             self.truncated.is_some(),
-            self.truncated.map_or("null".to_string(), |r| format!("\"{r}\"")),
+            self.truncated
+                .map_or("null".to_string(), |r| format!("\"{r}\"")),
             Value::Array(columns),
         );
         for (i, row) in self.rows.iter().enumerate() {
@@ -2637,34 +3257,61 @@ impl QueryResult {
             json.push_str(row);
         }
         json.push_str("]}");
-        ToolOutput { json, rows: self.rows.len() as u64, truncated: self.truncated, sql: Some(sql.to_string()) }
+        ToolOutput {
+            json,
+            rows: self.rows.len() as u64,
+            truncated: self.truncated,
+            sql: Some(sql.to_string()),
+        }
     }
 }
 
 impl Session<'_> {
     /// Runs an introspection query whose single text column is a JSON document; None when it
     /// returned no row (the schema or table is not there or not readable).
-    fn json_document(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Option<String>, DbError> {
-        let Some(row) = self.client.query_opt(sql, params)? else { return Ok(None) };
+    fn json_document(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<String>, DbError> {
+        let Some(row) = self.client.query_opt(sql, params)? else {
+            return Ok(None);
+        };
         let document: Option<String> = row.try_get(0)?;
         // json_build_object pads with spaces; compact it (key order is kept) to spare the model tokens.
-        Ok(document.map(|text| serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())))
+        Ok(document.map(|text| {
+            serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())
+        }))
     }
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
     /// the column names and types; then PostgreSQL serialises each row with row_to_json inside
     /// an outer LIMIT (so rows past the cap are never computed) and withholds any row larger
     /// than the byte budget (so a huge value never reaches our memory).
-    fn run_statement(&mut self, statement: &str, cap: u64, budget: u64) -> Result<QueryResult, DbError> {
+    fn run_statement(
+        &mut self,
+        statement: &str,
+        cap: u64,
+        budget: u64,
+    ) -> Result<QueryResult, DbError> {
         let described = self.client.prepare(statement)?;
-        let columns: Vec<(String, String)> =
-            described.columns().iter().map(|c| (c.name().to_string(), display_type_name(c.type_().name()))).collect();
+        let columns: Vec<(String, String)> = described
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_string(), display_type_name(c.type_().name())))
+            .collect();
         drop(described);
         let keys = unique_column_keys(&columns);
         let aliases = if keys.is_empty() {
             String::new()
         } else {
-            format!("({})", keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", "))
+            format!(
+                "({})",
+                keys.iter()
+                    .map(|k| quote_ident(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let wrapped = format!(
             "SELECT CASE WHEN octet_length(j) <= {budget} THEN j END FROM \
@@ -2694,8 +3341,16 @@ impl Session<'_> {
                 }
             }
         }
-        let columns = keys.into_iter().zip(columns).map(|(key, (_, ty))| (key, ty)).collect();
-        Ok(QueryResult { columns, rows, truncated })
+        let columns = keys
+            .into_iter()
+            .zip(columns)
+            .map(|(key, (_, ty))| (key, ty))
+            .collect();
+        Ok(QueryResult {
+            columns,
+            rows,
+            truncated,
+        })
     }
 }
 
@@ -2713,7 +3368,9 @@ fn unique_column_keys(columns: &[(String, String)]) -> Vec<String> {
     for (name, _) in columns {
         let mut key = name.clone();
         let mut n = 2;
-        while keys.contains(&key) || (key != *name && columns.iter().any(|(other, _)| *other == key)) {
+        while keys.contains(&key)
+            || (key != *name && columns.iter().any(|(other, _)| *other == key))
+        {
             key = format!("{name}_{n}");
             n += 1;
         }
@@ -2752,7 +3409,11 @@ impl Pool {
         let row = match client.query_one(ROLE_CHECK_SQL, &[]) {
             Ok(row) => row,
             Err(e) => {
-                log_event("warn", "role check could not run; will retry on next connect", &[("error", &describe_db_error(&e))]);
+                log_event(
+                    "warn",
+                    "role check could not run; will retry on next connect",
+                    &[("error", &describe_db_error(&e))],
+                );
                 return;
             }
         };
@@ -2762,7 +3423,11 @@ impl Pool {
         let role: String = row.try_get(0).unwrap_or_default();
         let problems: Vec<String> = row.try_get(1).unwrap_or_default();
         if problems.is_empty() {
-            log_event("info", "database role checked: read-only", &[("role", &role)]);
+            log_event(
+                "info",
+                "database role checked: read-only",
+                &[("role", &role)],
+            );
             return;
         }
         let list = problems.join(", ");
@@ -2802,7 +3467,9 @@ fn log_event(level: &str, message: &str, fields: &[(&str, &str)]) {
     } else {
         let _ = write!(line, "{time} {:<5} {message}", level.to_uppercase());
         for (key, value) in fields {
-            if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+            if value.is_empty()
+                || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=')
+            {
                 let _ = write!(line, " {key}={}", Value::String((*value).to_string()));
             } else {
                 let _ = write!(line, " {key}={value}");
@@ -2813,7 +3480,15 @@ fn log_event(level: &str, message: &str, fields: &[(&str, &str)]) {
     let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
-fn audit(caller: &str, tool: &str, status: &str, rows: u64, truncated: Option<&str>, elapsed: Duration, sql: Option<&str>) {
+fn audit(
+    caller: &str,
+    tool: &str,
+    status: &str,
+    rows: u64,
+    truncated: Option<&str>,
+    elapsed: Duration,
+    sql: Option<&str>,
+) {
     let ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
     let rows = rows.to_string();
     let mut fields = vec![
@@ -2837,11 +3512,15 @@ fn audit_sql(sql: &str) -> String {
     if sql.trim().chars().count() > 200 {
         cut.push('…');
     }
-    cut.replace('\\', "\\\\").replace('\r', "\\r").replace('\n', "\\n")
+    cut.replace('\\', "\\\\")
+        .replace('\r', "\\r")
+        .replace('\n', "\\n")
 }
 
 fn rfc3339_now() -> String {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (days, rem) = ((seconds / 86_400) as i64, seconds % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one timestamp.
@@ -2863,8 +3542,17 @@ fn rfc3339_now() -> String {
     )
 }
 
-const LATENCY_BUCKETS_S: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
-const RPC_METHODS: [&str; 6] = ["initialize", "ping", "server/discover", "tools/list", "tools/call", "notifications"];
+const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+const RPC_METHODS: [&str; 6] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "notifications",
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -2903,19 +3591,31 @@ impl Metrics {
             "" => "none",
             _ => "other",
         };
-        *lock(&self.http).entry((method.to_string(), response.status)).or_insert(0) += 1;
+        *lock(&self.http)
+            .entry((method.to_string(), response.status))
+            .or_insert(0) += 1;
     }
 
     fn count_rpc(&self, method: &str, _elapsed: Duration) {
-        let method = RPC_METHODS.iter().find(|m| **m == method).copied().unwrap_or("other");
+        let method = RPC_METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
         *lock(&self.rpc).entry(method.to_string()).or_insert(0) += 1;
     }
 
     fn count_tool(&self, tool: &str, outcome: &str, elapsed: Duration, rows: u64, bytes: usize) {
-        *lock(&self.tools).entry((tool.to_string(), outcome.to_string())).or_insert(0) += 1;
-        lock(&self.tool_latency).entry(tool.to_string()).or_default().observe(elapsed.as_secs_f64());
+        *lock(&self.tools)
+            .entry((tool.to_string(), outcome.to_string()))
+            .or_insert(0) += 1;
+        lock(&self.tool_latency)
+            .entry(tool.to_string())
+            .or_default()
+            .observe(elapsed.as_secs_f64());
         self.rows_returned.fetch_add(rows, Ordering::Relaxed);
-        self.bytes_returned.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.bytes_returned
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition format 0.0.4, written by hand.
@@ -2924,49 +3624,123 @@ impl Metrics {
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        family(&mut out, "mcp_http_requests_total", "counter", "HTTP requests by method and status.");
+        family(
+            &mut out,
+            "mcp_http_requests_total",
+            "counter",
+            "HTTP requests by method and status.",
+        );
         for ((method, status), n) in lock(&self.http).iter() {
-            let _ = writeln!(out, "mcp_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "mcp_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
+            );
         }
-        family(&mut out, "mcp_rpc_requests_total", "counter", "JSON-RPC requests by method.");
+        family(
+            &mut out,
+            "mcp_rpc_requests_total",
+            "counter",
+            "JSON-RPC requests by method.",
+        );
         for (method, n) in lock(&self.rpc).iter() {
             let _ = writeln!(out, "mcp_rpc_requests_total{{method=\"{method}\"}} {n}");
         }
-        family(&mut out, "mcp_tool_calls_total", "counter", "Tool calls by tool and outcome.");
+        family(
+            &mut out,
+            "mcp_tool_calls_total",
+            "counter",
+            "Tool calls by tool and outcome.",
+        );
         for ((tool, outcome), n) in lock(&self.tools).iter() {
-            let _ = writeln!(out, "mcp_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "mcp_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {n}"
+            );
         }
-        family(&mut out, "mcp_tool_duration_seconds", "histogram", "Tool call latency.");
+        family(
+            &mut out,
+            "mcp_tool_duration_seconds",
+            "histogram",
+            "Tool call latency.",
+        );
         for (tool, histogram) in lock(&self.tool_latency).iter() {
             for (bound, n) in LATENCY_BUCKETS_S.iter().zip(histogram.buckets) {
-                let _ = writeln!(out, "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"{bound}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"{bound}\"}} {n}"
+                );
             }
-            let _ = writeln!(out, "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"+Inf\"}} {}", histogram.count);
-            let _ = writeln!(out, "mcp_tool_duration_seconds_sum{{tool=\"{tool}\"}} {}", histogram.sum);
-            let _ = writeln!(out, "mcp_tool_duration_seconds_count{{tool=\"{tool}\"}} {}", histogram.count);
+            let _ = writeln!(
+                out,
+                "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "mcp_tool_duration_seconds_sum{{tool=\"{tool}\"}} {}",
+                histogram.sum
+            );
+            let _ = writeln!(
+                out,
+                "mcp_tool_duration_seconds_count{{tool=\"{tool}\"}} {}",
+                histogram.count
+            );
         }
         let counters = [
-            ("mcp_rows_returned_total", "Rows returned by query and sample_table.", self.rows_returned.load(Ordering::Relaxed)),
-            ("mcp_result_bytes_total", "Bytes of structured tool results.", self.bytes_returned.load(Ordering::Relaxed)),
-            ("mcp_auth_failures_total", "Requests refused for a missing or wrong token.", self.auth_failures.load(Ordering::Relaxed)),
-            ("mcp_db_retries_total", "Work retried on a fresh connection after a disconnect.", pool.retries.load(Ordering::Relaxed)),
-            ("mcp_db_disconnects_total", "Database connections found lost.", pool.disconnects.load(Ordering::Relaxed)),
+            (
+                "mcp_rows_returned_total",
+                "Rows returned by query and sample_table.",
+                self.rows_returned.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_result_bytes_total",
+                "Bytes of structured tool results.",
+                self.bytes_returned.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_auth_failures_total",
+                "Requests refused for a missing or wrong token.",
+                self.auth_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_db_retries_total",
+                "Work retried on a fresh connection after a disconnect.",
+                pool.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_db_disconnects_total",
+                "Database connections found lost.",
+                pool.disconnects.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             family(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {value}");
         }
-        family(&mut out, "mcp_db_errors_total", "counter", "Database errors by SQLSTATE class.");
+        family(
+            &mut out,
+            "mcp_db_errors_total",
+            "counter",
+            "Database errors by SQLSTATE class.",
+        );
         for (class, n) in lock(&pool.db_errors).iter() {
             let _ = writeln!(out, "mcp_db_errors_total{{class=\"{class}\"}} {n}");
         }
         let (open, idle, in_use, waiting) = pool.gauges();
         let gauges = [
-            ("mcp_pool_max", "MCP_POOL_MAX.", pool.permits.capacity as u64),
+            (
+                "mcp_pool_max",
+                "MCP_POOL_MAX.",
+                pool.permits.capacity as u64,
+            ),
             ("mcp_pool_open", "Open database connections.", open),
             ("mcp_pool_idle", "Idle pooled connections.", idle as u64),
             ("mcp_pool_in_use", "Checked-out connections.", in_use as u64),
-            ("mcp_pool_waiters", "Requests waiting for a connection.", waiting as u64),
+            (
+                "mcp_pool_waiters",
+                "Requests waiting for a connection.",
+                waiting as u64,
+            ),
         ];
         for (name, help, value) in gauges {
             family(&mut out, name, "gauge", help);
@@ -3001,7 +3775,10 @@ impl App {
     }
 
     fn guard_policy(&self) -> GuardPolicy {
-        GuardPolicy { statement_timeout_ms: self.config.statement_timeout_ms, max_result_bytes: self.config.max_result_bytes }
+        GuardPolicy {
+            statement_timeout_ms: self.config.statement_timeout_ms,
+            max_result_bytes: self.config.max_result_bytes,
+        }
     }
 }
 
@@ -3071,7 +3848,11 @@ fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
         eprintln!("usage: {SERVER_NAME} check-sql \"<sql>\"");
         return 2;
     };
-    let number = |name: &str, default: u64| env(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+    let number = |name: &str, default: u64| {
+        env(name)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
     let policy = GuardPolicy {
         statement_timeout_ms: number("MCP_STATEMENT_TIMEOUT_MS", 30_000),
         max_result_bytes: number("MCP_MAX_RESULT_BYTES", 1_000_000),
@@ -3097,12 +3878,22 @@ fn run_healthcheck(env: EnvLookup) -> i32 {
         other => other.to_string(),
     };
     let port = env("MCP_PORT").unwrap_or_else(|| "8892".into());
-    let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     let probe = || -> io::Result<bool> {
-        let address = target.to_socket_addrs()?.next().ok_or(io::ErrorKind::NotFound)?;
+        let address = target
+            .to_socket_addrs()?
+            .next()
+            .ok_or(io::ErrorKind::NotFound)?;
         let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut response = String::new();
         stream.take(4096).read_to_string(&mut response)?;
         Ok(response.starts_with("HTTP/1.1 200") && response.contains(r#"{"ok":true}"#))
@@ -3132,7 +3923,10 @@ fn serve(env: EnvLookup) {
     let listener = match TcpListener::bind(config.bind_address()) {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("{SERVER_NAME}: cannot listen on {}: {e} (set MCP_HOST / MCP_PORT)", config.bind_address());
+            eprintln!(
+                "{SERVER_NAME}: cannot listen on {}: {e} (set MCP_HOST / MCP_PORT)",
+                config.bind_address()
+            );
             std::process::exit(2);
         }
     };
@@ -3153,12 +3947,30 @@ fn serve(env: EnvLookup) {
     spawn_background("rejector", move || app.rejector.run());
     spawn_background("token-watcher", move || app.auth.watch());
     spawn_background("pool-reaper", move || loop {
-        std::thread::sleep((app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
+        std::thread::sleep(
+            (app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        );
         app.pool.reap_idle();
     });
-    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let auth_mode = if app.auth.enabled() { "bearer tokens" } else { "none (loopback only)" };
-    log_event("info", "listening", &[("address", &address), ("endpoint", "/mcp"), ("auth", auth_mode), ("version", VERSION)]);
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let auth_mode = if app.auth.enabled() {
+        "bearer tokens"
+    } else {
+        "none (loopback only)"
+    };
+    log_event(
+        "info",
+        "listening",
+        &[
+            ("address", &address),
+            ("endpoint", "/mcp"),
+            ("auth", auth_mode),
+            ("version", VERSION),
+        ],
+    );
     if let Err(e) = app.pool.probe() {
         log_event("warn", "database not reachable at start-up; serving anyway, the role is checked on first connect", &[("error", &e.to_string())]);
     }
@@ -3168,7 +3980,11 @@ fn serve(env: EnvLookup) {
 
 fn spawn_background(name: &str, work: impl FnOnce() + Send + 'static) {
     if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(work) {
-        log_event("error", "cannot start background thread", &[("thread", name), ("error", &e.to_string())]);
+        log_event(
+            "error",
+            "cannot start background thread",
+            &[("thread", name), ("error", &e.to_string())],
+        );
     }
 }
 
@@ -3192,25 +4008,552 @@ fn accept_loop(app: &'static App, listener: &TcpListener) {
             continue;
         };
         // The permit moves into the thread; `forget`-free: it is re-created from the semaphore.
-        let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
-            let _permit = permit;
-            serve_connection(app, stream);
-        });
+        let spawned = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _permit = permit;
+                serve_connection(app, stream);
+            });
         if let Err(e) = spawned {
-            log_event("error", "cannot spawn a connection thread; connection dropped", &[("error", &e.to_string())]);
+            log_event(
+                "error",
+                "cannot spawn a connection thread; connection dropped",
+                &[("error", &e.to_string())],
+            );
         }
     }
 }
 
 fn drain(app: &'static App) {
-    log_event("info", "shutting down: finishing in-flight requests", &[("grace_s", &app.config.shutdown_grace.as_secs().to_string())]);
+    log_event(
+        "info",
+        "shutting down: finishing in-flight requests",
+        &[("grace_s", &app.config.shutdown_grace.as_secs().to_string())],
+    );
     app.connections.stop_reading_all();
-    let finished = app.connection_slots.wait_idle(Instant::now() + app.config.shutdown_grace);
+    let finished = app
+        .connection_slots
+        .wait_idle(Instant::now() + app.config.shutdown_grace);
     app.pool.discard_idle();
     if finished {
         log_event("info", "stopped", &[]);
     } else {
-        log_event("warn", "stopped with requests still running after the grace period", &[]);
+        log_event(
+            "warn",
+            "stopped with requests still running after the grace period",
+            &[],
+        );
     }
     std::process::exit(0);
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Unit tests of the pure parts (the end-to-end suite in tests/ drives the real binary).
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn policy() -> GuardPolicy {
+        GuardPolicy {
+            statement_timeout_ms: 30_000,
+            max_result_bytes: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn sha256_matches_the_fips_test_vectors() {
+        assert_eq!(
+            hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&sha256(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(
+            hex(&sha256(&vec![b'a'; 1_000_000])),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        );
+    }
+
+    #[test]
+    fn tokens_parse_plain_and_hashed_forms() {
+        let hashed = hex(&sha256(b"s3cret"));
+        let tokens = parse_token_list(
+            ["alice:tok1", " bob : sha256:HASH "]
+                .map(|e| e.replace("HASH", &hashed))
+                .iter()
+                .map(String::as_str),
+        )
+        .unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].digest, sha256(b"tok1"));
+        assert_eq!(tokens[1].name, "bob");
+        assert_eq!(tokens[1].digest, sha256(b"s3cret"));
+        assert!(parse_token_list(["nocolon"].into_iter()).is_err());
+        assert!(parse_token_list(["x:sha256:abc"].into_iter()).is_err());
+        assert!(parse_token_list(["bad name:tok"].into_iter()).is_err());
+        assert!(parse_token_list([":tok"].into_iter()).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let tokens = parse_token_list(["alice:very-secret"].into_iter()).unwrap();
+        assert!(!format!("{tokens:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_digests() {
+        let a = sha256(b"a");
+        let mut b = a;
+        assert!(constant_time_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!constant_time_eq(&a, &b));
+    }
+
+    #[test]
+    fn guard_allows_reads_analysts_write() {
+        let allowed = [
+            "SELECT 1",
+            "select 1;",
+            "SELECT 1; -- trailing comment",
+            "  (SELECT 1) UNION (SELECT 2)",
+            "WITH t AS (SELECT 1 AS x) SELECT * FROM t",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r",
+            "WITH t AS MATERIALIZED (SELECT 1), u AS NOT MATERIALIZED (VALUES (2)) SELECT * FROM t, u",
+            "VALUES (1, 'a'), (2, 'b')",
+            "TABLE reporting.v_daily",
+            "SELECT cluster, comment, load, lock, owner, region, update_time, deleted, \"drop\" FROM tickets.inc",
+            "SELECT CASE WHEN x > 1 THEN 'big' ELSE 'small' END FROM t",
+            "SELECT * FROM tickets.inc WHERE summary ILIKE '%please delete%'",
+            "SELECT 'insert into x; drop table y' AS s",
+            "SELECT $$ delete from t; $$ AS s, $tag$ update $tag$",
+            "SELECT E'it\\'s ; delete' AS s",
+            "SELECT 1 /* delete /* nested */ update */",
+            "SELECT \"insert\" FROM t",
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM t",
+            "SELECT * FROM t, LATERAL (SELECT * FROM u WHERE u.id = t.id LIMIT 1) l",
+            "SELECT x::timestamp with time zone FROM t",
+            "SELECT * FROM unnest(ARRAY[1,2]) WITH ORDINALITY AS u(v, n)",
+            "SELECT substring(name FROM 1 FOR 3) FROM t",
+            "SELECT j->>'k', j #> '{a,b}' FROM t",
+            "SELECT pg_sleep(1)",
+            "SELECT repeat('x', 10)",
+            "SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t",
+            "SELECT * FROM json_to_record('{\"a\":1}') AS (a int)",
+        ];
+        for sql in allowed {
+            assert!(
+                check_sql(sql, &policy()).is_ok(),
+                "should allow: {sql} → {:?}",
+                check_sql(sql, &policy())
+            );
+        }
+    }
+
+    #[test]
+    fn guard_rejects_writes_and_escapes() {
+        let rejected = [
+            ("", "empty"),
+            ("-- only a comment", "empty"),
+            ("SELECT 1; DROP TABLE t", "single statement"),
+            ("SELECT 1; COMMIT; DROP TABLE t", "single statement"),
+            ("DROP TABLE t", "starts with DROP"),
+            ("COMMIT", "starts with COMMIT"),
+            ("SET default_transaction_read_only = off", "starts with SET"),
+            ("/* hi */ DELETE FROM t", "DELETE"),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                "data-modifying CTE",
+            ),
+            (
+                "WITH d AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM d",
+                "data-modifying CTE",
+            ),
+            ("SELECT * INTO new_table FROM t", "INTO"),
+            ("SELECT * FROM t FOR UPDATE", "UPDATE"),
+            ("SELECT * FROM t FOR SHARE", "row locks"),
+            ("SELECT * FROM t FOR NO KEY UPDATE", "UPDATE"),
+            ("SELECT * FROM t FOR KEY SHARE", "row locks"),
+            ("SELECT pg_advisory_lock(1)", "advisory"),
+            (
+                "SELECT pg_catalog.pg_try_advisory_lock_shared(1)",
+                "advisory",
+            ),
+            ("SELECT \"pg_read_file\"('/etc/passwd')", "reads files"),
+            (
+                "SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd')",
+                "reads files",
+            ),
+            ("SELECT * FROM pg_read_file('/etc/passwd')", "reads files"),
+            (
+                "SELECT set_config('default_transaction_read_only', 'off', false)",
+                "set_config",
+            ),
+            ("SELECT pg_sleep(3600)", "pg_sleep"),
+            ("SELECT pg_sleep(x) FROM t", "pg_sleep"),
+            ("SELECT pg_sleep_for('1 hour')", "sleep"),
+            ("SELECT dblink_exec('host=x', 'drop table t')", "dblink"),
+            ("SELECT lo_import('/etc/passwd')", "large-object"),
+            ("SELECT nextval('s')", "sequence"),
+            ("SELECT txid_current()", "transaction id"),
+            (
+                "SELECT query_to_xml('delete from t', true, true, '')",
+                "runs SQL",
+            ),
+            (
+                "SELECT cron.schedule('* * * * *', 'delete from t')",
+                "pg_cron",
+            ),
+            (
+                "SELECT drop_chunks('metrics', INTERVAL '1 day')",
+                "TimescaleDB",
+            ),
+            (
+                "SELECT add_retention_policy('m', INTERVAL '1 day')",
+                "TimescaleDB",
+            ),
+            (
+                "SELECT AddGeometryColumn('t', 'g', 4326, 'POINT', 2)",
+                "PostGIS",
+            ),
+            (
+                "SELECT repeat(repeat(repeat('x',1000),1000),1000)",
+                "nested",
+            ),
+            ("SELECT repeat('x', 500000000)", "budget"),
+            ("SELECT 'unterminated", "unterminated"),
+            ("SELECT $$ unterminated", "unterminated"),
+            ("SELECT 1 /* unterminated", "unterminated"),
+            ("SELECT \"unterminated", "unterminated"),
+            ("EXPLAIN ANALYZE DELETE FROM t", "EXPLAIN"),
+            ("(DELETE FROM t)", "DELETE"),
+            (
+                "MERGE INTO t USING u ON true WHEN MATCHED THEN DELETE",
+                "MERGE",
+            ),
+        ];
+        for (sql, why) in rejected {
+            let verdict = check_sql(sql, &policy());
+            let reason = verdict
+                .as_ref()
+                .err()
+                .map(|r| r.to_lowercase())
+                .unwrap_or_default();
+            assert!(
+                reason.contains(&why.to_lowercase()),
+                "should reject {sql:?} mentioning {why:?}, got {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn guard_returns_the_statement_without_its_terminator() {
+        assert_eq!(check_sql("SELECT 1 ;  ", &policy()).unwrap(), "SELECT 1");
+        assert_eq!(
+            check_sql("SELECT ';' ; -- done", &policy()).unwrap(),
+            "SELECT ';'"
+        );
+        assert_eq!(
+            check_sql("SELECT 1 -- note", &policy()).unwrap(),
+            "SELECT 1 -- note"
+        );
+    }
+
+    #[test]
+    fn lexer_understands_literals_comments_and_quoted_names() {
+        let (tokens, starts) =
+            lex("SELECT a.\"B\"\"c\" FROM t -- x\n/* a /* b */ c */ WHERE s = E'\\'' || $q$;$q$")
+                .unwrap();
+        assert_eq!(tokens[0], Tok::Word("select".into()));
+        assert!(tokens.contains(&Tok::Quoted("B\"c".into())));
+        assert!(!tokens.contains(&Tok::Semicolon));
+        assert_eq!(tokens.iter().filter(|t| **t == Tok::Literal).count(), 2);
+        assert_eq!(starts.len(), tokens.len());
+        assert_eq!(
+            lex("U&\"d!0061t!+000061\" UESCAPE '!'").unwrap().0,
+            vec![Tok::Quoted("data".into())]
+        );
+    }
+
+    /// Deterministic fuzzing: no input may panic or hang the lexer or the guard.
+    #[test]
+    fn guard_survives_arbitrary_input() {
+        let pieces = [
+            "SELECT",
+            "select",
+            " ",
+            "'",
+            "''",
+            "\"",
+            "$$",
+            "$a$",
+            "$1",
+            "--",
+            "\n",
+            "/*",
+            "*/",
+            "(",
+            ")",
+            ";",
+            ",",
+            ".",
+            "E'",
+            "\\",
+            "U&\"",
+            "UESCAPE",
+            "'!'",
+            "with",
+            "as",
+            "for",
+            "update",
+            "pg_sleep",
+            "repeat",
+            "1e9",
+            "é",
+            "\u{0}",
+            "into",
+            "x",
+            "0",
+            "::",
+            "delete",
+            "materialized",
+            "not",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let started = Instant::now();
+        for _ in 0..20_000 {
+            let mut sql = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                sql.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            let _ = check_sql(&sql, &policy());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the guard is pathologically slow"
+        );
+    }
+
+    #[test]
+    fn origins_allow_loopback_on_any_port_and_listed_extras() {
+        let extra = vec!["https://claude.ai".to_string()];
+        for ok in [
+            "http://localhost",
+            "http://localhost:1234",
+            "http://127.0.0.1",
+            "http://[::1]:5",
+            "https://claude.ai",
+        ] {
+            assert!(origin_allowed(ok, &extra), "{ok}");
+        }
+        for bad in [
+            "http://evil.example.com",
+            "http://localhost.evil.com",
+            "http://127.0.0.1.nip.io",
+            "null",
+            "http://localhost:x",
+        ] {
+            assert!(!origin_allowed(bad, &extra), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_match_by_name_port_or_wildcard() {
+        let allowed = vec![
+            "localhost".to_string(),
+            "mcp.example.org:443".to_string(),
+            "[::1]".to_string(),
+            "box:*".to_string(),
+        ];
+        assert!(host_allowed("localhost:8892", &allowed));
+        assert!(host_allowed("[::1]:8892", &allowed));
+        assert!(host_allowed("mcp.example.org:443", &allowed));
+        assert!(host_allowed("box:1", &allowed));
+        assert!(!host_allowed("mcp.example.org:80", &allowed));
+        assert!(!host_allowed("evil.example.com", &allowed));
+    }
+
+    #[test]
+    fn header_values_decode_base64_form() {
+        assert_eq!(decode_header_value("query").as_deref(), Some("query"));
+        assert_eq!(
+            decode_header_value("=?base64?cXVlcnk=?=").as_deref(),
+            Some("query")
+        );
+        assert_eq!(decode_header_value("=?base64?***?="), None);
+    }
+
+    #[test]
+    fn duplicate_columns_get_distinct_keys() {
+        let columns: Vec<(String, String)> = ["a", "a", "a_2", "b"]
+            .iter()
+            .map(|n| (n.to_string(), "int4".to_string()))
+            .collect();
+        assert_eq!(unique_column_keys(&columns), vec!["a", "a_3", "a_2", "b"]);
+        assert_eq!(display_type_name("_int4"), "int4[]");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn modern_results_gain_result_type_and_server_info() {
+        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}")).unwrap();
+        assert_eq!(empty["resultType"], "complete");
+        let full: Value =
+            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#)).unwrap();
+        assert_eq!(full["tools"], json!([]));
+        assert_eq!(
+            full["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            SERVER_NAME
+        );
+    }
+
+    fn config_with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_env(&move |name: &str| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn config_errors_name_the_variable() {
+        let url = ("DATABASE_URL", "postgresql://u:p@127.0.0.1:5432/db");
+        assert!(config_with(&[]).unwrap_err().0.contains("DATABASE_URL"));
+        assert!(config_with(&[url, ("MCP_PORT", "abc")])
+            .unwrap_err()
+            .0
+            .contains("MCP_PORT"));
+        assert!(config_with(&[url, ("MCP_POOL_MAX", "0")])
+            .unwrap_err()
+            .0
+            .contains("MCP_POOL_MAX"));
+        assert!(config_with(&[url, ("MCP_LOG_FORMAT", "xml")])
+            .unwrap_err()
+            .0
+            .contains("MCP_LOG_FORMAT"));
+        assert!(config_with(&[url, ("MCP_AUTH_TOKENS", "broken")])
+            .unwrap_err()
+            .0
+            .contains("MCP_AUTH_TOKENS"));
+        assert!(config_with(&[url, ("MCP_HOST", "0.0.0.0")])
+            .unwrap_err()
+            .0
+            .contains("MCP_AUTH_TOKENS"));
+        let ok = config_with(&[url, ("MCP_HOST", "0.0.0.0"), ("MCP_AUTH_TOKENS", "a:b")]).unwrap();
+        assert_eq!((ok.port, ok.pool_max, ok.max_rows), (8892, 8, 10_000));
+        assert_eq!(
+            config_with(&[url, ("MCP_HOST", "::1")])
+                .unwrap()
+                .bind_address(),
+            "[::1]:8892"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_variable() {
+        let help = help_text();
+        for (name, _, _) in ENV_VARS {
+            assert!(help.contains(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn request_heads_are_limited() {
+        let status = |head: &str| match parse_head(head.as_bytes()) {
+            Err(ReadError::Reject(response)) => response.status,
+            Ok(Some(_)) => 200,
+            Ok(None) => 0,
+            Err(ReadError::Gone) => 1,
+        };
+        assert_eq!(
+            status("POST /mcp HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            200
+        );
+        assert_eq!(status("POST /mcp HTTP/1.1\r\nContent-Length: 5\r\n"), 0);
+        assert_eq!(
+            status("POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            411
+        );
+        assert_eq!(
+            status("POST /mcp HTTP/1.1\r\nContent-Length: 100000000000\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            status("POST /mcp HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /mcp HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        let many: String = (0..150).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
+        assert_eq!(status("\x01\x02 garbage\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn keep_alive_follows_the_http_version() {
+        let request = |http10: bool, connection: Option<&str>| Request {
+            http10,
+            headers: connection
+                .map(|c| vec![("connection".to_string(), c.to_string())])
+                .unwrap_or_default(),
+            ..Request::default()
+        };
+        assert!(request(false, None).wants_keep_alive());
+        assert!(!request(false, Some("close")).wants_keep_alive());
+        assert!(!request(true, None).wants_keep_alive());
+        assert!(request(true, Some("Keep-Alive")).wants_keep_alive());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let now = rfc3339_now();
+        assert_eq!(now.len(), 24, "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T');
+    }
+
+    #[test]
+    fn audit_sql_is_cut_and_escaped() {
+        assert_eq!(audit_sql("SELECT 1\nFROM t"), "SELECT 1\\nFROM t");
+        assert_eq!(audit_sql(&"x".repeat(300)).chars().count(), 201);
+    }
+
+    #[test]
+    fn semaphore_bounds_and_times_out() {
+        let semaphore = Semaphore::new(1);
+        let first = semaphore.try_acquire();
+        assert!(first.is_some());
+        assert!(semaphore.try_acquire().is_none());
+        assert!(semaphore
+            .acquire_timeout(Duration::from_millis(10))
+            .is_none());
+        drop(first);
+        assert!(semaphore
+            .acquire_timeout(Duration::from_millis(10))
+            .is_some());
+        assert_eq!(semaphore.usage(), (0, 0));
+    }
 }
