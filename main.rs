@@ -56,8 +56,8 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ),
     (
         "MCP_MAX_RESULT_BYTES",
-        "1000000",
-        "byte budget of one result's rows",
+        "150000",
+        "byte budget of one result's rows (fits claude.ai's ~150k characters)",
     ),
     (
         "MCP_STATEMENT_TIMEOUT_MS",
@@ -207,7 +207,7 @@ impl Config {
             max_result_bytes: parse_number(
                 &get,
                 "MCP_MAX_RESULT_BYTES",
-                1_000_000,
+                150_000,
                 1024,
                 100_000_000,
             )?,
@@ -641,6 +641,10 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let registration = app.connections.register(&stream);
+    {
+        use std::os::fd::AsRawFd;
+        PEER_FD.with(|fd| fd.set(stream.as_raw_fd()));
+    }
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
@@ -1491,12 +1495,12 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
         },
         Era::Modern => {
             check_modern_request(context.request, method, params)?;
-            let result =
-                match method {
-                    "server/discover" => discover_result(),
-                    "tools/list" => TOOLS_LIST_MODERN.clone(),
-                    "tools/call" => call_tool(context, params)?,
-                    _ => return Err(RpcError {
+            let result = match method {
+                "server/discover" => discover_result(),
+                "tools/list" => TOOLS_LIST_MODERN.clone(),
+                "tools/call" => call_tool(context, params)?,
+                _ => {
+                    return Err(RpcError {
                         status: 404,
                         ..RpcError::new(
                             -32601,
@@ -1504,8 +1508,9 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
                                 "method not found in protocol version {MODERN_VERSION}: {method}"
                             ),
                         )
-                    }),
-                };
+                    })
+                }
+            };
             Ok(with_modern_result_fields(&result))
         }
     }
@@ -2055,7 +2060,13 @@ impl ToolFailure {
     fn outcome(&self) -> &'static str {
         match self {
             ToolFailure::Guard(_) => "rejected",
-            ToolFailure::Database { sqlstate, .. } if sqlstate == "57014" => "timeout",
+            ToolFailure::Database { sqlstate, message } if sqlstate == "57014" => {
+                if message.starts_with("statement timeout") {
+                    "timeout"
+                } else {
+                    "cancelled"
+                }
+            }
             ToolFailure::Database { .. } => "db_error",
             ToolFailure::Busy(_) => "busy",
             ToolFailure::Unavailable(_) => "unavailable",
@@ -2972,6 +2983,7 @@ struct Pool {
     retries: AtomicU64,
     disconnects: AtomicU64,
     db_errors: Mutex<BTreeMap<String, u64>>,
+    watchdog: Watchdog,
 }
 
 impl Pool {
@@ -3003,6 +3015,7 @@ impl Pool {
             retries: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             db_errors: Mutex::new(BTreeMap::new()),
+            watchdog: Watchdog::default(),
         }
     }
 
@@ -3027,6 +3040,10 @@ impl Pool {
             let Some(mut pooled) = pooled else {
                 unreachable!("a connection was just taken or opened")
             };
+            let watch = self.watchdog.watch(
+                &pooled.client,
+                Duration::from_millis(self.statement_timeout_ms) + Duration::from_secs(5),
+            );
             let mut session = Session {
                 client: &mut pooled.client,
                 produced_rows: false,
@@ -3039,6 +3056,7 @@ impl Pool {
             let ended = session
                 .client
                 .batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()");
+            drop(watch);
             match result {
                 Ok(value) => {
                     self.give_back(pooled, ended.is_ok());
@@ -3216,6 +3234,107 @@ fn describe_db_error(error: &DbError) -> String {
             text
         }
     }
+}
+
+/// Cancels backend queries nobody is waiting for: the HTTP client hung up, the statement ran
+/// past its timeout plus a margin (a backstop: PostgreSQL's own statement_timeout normally
+/// fires first), or the server is shutting down after its grace period. Without it a
+/// cancelled question would keep a backend busy until statement_timeout.
+#[derive(Default)]
+struct Watchdog {
+    in_flight: Mutex<BTreeMap<u64, WatchedQuery>>,
+    next_id: AtomicU64,
+}
+
+struct WatchedQuery {
+    cancel: postgres::CancelToken,
+    deadline: Instant,
+    /// The HTTP connection the answer goes back to (-1: none).
+    peer_fd: i32,
+}
+
+thread_local! {
+    /// The socket of the HTTP connection this thread serves, so the watchdog can notice the
+    /// client leaving while this thread is blocked on the database.
+    static PEER_FD: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
+}
+
+/// Removes its query from the watchdog when the work ends, however it ends.
+struct WatchGuard<'a> {
+    watchdog: &'a Watchdog,
+    id: u64,
+}
+
+impl Drop for WatchGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.watchdog.in_flight).remove(&self.id);
+    }
+}
+
+impl Watchdog {
+    fn watch(&self, client: &postgres::Client, limit: Duration) -> WatchGuard<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let query = WatchedQuery {
+            cancel: client.cancel_token(),
+            deadline: Instant::now() + limit,
+            peer_fd: PEER_FD.with(|fd| fd.get()),
+        };
+        lock(&self.in_flight).insert(id, query);
+        WatchGuard { watchdog: self, id }
+    }
+
+    /// Background loop: four times a second, cancel what is overdue or orphaned.
+    fn run(&self) {
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = Instant::now();
+            let doomed: Vec<(u64, postgres::CancelToken, &str)> = lock(&self.in_flight)
+                .iter()
+                .filter_map(|(id, q)| {
+                    let why = if now > q.deadline {
+                        "past its deadline"
+                    } else if peer_has_closed(q.peer_fd) {
+                        "client disconnected"
+                    } else {
+                        return None;
+                    };
+                    Some((*id, q.cancel.clone(), why))
+                })
+                .collect();
+            for (id, cancel, why) in doomed {
+                lock(&self.in_flight).remove(&id);
+                log_event("warn", "cancelling a backend query", &[("why", why)]);
+                let _ = cancel.cancel_query(postgres::NoTls);
+            }
+        }
+    }
+
+    fn cancel_all(&self) {
+        let doomed: Vec<postgres::CancelToken> = lock(&self.in_flight)
+            .values()
+            .map(|q| q.cancel.clone())
+            .collect();
+        for cancel in doomed {
+            let _ = cancel.cancel_query(postgres::NoTls);
+        }
+    }
+}
+
+/// True when the peer of socket `fd` has closed its side (a zero-byte peek that does not block).
+fn peer_has_closed(fd: i32) -> bool {
+    const MSG_PEEK: i32 = 0x02;
+    const MSG_DONTWAIT: i32 = 0x40;
+    extern "C" {
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
+    }
+    if fd < 0 {
+        return false;
+    }
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a socket this process owns; MSG_DONTWAIT
+    // keeps it from blocking and MSG_PEEK from consuming anything the serving thread will read.
+    let received = unsafe { recv(fd, &mut byte, 1, MSG_PEEK | MSG_DONTWAIT) };
+    received == 0
 }
 
 /// One read-only transaction on one connection.
@@ -3855,7 +3974,7 @@ fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
     };
     let policy = GuardPolicy {
         statement_timeout_ms: number("MCP_STATEMENT_TIMEOUT_MS", 30_000),
-        max_result_bytes: number("MCP_MAX_RESULT_BYTES", 1_000_000),
+        max_result_bytes: number("MCP_MAX_RESULT_BYTES", 150_000),
     };
     match check_sql(sql, &policy) {
         Ok(_) => {
@@ -3946,6 +4065,7 @@ fn serve(env: EnvLookup) {
     signals::install();
     spawn_background("rejector", move || app.rejector.run());
     spawn_background("token-watcher", move || app.auth.watch());
+    spawn_background("query-watchdog", move || app.pool.watchdog.run());
     spawn_background("pool-reaper", move || loop {
         std::thread::sleep(
             (app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
@@ -4034,6 +4154,9 @@ fn drain(app: &'static App) {
     let finished = app
         .connection_slots
         .wait_idle(Instant::now() + app.config.shutdown_grace);
+    if !finished {
+        app.pool.watchdog.cancel_all();
+    }
     app.pool.discard_idle();
     if finished {
         log_event("info", "stopped", &[]);
