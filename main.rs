@@ -4091,9 +4091,17 @@ fn serve(env: EnvLookup) {
             ("version", VERSION),
         ],
     );
-    if let Err(e) = app.pool.probe() {
-        log_event("warn", "database not reachable at start-up; serving anyway, the role is checked on first connect", &[("error", &e.to_string())]);
-    }
+    // Check the database (and with it the role) without delaying /healthz; a tool call that
+    // arrives first runs the same check in its own connect, before any query.
+    spawn_background("startup-probe", move || {
+        if let Err(e) = app.pool.probe() {
+            log_event(
+                "warn",
+                "database not reachable at start-up; serving anyway, the role is checked on first connect",
+                &[("error", &e.to_string())],
+            );
+        }
+    });
     accept_loop(app, &listener);
     drain(app);
 }
