@@ -141,7 +141,6 @@ struct Config {
     allowed_origins: Vec<String>,
     allow_privileged_role: bool,
     shutdown_grace: Duration,
-    log_json: bool,
 }
 
 /// A start-up error: which variable, and what is wrong with it.
@@ -188,16 +187,12 @@ impl Config {
         let allowed_origins = get("MCP_ALLOWED_ORIGINS")
             .map(|s| split_list(&s))
             .unwrap_or_default();
-        let log_format = get("MCP_LOG_FORMAT").unwrap_or_else(|| "text".into());
-        let log_json = match log_format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                return Err(ConfigError(format!(
-                    "MCP_LOG_FORMAT must be text or json, not {other:?}"
-                )))
-            }
-        };
+        // Read (and applied) before the rest, by serve(); validated here with everything else.
+        if let Some(format) = get("MCP_LOG_FORMAT").filter(|f| f != "text" && f != "json") {
+            return Err(ConfigError(format!(
+                "MCP_LOG_FORMAT must be text or json, not {format:?}"
+            )));
+        }
         let config = Config {
             database_url,
             port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
@@ -240,7 +235,6 @@ impl Config {
                 0,
                 3600,
             )?),
-            log_json,
             host,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
@@ -1410,7 +1404,11 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
             RpcError::invalid_request("a JSON-RPC message must be an object"),
         );
     };
-    let id = object.get("id").cloned().unwrap_or(Value::Null);
+    let id = object
+        .get("id")
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+        .cloned()
+        .unwrap_or(Value::Null);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return reply_error(
             &id,
@@ -1432,7 +1430,7 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
     if !object.contains_key("id") {
         return Outcome::Accepted; // notifications (initialized, cancelled, …) need no answer
     }
-    if !(id.is_string() || id.is_i64() || id.is_u64()) {
+    if id.is_null() {
         return reply_error(
             &id,
             RpcError::invalid_request("\"id\" must be a string or an integer"),
@@ -1445,7 +1443,6 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
             RpcError::invalid_params("\"params\" must be an object"),
         );
     }
-    let started = Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         dispatch(context, method, &params)
     }))
@@ -1461,7 +1458,7 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
             "internal error: the request failed unexpectedly and was logged",
         ))
     });
-    context.app.metrics.count_rpc(method, started.elapsed());
+    context.app.metrics.count_rpc(method);
     match result {
         Ok(result) => Outcome::Reply(
             200,
@@ -1682,23 +1679,21 @@ struct Param {
 
 #[derive(Clone, Copy)]
 enum ParamKind {
-    Text,
+    /// A string; `default` is only advertised (the tool applies it, see list_functions).
+    Text { default: Option<&'static str> },
     /// An integer ≥ `min`, `default` when absent.
-    Integer {
-        default: i64,
-        min: i64,
-    },
+    Integer { default: i64, min: i64 },
 }
 
 const SCHEMA_PARAM: Param = Param {
     name: "schema",
-    kind: ParamKind::Text,
+    kind: ParamKind::Text { default: None },
     required: true,
     description: "Schema name, exactly as list_schemas shows it",
 };
 const TABLE_PARAM: Param = Param {
     name: "table",
-    kind: ParamKind::Text,
+    kind: ParamKind::Text { default: None },
     required: true,
     description:
         "Table, view or materialized view name, exactly as list_tables shows it (no quoting)",
@@ -1717,7 +1712,7 @@ static TOOLS: &[ToolSpec] = &[
             ISO 8601 text, bytea is \\x hex. Errors carry the SQLSTATE (42501 permission denied, 42601 syntax, \
             57014 timeout).",
         params: &[
-            Param { name: "sql", kind: ParamKind::Text, required: true, description: "One SELECT/WITH/VALUES/TABLE statement" },
+            Param { name: "sql", kind: ParamKind::Text { default: None }, required: true, description: "One SELECT/WITH/VALUES/TABLE statement" },
             Param {
                 name: "max_rows",
                 kind: ParamKind::Integer { default: 1000, min: 1 },
@@ -1764,7 +1759,9 @@ static TOOLS: &[ToolSpec] = &[
             SELECT * FROM reporting.fn_name(...).",
         params: &[Param {
             name: "schema",
-            kind: ParamKind::Text,
+            kind: ParamKind::Text {
+                default: Some("reporting"),
+            },
             required: false,
             description: "Schema name (default 'reporting')",
         }],
@@ -1795,7 +1792,12 @@ fn input_schema(tool: &ToolSpec) -> Value {
     let mut properties = Map::new();
     for param in tool.params {
         let schema = match param.kind {
-            ParamKind::Text => json!({ "type": "string", "description": param.description }),
+            ParamKind::Text { default: None } => {
+                json!({ "type": "string", "description": param.description })
+            }
+            ParamKind::Text {
+                default: Some(default),
+            } => json!({ "type": "string", "default": default, "description": param.description }),
             ParamKind::Integer { default, min } => {
                 json!({ "type": "integer", "minimum": min, "default": default, "description": param.description })
             }
@@ -1964,11 +1966,11 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
     for param in tool.params {
         let value = given.get(param.name).filter(|v| !v.is_null());
         match (param.kind, value) {
-            (ParamKind::Text, Some(Value::String(s))) => {
+            (ParamKind::Text { .. }, Some(Value::String(s))) => {
                 checked.insert(param.name.into(), Value::String(s.clone()));
             }
-            (ParamKind::Integer { min, .. }, Some(v)) if v.as_i64().is_some() => {
-                let n = v.as_i64().unwrap_or(min);
+            (ParamKind::Integer { min, .. }, Some(v)) if whole_number(v).is_some() => {
+                let n = whole_number(v).unwrap_or(min);
                 if n < min {
                     return Err(RpcError::invalid_params(format!(
                         "{}: {} must be at least {min}",
@@ -1977,11 +1979,8 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
                 }
                 checked.insert(param.name.into(), json!(n));
             }
-            (ParamKind::Integer { .. }, Some(Value::Number(n))) if n.is_u64() => {
-                checked.insert(param.name.into(), json!(i64::MAX));
-            }
             (kind, Some(_)) => {
-                let wanted = if matches!(kind, ParamKind::Text) {
+                let wanted = if matches!(kind, ParamKind::Text { .. }) {
                     "a string"
                 } else {
                     "an integer"
@@ -1994,16 +1993,26 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             (ParamKind::Integer { default, .. }, None) => {
                 checked.insert(param.name.into(), json!(default));
             }
-            (ParamKind::Text, None) if param.required => {
+            (ParamKind::Text { .. }, None) if param.required => {
                 return Err(RpcError::invalid_params(format!(
                     "{}: missing required argument {:?}",
                     tool.name, param.name
                 )));
             }
-            (ParamKind::Text, None) => {}
+            (ParamKind::Text { .. }, None) => {}
         }
     }
     Ok(Arguments(checked))
+}
+
+/// A JSON number with no fractional part, saturated to i64 (a huge max_rows is clamped later,
+/// not refused).
+fn whole_number(value: &Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let f = value.as_f64().filter(|f| f.fract() == 0.0)?;
+    Some(if f > 0.0 { i64::MAX } else { i64::MIN })
 }
 
 /// What a tool produced: its structured result as JSON text, plus what the audit line reports.
@@ -2389,7 +2398,8 @@ fn lex(sql: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
         if c.is_whitespace() {
             i += 1;
         } else if c == '-' && at(i + 1) == '-' {
-            while i < chars.len() && chars[i] != '\n' {
+            // PostgreSQL ends a -- comment at \n or \r.
+            while i < chars.len() && chars[i] != '\n' && chars[i] != '\r' {
                 i += 1;
             }
         } else if c == '/' && at(i + 1) == '*' {
@@ -2636,99 +2646,30 @@ struct GuardPolicy {
 /// entry is a regular expression over the lower-cased function name (anchored at both ends) and,
 /// for extension schemas, the schema the call must be qualified with. Each acts outside the
 /// transaction or outside the database, or runs SQL the guard cannot see.
+#[rustfmt::skip]
 static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
-    (
-        None,
-        "pg_(try_)?advisory_lock(_shared)?",
-        "session advisory locks survive ROLLBACK and would leak into the pool",
-    ),
-    (
-        None,
-        "pg_sleep_(for|until)",
-        "sleeping holds a database connection; use pg_sleep(seconds) below the timeout",
-    ),
+    (None, "pg_(try_)?advisory_lock(_shared)?", "session advisory locks survive ROLLBACK and would leak into the pool"),
+    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
     (None, "set_config", "set_config changes session settings"),
-    (
-        None,
-        "dblink.*",
-        "dblink opens connections to other databases",
-    ),
-    (
-        None,
-        "lo_.*|loread|lowrite",
-        "large-object functions read and write server files and storage",
-    ),
-    (
-        None,
-        "pg_read_(binary_)?file",
-        "reads files on the database server",
-    ),
-    (
-        None,
-        "pg_ls_.*|pg_stat_file",
-        "inspects files and directories on the database server",
-    ),
-    (
-        None,
-        "pg_file_.*",
-        "writes files on the database server (adminpack)",
-    ),
-    (
-        None,
-        "pg_(terminate|cancel)_backend",
-        "acts on other sessions",
-    ),
-    (
-        None,
-        "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts",
-        "acts on the server process",
-    ),
-    (
-        None,
-        "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote",
-        "controls backups and WAL",
-    ),
-    (
-        None,
-        "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message",
-        "changes replication state",
-    ),
+    (None, "setseed", "seeds random() for the rest of the session"),
+    (None, "dblink.*", "dblink opens connections to other databases"),
+    (None, "lo_.*|loread|lowrite", "large-object functions read and write server files and storage"),
+    (None, "pg_read_(binary_)?file", "reads files on the database server"),
+    (None, "pg_ls_.*|pg_stat_file", "inspects files and directories on the database server"),
+    (None, "pg_file_.*", "writes files on the database server (adminpack)"),
+    (None, "pg_(terminate|cancel)_backend", "acts on other sessions"),
+    (None, "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts", "acts on the server process"),
+    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote", "controls backups and WAL"),
+    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state or writes WAL"),
     (None, "pg_notify", "sends notifications to other sessions"),
-    (
-        None,
-        "txid_.*|pg_current_xact_id(_if_assigned)?",
-        "assigns a transaction id",
-    ),
-    (
-        None,
-        "nextval|setval",
-        "changes a sequence, which ROLLBACK does not undo",
-    ),
-    (
-        None,
-        "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?",
-        "runs SQL from text or dumps whole objects; use query",
-    ),
-    (
-        Some("cron"),
-        ".*",
-        "pg_cron schedules jobs that run outside this transaction",
-    ),
-    (
-        None,
-        "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate",
-        "TimescaleDB: rewrites or deletes data",
-    ),
-    (
-        None,
-        "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension",
-        "TimescaleDB: schedules or changes background jobs",
-    ),
-    (
-        None,
-        "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns",
-        "PostGIS: alters tables",
-    ),
+    (None, "txid_.*|pg_current_xact_id(_if_assigned)?", "assigns a transaction id"),
+    (None, "nextval|setval", "changes a sequence, which ROLLBACK does not undo"),
+    (None, "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?", "runs SQL from text or dumps whole objects; use query"),
+    (None, "ts_stat|ts_rewrite", "runs SQL from text the guard cannot inspect"),
+    (Some("cron"), ".*", "pg_cron schedules jobs that run outside this transaction"),
+    (None, "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate", "TimescaleDB: rewrites or deletes data"),
+    (None, "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension", "TimescaleDB: schedules or changes background jobs"),
+    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns", "PostGIS: alters tables"),
 ];
 
 /// The table above, compiled once into one RegexSet.
@@ -2748,6 +2689,9 @@ const WRITE_KEYWORDS: [&str; 4] = ["insert", "update", "delete", "merge"];
 
 /// Checks one statement; Ok(statement without trailing `;`) or Err(reason for the analyst).
 fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
+    if sql.contains('\0') {
+        return Err("the SQL text contains a NUL character".into());
+    }
     let (tokens, starts) = lex(sql)?;
     let end = tokens
         .iter()
@@ -2757,13 +2701,16 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
         .trim_end()
         .to_string();
     if tokens[end..].iter().any(|t| *t != Tok::Semicolon) {
-        return Err("only a single statement is allowed (found more than one; remove everything after the first ';')".into());
+        return Err(
+            "only a single statement is allowed (found more than one; remove everything after the first ';')"
+                .into(),
+        );
     }
     let tokens = &tokens[..end];
-    let first_keyword = tokens.iter().find(|t| **t != Tok::LParen);
-    match first_keyword {
+    let pairs = paren_pairs(tokens)?;
+    match tokens.iter().find(|t| **t != Tok::LParen) {
         None => return Err("empty query: send one SELECT/WITH statement".into()),
-        Some(Tok::Word(w)) if matches!(w.as_str(), "select" | "with" | "values" | "table") => {}
+        Some(Tok::Word(w)) if is_read_keyword(w) => {}
         Some(Tok::Word(w)) => {
             return Err(format!(
                 "only a single SELECT/WITH statement is allowed (this one starts with {})",
@@ -2773,72 +2720,130 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
         Some(_) => return Err("only a single SELECT/WITH statement is allowed".into()),
     }
     for (i, token) in tokens.iter().enumerate() {
-        let Tok::Word(word) = token else { continue };
-        let next = tokens.get(i + 1);
         let word_at = |k: usize| match tokens.get(k) {
             Some(Tok::Word(w)) => w.as_str(),
             _ => "",
         };
-        if WRITE_KEYWORDS.contains(&word.as_str()) {
-            return Err(format!(
-                "{} is not allowed: this server only reads",
-                word.to_uppercase()
-            ));
+        if let Tok::Word(word) = token {
+            if WRITE_KEYWORDS.contains(&word.as_str()) {
+                return Err(format!(
+                    "{} is not allowed: this server only reads",
+                    word.to_uppercase()
+                ));
+            }
+            if word == "into" {
+                return Err("SELECT … INTO creates a table and is not allowed".into());
+            }
+            if word == "for" && matches!(word_at(i + 1), "share" | "no" | "key" | "update") {
+                return Err(
+                    "row locks (FOR UPDATE/SHARE/NO KEY UPDATE/KEY SHARE) are not allowed".into(),
+                );
+            }
+            if word == "with" {
+                check_cte_bodies(tokens, &pairs, i)?;
+            }
         }
-        if word == "into" {
-            return Err("SELECT … INTO creates a table and is not allowed".into());
-        }
-        if word == "for" && matches!(word_at(i + 1), "share" | "no" | "key" | "update") {
-            return Err(
-                "row locks (FOR UPDATE/SHARE/NO KEY UPDATE/KEY SHARE) are not allowed".into(),
-            );
-        }
-        if word == "with" {
-            check_cte_bodies(tokens, i)?;
-        }
-        if next == Some(&Tok::LParen) {
-            check_function_call(tokens, i, policy)?;
-        }
-    }
-    for (i, token) in tokens.iter().enumerate() {
-        if let (Tok::Quoted(_), Some(Tok::LParen)) = (token, tokens.get(i + 1)) {
-            check_function_call(tokens, i, policy)?;
+        let Some(name) = identifier(token) else {
+            continue;
+        };
+        if tokens.get(i + 1) == Some(&Tok::LParen) {
+            let schema = match (
+                i.checked_sub(1).map(|k| &tokens[k]),
+                i.checked_sub(2).map(|k| &tokens[k]),
+            ) {
+                (Some(Tok::Dot), Some(qualifier)) => identifier(qualifier),
+                _ => None,
+            };
+            check_function_name(&name, schema.as_deref())?;
+            let close = pairs[i + 1].unwrap_or(tokens.len());
+            check_function_arguments(&name, &tokens[i + 2..close], policy)?;
+        } else if i >= 2 && tokens[i - 1] == Tok::Dot && tokens[i - 2] == Tok::RParen {
+            // `(value).function` is PostgreSQL's attribute notation for `function(value)`.
+            check_function_name(&name, None)?;
+            if name == "pg_sleep" || SIZE_FUNCTIONS.contains(&name.as_str()) {
+                return Err(format!(
+                    "{name}() must be called as {name}(…), not in attribute notation"
+                ));
+            }
         }
     }
     Ok(statement)
 }
 
+fn is_read_keyword(word: &str) -> bool {
+    matches!(word, "select" | "with" | "values" | "table")
+}
+
+/// The name an identifier token carries (quoted names compared case-insensitively: refusing
+/// "PG_SLEEP" too costs nothing).
+fn identifier(token: &Tok) -> Option<String> {
+    match token {
+        Tok::Word(w) => Some(w.clone()),
+        Tok::Quoted(q) => Some(q.to_lowercase()),
+        _ => None,
+    }
+}
+
+/// For each `(` the index of its `)` (and None elsewhere), found in one pass so the rules stay
+/// linear however deeply calls nest.
+fn paren_pairs(tokens: &[Tok]) -> Result<Vec<Option<usize>>, String> {
+    let mut pairs = vec![None; tokens.len()];
+    let mut open = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Tok::LParen => open.push(i),
+            Tok::RParen => {
+                let start = open
+                    .pop()
+                    .ok_or("unbalanced parentheses: ')' without '('")?;
+                pairs[start] = Some(i);
+            }
+            _ => {}
+        }
+    }
+    if open.is_empty() {
+        Ok(pairs)
+    } else {
+        Err("unbalanced parentheses: '(' without ')'".into())
+    }
+}
+
 /// At a WITH keyword: if it opens a CTE list (`name [(cols)] AS [NOT] MATERIALIZED (`), every
 /// body must start as a read. `WITH TIME ZONE`, `WITH ORDINALITY` etc. do not match and pass.
-fn check_cte_bodies(tokens: &[Tok], with_index: usize) -> Result<(), String> {
+fn check_cte_bodies(
+    tokens: &[Tok],
+    pairs: &[Option<usize>],
+    with_index: usize,
+) -> Result<(), String> {
+    let is_word = |k: usize, w: &str| matches!(tokens.get(k), Some(Tok::Word(x)) if x == w);
     let mut i = with_index + 1;
-    if matches!(tokens.get(i), Some(Tok::Word(w)) if w == "recursive") {
+    if is_word(i, "recursive") {
         i += 1;
     }
     loop {
-        if !matches!(tokens.get(i), Some(Tok::Word(_)) | Some(Tok::Quoted(_))) {
+        if tokens.get(i).and_then(identifier).is_none() {
             return Ok(());
         }
         i += 1;
         if tokens.get(i) == Some(&Tok::LParen) {
-            i = matching_paren(tokens, i).ok_or("unbalanced parentheses")? + 1;
+            i = pairs[i].unwrap_or(tokens.len()) + 1;
         }
-        if !matches!(tokens.get(i), Some(Tok::Word(w)) if w == "as") {
+        if !is_word(i, "as") {
             return Ok(());
         }
         i += 1;
-        if matches!(tokens.get(i), Some(Tok::Word(w)) if w == "not") {
+        if is_word(i, "not") {
             i += 1;
         }
-        if matches!(tokens.get(i), Some(Tok::Word(w)) if w == "materialized") {
+        if is_word(i, "materialized") {
             i += 1;
         }
         if tokens.get(i) != Some(&Tok::LParen) {
             return Ok(());
         }
-        let close = matching_paren(tokens, i).ok_or("unbalanced parentheses")?;
+        let close = pairs[i].unwrap_or(tokens.len());
         match tokens[i + 1..close].iter().find(|t| **t != Tok::LParen) {
-            Some(Tok::Word(w)) if matches!(w.as_str(), "select" | "with" | "values" | "table") => {}
+            Some(Tok::Word(w)) if is_read_keyword(w) => {}
             _ => {
                 return Err(
                     "every WITH query (CTE) must be a SELECT; data-modifying CTEs are not allowed"
@@ -2846,12 +2851,12 @@ fn check_cte_bodies(tokens: &[Tok], with_index: usize) -> Result<(), String> {
                 )
             }
         }
-        i = close + 1;
         // SEARCH / CYCLE clauses may follow a recursive CTE before the comma.
+        i = close + 1;
         while let Some(t) = tokens.get(i) {
             if *t == Tok::Comma
                 || *t == Tok::LParen
-                || matches!(t, Tok::Word(w) if w == "select" || w == "values" || w == "table")
+                || matches!(t, Tok::Word(w) if is_read_keyword(w))
             {
                 break;
             }
@@ -2864,47 +2869,24 @@ fn check_cte_bodies(tokens: &[Tok], with_index: usize) -> Result<(), String> {
     }
 }
 
-fn matching_paren(tokens: &[Tok], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (k, token) in tokens.iter().enumerate().skip(open) {
-        match token {
-            Tok::LParen => depth += 1,
-            Tok::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(k);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Checks a call `name(` (possibly `schema.name(`) against the dangerous-function table and the
-/// size and sleep limits.
-fn check_function_call(tokens: &[Tok], index: usize, policy: &GuardPolicy) -> Result<(), String> {
-    let name = match &tokens[index] {
-        Tok::Word(w) => w.clone(),
-        Tok::Quoted(q) => q.to_lowercase(),
-        _ => return Ok(()),
-    };
-    let schema = match (
-        index.checked_sub(1).map(|k| &tokens[k]),
-        index.checked_sub(2).map(|k| &tokens[k]),
-    ) {
-        (Some(Tok::Dot), Some(Tok::Word(s))) => Some(s.clone()),
-        (Some(Tok::Dot), Some(Tok::Quoted(s))) => Some(s.to_lowercase()),
-        _ => None,
-    };
-    for hit in DANGEROUS_NAMES.matches(&name).iter() {
+/// Refuses a call to a function of the dangerous-function table.
+fn check_function_name(name: &str, schema: Option<&str>) -> Result<(), String> {
+    for hit in DANGEROUS_NAMES.matches(name).iter() {
         let (required_schema, _, reason) = DANGEROUS_FUNCTIONS[hit];
-        if required_schema.is_none() || required_schema == schema.as_deref() {
+        if required_schema.is_none() || required_schema == schema {
             return Err(format!("function {name}() is not allowed: {reason}"));
         }
     }
-    let close = matching_paren(tokens, index + 1).ok_or("unbalanced parentheses")?;
-    let arguments = &tokens[index + 2..close];
+    Ok(())
+}
+
+/// pg_sleep must sleep less than the timeout, and repeat/lpad/rpad must not build a value larger
+/// than the result budget: their count must be a literal within it, or a plain column.
+fn check_function_arguments(
+    name: &str,
+    arguments: &[Tok],
+    policy: &GuardPolicy,
+) -> Result<(), String> {
     if name == "pg_sleep" {
         let seconds = match arguments {
             [Tok::Number(n)] => n.parse::<f64>().ok(),
@@ -2918,29 +2900,54 @@ fn check_function_call(tokens: &[Tok], index: usize, policy: &GuardPolicy) -> Re
             )),
         };
     }
-    if SIZE_FUNCTIONS.contains(&name.as_str()) {
-        let nested = arguments.windows(2).any(|w| {
-            matches!((&w[0], &w[1]), (Tok::Word(f), Tok::LParen) if SIZE_FUNCTIONS.contains(&f.as_str()))
-        });
-        if nested {
-            return Err(format!(
-                "nested {name}() calls can build values of gigabytes and are not allowed"
-            ));
-        }
-        let too_big = arguments.iter().any(|t| match t {
-            Tok::Number(n) => n
-                .parse::<f64>()
-                .is_ok_and(|v| v > policy.max_result_bytes as f64),
-            _ => false,
-        });
-        if too_big {
-            return Err(format!(
-                "{name}() with a count above the result budget ({} bytes) is not allowed",
-                policy.max_result_bytes
-            ));
+    if !SIZE_FUNCTIONS.contains(&name) {
+        return Ok(());
+    }
+    let nested = arguments.windows(2).any(|pair| {
+        matches!(pair, [Tok::Word(inner), Tok::LParen] if SIZE_FUNCTIONS.contains(&inner.as_str()))
+    });
+    if nested {
+        return Err(format!(
+            "nested {name}() calls multiply sizes into gigabytes and are not allowed"
+        ));
+    }
+    let mut depth = 0usize;
+    let mut top_level_commas = Vec::new();
+    for (k, token) in arguments.iter().enumerate() {
+        match token {
+            Tok::LParen => depth += 1,
+            Tok::RParen => depth = depth.saturating_sub(1),
+            Tok::Comma if depth == 0 => top_level_commas.push(k),
+            _ => {}
         }
     }
-    Ok(())
+    let Some(&first_comma) = top_level_commas.first() else {
+        return Ok(());
+    };
+    let count_end = top_level_commas.get(1).copied().unwrap_or(arguments.len());
+    let count = &arguments[first_comma + 1..count_end];
+    let is_column = !count.is_empty()
+        && count.iter().enumerate().all(|(k, t)| {
+            if k % 2 == 0 {
+                identifier(t).is_some()
+            } else {
+                *t == Tok::Dot
+            }
+        });
+    match count {
+        [Tok::Number(n)]
+            if n.parse::<f64>()
+                .is_ok_and(|v| v <= policy.max_result_bytes as f64) =>
+        {
+            Ok(())
+        }
+        _ if is_column => Ok(()),
+        _ => Err(format!(
+            "{name}() may only use a literal count up to the result budget ({} bytes) or a column: \
+             computed counts can build values of gigabytes",
+            policy.max_result_bytes
+        )),
+    }
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -3053,9 +3060,7 @@ impl Pool {
                 .batch_execute(&self.begin_sql)
                 .and_then(|()| work(&mut session));
             let produced_rows = session.produced_rows;
-            let ended = session
-                .client
-                .batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()");
+            let ended = end_transaction(session.client);
             drop(watch);
             match result {
                 Ok(value) => {
@@ -3207,6 +3212,30 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
+/// Ends a unit of work: ROLLBACK, then clears what survives a rollback — session advisory locks
+/// and statements made with SQL `PREPARE` (say, by EXECUTE inside a function). The driver's
+/// protocol-level statements (`from_sql = false`) are left alone.
+fn end_transaction(client: &mut postgres::Client) -> Result<(), DbError> {
+    use postgres::SimpleQueryMessage::Row;
+    let messages = client.simple_query(
+        "ROLLBACK; SELECT pg_advisory_unlock_all(), EXISTS (SELECT FROM pg_prepared_statements WHERE from_sql)",
+    )?;
+    if !messages
+        .iter()
+        .any(|m| matches!(m, Row(row) if row.get(1) == Some("t")))
+    {
+        return Ok(());
+    }
+    for message in client.simple_query("SELECT name FROM pg_prepared_statements WHERE from_sql")? {
+        if let Row(row) = message {
+            if let Some(name) = row.get(0) {
+                client.batch_execute(&format!("DEALLOCATE {}", quote_ident(name)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A genuine loss of the connection, as opposed to an error the session survives (57014
 /// timeout, syntax, permissions): closed socket, I/O error, SQLSTATE class 08, 57P01–57P03
 /// (admin/crash shutdown, cannot connect now), or any FATAL/PANIC.
@@ -3220,7 +3249,11 @@ fn is_disconnect(error: &DbError) -> bool {
             || matches!(code, "57P01" | "57P02" | "57P03")
             || matches!(db.severity(), "FATAL" | "PANIC");
     }
-    std::error::Error::source(error).is_some_and(|source| source.is::<io::Error>())
+    // The driver's own wording for I/O failures and timeouts (its error kinds are private);
+    // encoding errors such as a NUL byte are not disconnects.
+    let text = error.to_string();
+    text.starts_with("error communicating with the server")
+        || text.starts_with("timeout waiting for server")
 }
 
 fn describe_db_error(error: &DbError) -> String {
@@ -3288,12 +3321,15 @@ impl Watchdog {
         loop {
             std::thread::sleep(Duration::from_millis(250));
             let now = Instant::now();
+            // While draining, connections' read sides are shut down on purpose: that is not a
+            // client leaving, and the answers in progress must still be delivered.
+            let draining = SHUTDOWN_REQUESTED.load(Ordering::SeqCst);
             let doomed: Vec<(u64, postgres::CancelToken, &str)> = lock(&self.in_flight)
                 .iter()
                 .filter_map(|(id, q)| {
                     let why = if now > q.deadline {
                         "past its deadline"
-                    } else if peer_has_closed(q.peer_fd) {
+                    } else if !draining && peer_has_closed(q.peer_fd) {
                         "client disconnected"
                     } else {
                         return None;
@@ -3434,7 +3470,7 @@ impl Session<'_> {
         };
         let wrapped = format!(
             "SELECT CASE WHEN octet_length(j) <= {budget} THEN j END FROM \
-             (SELECT row_to_json(t)::text AS j FROM (\n{statement}\n) AS t{aliases} LIMIT {limit}) AS capped",
+             (SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}) AS capped",
             limit = cap + 1
         );
         let mut rows = Vec::new();
@@ -3631,9 +3667,7 @@ fn audit_sql(sql: &str) -> String {
     if sql.trim().chars().count() > 200 {
         cut.push('…');
     }
-    cut.replace('\\', "\\\\")
-        .replace('\r', "\\r")
-        .replace('\n', "\\n")
+    cut
 }
 
 fn rfc3339_now() -> String {
@@ -3715,7 +3749,7 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
-    fn count_rpc(&self, method: &str, _elapsed: Duration) {
+    fn count_rpc(&self, method: &str) {
         let method = RPC_METHODS
             .iter()
             .find(|m| **m == method)
@@ -4031,21 +4065,26 @@ fn run_healthcheck(env: EnvLookup) -> i32 {
 }
 
 fn serve(env: EnvLookup) {
+    // Known before the rest of the configuration, so even start-up errors come out as JSON.
+    LOG_JSON.store(
+        env("MCP_LOG_FORMAT").is_some_and(|f| f.trim() == "json"),
+        Ordering::Relaxed,
+    );
     let config = match Config::from_env(env) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("{SERVER_NAME}: {e}");
+            log_event("error", &format!("invalid configuration: {e}"), &[]);
             std::process::exit(2);
         }
     };
-    LOG_JSON.store(config.log_json, Ordering::Relaxed);
     let listener = match TcpListener::bind(config.bind_address()) {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!(
-                "{SERVER_NAME}: cannot listen on {}: {e} (set MCP_HOST / MCP_PORT)",
+            let message = format!(
+                "cannot listen on {}: {e} (set MCP_HOST / MCP_PORT)",
                 config.bind_address()
             );
+            log_event("error", &message, &[]);
             std::process::exit(2);
         }
     };
@@ -4136,12 +4175,10 @@ fn accept_loop(app: &'static App, listener: &TcpListener) {
             continue;
         };
         // The permit moves into the thread; `forget`-free: it is re-created from the semaphore.
-        let spawned = std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _permit = permit;
-                serve_connection(app, stream);
-            });
+        let spawned = std::thread::Builder::new().spawn(move || {
+            let _permit = permit;
+            serve_connection(app, stream);
+        });
         if let Err(e) = spawned {
             log_event(
                 "error",
@@ -4667,9 +4704,9 @@ mod tests {
     }
 
     #[test]
-    fn audit_sql_is_cut_and_escaped() {
-        assert_eq!(audit_sql("SELECT 1\nFROM t"), "SELECT 1\\nFROM t");
+    fn audit_sql_is_cut_to_200_characters() {
         assert_eq!(audit_sql(&"x".repeat(300)).chars().count(), 201);
+        assert_eq!(audit_sql(" SELECT 1 "), "SELECT 1");
     }
 
     #[test]
