@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Benchmark analytics-mcp against the physical limit (PostgreSQL itself, via pgbench).
+#
+#   bench/run.sh                      # defaults: 10 s per cell, c = 1 8 32, 1,000,000 rows
+#   BENCH_SECONDS=5 bench/run.sh      # quicker
+#
+# Environment (all optional):
+#   BENCH_SECONDS      duration of every wrk and pgbench cell (default 10)
+#   BENCH_CONCURRENCY  space-separated client counts (default "1 8 32")
+#   BENCH_ROWS         rows in bench.positions (default 1000000)
+#   BENCH_BIN          server binary to measure (default: cargo build --release --locked)
+#   BENCH_MUSL         0 to skip the static musl build (default: build it if the target is installed)
+#   BENCH_STARTS       exec-to-healthy samples (default 10)
+#   BENCH_POOL_MAX     MCP_POOL_MAX for the server (default: the server's default)
+#   BENCH_OUT          where to save the Markdown table (default bench/results.md)
+#
+# What it does: starts a throwaway PostgreSQL tuned for benchmarking (fsync off, 256MB shared
+# buffers) on 127.0.0.1, loads bench/dataset.sql (deterministic, generate_series only), starts the
+# release binary with a bearer token, and for three workloads drives `tools/call query` with wrk
+# (keep-alive connections, bench/tools_call.lua) at each concurrency, then runs pgbench -M extended
+# with the same statements the server sends per call (BEGIN READ ONLY / set_config LOCAL settings /
+# the query wrapped in row_to_json exactly as the server wraps it / ROLLBACK) at the same
+# concurrency. Prints one Markdown table (and the machine) and saves it to $BENCH_OUT.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+SECS=${BENCH_SECONDS:-10}
+CONCURRENCY=${BENCH_CONCURRENCY:-1 8 32}
+ROWS=${BENCH_ROWS:-1000000}
+STARTS=${BENCH_STARTS:-10}
+OUT=${BENCH_OUT:-$HERE/results.md}
+MAX_ROWS=1000            # max_rows sent with every call
+STATEMENT_TIMEOUT_MS=30000
+MAX_RESULT_BYTES=1000000 # the server's MCP_MAX_RESULT_BYTES default; part of its wrapper SQL
+
+# shellcheck source=../tests/interop/pg.sh
+source "$ROOT/tests/interop/pg.sh"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/analytics-mcp-bench.XXXXXX")
+chmod 711 "$WORK"
+SERVER_PID=
+cleanup() {
+  local rc=$?
+  if [[ -n $SERVER_PID ]]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  pg_stop
+  if [[ -n ${BENCH_KEEP:-} ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T_START=$SECONDS
+die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian package)"
+  if [[ $(id -u) -eq 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >"$WORK/apt.log" 2>&1 \
+      || { apt-get update >>"$WORK/apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >>"$WORK/apt.log" 2>&1; } \
+      || { cat "$WORK/apt.log" >&2; die "apt-get install wrk failed"; }
+  else
+    die "wrk not found: apt-get install wrk"
+  fi
+fi
+PGBENCH=$(command -v pgbench || true)
+[[ -n $PGBENCH ]] || PGBENCH=$PG_BIN/pgbench
+[[ -x $PGBENCH ]] || die "pgbench not found"
+
+# ---------------------------------------------------------------- binaries
+if [[ -n ${BENCH_BIN:-} ]]; then
+  BIN=$BENCH_BIN
+  [[ -x $BIN ]] || die "BENCH_BIN=$BIN is not an executable"
+else
+  say "cargo build --release --locked"
+  (cd "$ROOT" && cargo build --release --locked) >"$WORK/cargo-release.log" 2>&1 \
+    || { tail -n 60 "$WORK/cargo-release.log" >&2; die "release build failed"; }
+  BIN=$ROOT/target/release/analytics-mcp
+fi
+RELEASE_BYTES=$(stat -c %s "$BIN")
+
+MUSL_TARGET=x86_64-unknown-linux-musl
+MUSL_SIZE="n/a (musl target not installed)"
+if [[ ${BENCH_MUSL:-1} == 0 ]]; then
+  MUSL_SIZE="n/a (skipped: BENCH_MUSL=0)"
+elif command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; then
+  say "cargo build --release --locked --target $MUSL_TARGET"
+  if (cd "$ROOT" && cargo build --release --locked --target "$MUSL_TARGET") >"$WORK/cargo-musl.log" 2>&1; then
+    MUSL_BIN=$ROOT/target/$MUSL_TARGET/release/analytics-mcp
+    musl_bytes=$(stat -c %s "$MUSL_BIN")
+    linkage=$(file -b "$MUSL_BIN" 2>/dev/null | grep -oE 'static(-pie)? linked|statically linked|dynamically linked' | head -n1 || true)
+    MUSL_SIZE=$(awk -v b="$musl_bytes" 'BEGIN { printf "%.2f MiB (%d bytes)", b / 1048576, b }')
+    [[ -n $linkage ]] && MUSL_SIZE+=", $linkage"
+  else
+    tail -n 30 "$WORK/cargo-musl.log" >&2
+    MUSL_SIZE="n/a (musl build failed, see above)"
+  fi
+fi
+
+# ---------------------------------------------------------------- PostgreSQL + dataset
+say "starting PostgreSQL (tuned for benchmarking)"
+pg_start "$WORK/pg" fsync=off synchronous_commit=off full_page_writes=off shared_buffers=256MB \
+  max_connections=200 jit=off
+RO_PASSWORD=ro-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+pg_psql -d postgres -c 'CREATE DATABASE benchdb'
+say "loading $ROWS rows into bench.positions"
+t0=$SECONDS
+pg_psql -d benchdb -v rows="$ROWS" -v ro_password="$RO_PASSWORD" -f "$HERE/dataset.sql" >"$WORK/dataset.log" 2>&1 \
+  || { cat "$WORK/dataset.log" >&2; die "loading bench/dataset.sql failed"; }
+say "dataset ready in $((SECONDS - t0)) s"
+DB_URL="postgres://bench_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/benchdb"
+
+# ---------------------------------------------------------------- server
+TOKEN=bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+# Only our settings: drop any MCP_* the caller's environment carries.
+mapfile -t INHERITED_MCP < <(compgen -e | grep '^MCP_' || true)
+for v in "${INHERITED_MCP[@]}"; do unset "$v"; done
+export DATABASE_URL=$DB_URL MCP_AUTH_TOKENS="bench:$TOKEN" MCP_HOST=127.0.0.1
+[[ -n ${BENCH_POOL_MAX:-} ]] && export MCP_POOL_MAX=$BENCH_POOL_MAX
+MCP_PORT=$(pg_free_port)
+MCP_PORT=$MCP_PORT "$BIN" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+end=$((SECONDS + 30))
+until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$MCP_PORT/healthz" 2>/dev/null; do
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "the server exited during start-up"; }
+  ((SECONDS < end)) || { cat "$WORK/server.log" >&2; die "no healthy /healthz within 30 s"; }
+  sleep 0.02  # poll interval; readiness is the condition
+done
+IDLE_RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
+URL=http://127.0.0.1:$MCP_PORT/mcp
+say "server pid $SERVER_PID on $URL, idle RSS ${IDLE_RSS_KB} kB"
+
+# ---------------------------------------------------------------- workloads
+# name | SQL the analyst sends | column aliases the server adds when wrapping (its describe step)
+DAY_FROM="2024-01-10 00:00:00+00"
+DAY_TO="2024-01-11 00:00:00+00"
+W_NAMES=("SELECT 1" "1,000-row select" "1-day aggregate")
+W_SQL=(
+  "SELECT 1"
+  "SELECT id, vehicle_id, ts, lat, lon, speed, heading, ignition FROM bench.positions WHERE ts >= '$DAY_FROM' ORDER BY ts LIMIT 1000"
+  "SELECT vehicle_id, count(*), avg(speed), max(speed) FROM bench.positions WHERE ts >= '$DAY_FROM' AND ts < '$DAY_TO' GROUP BY 1"
+)
+W_ALIASES=(
+  '("?column?")'
+  '("id", "vehicle_id", "ts", "lat", "lon", "speed", "heading", "ignition")'
+  '("vehicle_id", "count", "avg", "max")'
+)
+W_ROWS=(1 1000 200)
+
+# The statements the server sends per tools/call (main.rs, Pool::read_only + Session::run_statement),
+# as a pgbench script. The server's own round trips are: [BEGIN READ ONLY; SELECT set_config(...)]
+# (simple protocol), [Parse+Describe of the statement], [Parse/Bind/Execute of the wrapped
+# statement], [ROLLBACK; SELECT pg_advisory_unlock_all()] (simple protocol) = 4. pgbench -M
+# extended cannot put two statements in one command, so this is 4 commands = 4 round trips too:
+# BEGIN, the set_config settings, the wrapped statement, ROLLBACK.
+pgbench_script() {
+  local sql=$1 aliases=$2
+  cat <<EOF
+BEGIN READ ONLY;
+SELECT set_config('statement_timeout', '$STATEMENT_TIMEOUT_MS', true), set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), set_config('extra_float_digits', '1', true);
+SELECT CASE WHEN octet_length(j) <= $MAX_RESULT_BYTES THEN j END FROM (SELECT row_to_json(t)::text AS j FROM ($sql) AS t$aliases LIMIT $((MAX_ROWS + 1))) AS capped;
+ROLLBACK;
+EOF
+}
+
+body_for() {
+  python3 -c 'import json,sys; print(json.dumps({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{"sql":sys.argv[1],"max_rows":int(sys.argv[2])}}}, separators=(",",":")))' "$1" "$MAX_ROWS"
+}
+
+# percentiles (ms) of a pgbench --log run: prints "p50 p99"
+pgbench_percentiles() {
+  python3 - "$@" <<'EOF'
+import sys
+lat = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():
+                lat.append(int(parts[2]))
+lat.sort()
+def pct(p):
+    return lat[min(len(lat) - 1, int(round(p / 100 * len(lat) + 0.5)) - 1)] / 1000 if lat else float("nan")
+print(f"{pct(50):.3f} {pct(99):.3f}")
+EOF
+}
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+PEAK_RSS_KB=0
+max_c=0
+for c in $CONCURRENCY; do ((c > max_c)) && max_c=$c; done
+
+for i in "${!W_NAMES[@]}"; do
+  name=${W_NAMES[$i]} sql=${W_SQL[$i]}
+  body_file=$WORK/body-$i.json
+  body_for "$sql" >"$body_file"
+  pgbench_script "$sql" "${W_ALIASES[$i]}" >"$WORK/pgbench-$i.sql"
+
+  # sanity: the call succeeds and returns the expected rows (else the numbers mean nothing)
+  curl -sS -o "$WORK/resp-$i.json" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -H "Authorization: Bearer $TOKEN" --data-binary "@$body_file" "$URL" || die "workload '$name': curl failed"
+  python3 - "${W_ROWS[$i]}" "$WORK/resp-$i.json" <<'EOF' || die "workload '$name': unexpected response: $(head -c 600 "$WORK/resp-$i.json")"
+import json, sys
+want, r = int(sys.argv[1]), json.load(open(sys.argv[2]))
+res = r["result"]
+assert not res.get("isError"), res
+assert res["structuredContent"]["row_count"] == want, res["structuredContent"]["row_count"]
+EOF
+  PGPASSWORD=$RO_PASSWORD "$PGBENCH" -M extended -n -c 1 -j 1 -t 1 -h 127.0.0.1 -p "$PG_PORT" -U bench_ro \
+    -f "$WORK/pgbench-$i.sql" benchdb >"$WORK/pgbench-check-$i.log" 2>&1 \
+    || { cat "$WORK/pgbench-check-$i.log" >&2; die "workload '$name': the pgbench script fails"; }
+
+  # warm-up: fill the server's connection pool and PostgreSQL's caches
+  BENCH_BODY_FILE=$body_file BENCH_TOKEN=$TOKEN wrk -t 2 -c 8 -d 1s -s "$HERE/tools_call.lua" "$URL" >/dev/null 2>&1 || true
+
+  for c in $CONCURRENCY; do
+    threads=$((c < 2 ? c : 2))
+    say "$name, c=$c: wrk ${SECS}s"
+    BENCH_BODY_FILE=$body_file BENCH_TOKEN=$TOKEN timeout -k 5 $((SECS + 60)) \
+      wrk -t "$threads" -c "$c" -d "${SECS}s" --timeout 10s --latency -s "$HERE/tools_call.lua" "$URL" \
+      >"$WORK/wrk-$i-$c.log" 2>&1 || { cat "$WORK/wrk-$i-$c.log" >&2; die "wrk failed"; }
+    line=$(grep '^BENCH ' "$WORK/wrk-$i-$c.log") || { cat "$WORK/wrk-$i-$c.log" >&2; die "no BENCH line from wrk"; }
+    declare -A m=()
+    for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+    errors=$((m[non2xx] + m[iserror] + m[rpcerror] + m[sockerr]))
+    if ((c == max_c)); then
+      hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+      ((hwm > PEAK_RSS_KB)) && PEAK_RSS_KB=$hwm
+    fi
+
+    say "$name, c=$c: pgbench ${SECS}s"
+    mkdir -p "$WORK/pgb-$i-$c"
+    PGPASSWORD=$RO_PASSWORD timeout -k 5 $((SECS + 60)) "$PGBENCH" -M extended -n -c "$c" -j "$threads" -T "$SECS" \
+      -h 127.0.0.1 -p "$PG_PORT" -U bench_ro --log --log-prefix="$WORK/pgb-$i-$c/log" \
+      -f "$WORK/pgbench-$i.sql" benchdb >"$WORK/pgbench-$i-$c.log" 2>&1 \
+      || { cat "$WORK/pgbench-$i-$c.log" >&2; die "pgbench failed"; }
+    tps=$(awk '/^tps = / { print $3 }' "$WORK/pgbench-$i-$c.log" | tail -n1)
+    pg_failed=$(awk '/^number of failed transactions:/ { print $5 }' "$WORK/pgbench-$i-$c.log")
+    read -r pg_p50 pg_p99 < <(pgbench_percentiles "$WORK/pgb-$i-$c"/log*)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "${m[rps]}" "${m[p50_us]}" "${m[p99_us]}" \
+      "$errors" "${m[requests]}" "$tps" "$pg_p50" "$pg_p99" "${pg_failed:-0}" >>"$RESULTS"
+    unset m
+  done
+done
+
+kill "$SERVER_PID" 2>/dev/null || true
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=
+
+# ---------------------------------------------------------------- start-up time
+say "exec-to-healthy: $STARTS starts"
+STARTUP=$(python3 "$HERE/startup.py" "$STARTS" "$BIN") || die "start-up measurement failed: $STARTUP"
+
+# ---------------------------------------------------------------- report
+CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+CMD="bench/run.sh"
+[[ $SECS != 10 ]] && CMD="BENCH_SECONDS=$SECS $CMD"
+python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
+  "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
+  "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
+  "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
+  >"$WORK/results.md" <<'EOF'
+import sys
+(res, idle, peak, maxc, rel, musl, startup, ncpu, cpu, kernel, pgv, wrkv, binv, cmd, secs, rows, rustc,
+ date, pool, load_start, load_end, elapsed) = sys.argv[1:]
+st = dict(kv.split("=") for kv in startup.split()[1:])
+out = []
+w = out.append
+w(f"Benchmark of `{binv}` — {date}, `{cmd}` ({secs} s per cell, {int(rows):,} rows in bench.positions)")
+w("")
+w(f"Machine: {ncpu} × {cpu}, Linux {kernel}, PostgreSQL {pgv} (fsync off, shared_buffers 256MB, jit off), "
+  f"{wrkv}, {rustc}; server, load generator and PostgreSQL share the machine; server pool MCP_POOL_MAX={pool}. "
+  f"Load average before / after: {load_start} / {load_end} (anything well above 0 means other work competed "
+  f"for the {ncpu} CPUs and the numbers are noisy). Run took {elapsed} s.")
+w("")
+w("| workload | c | server req/s | p50 ms | p99 ms | errors | pgbench tx/s | pgbench p50 ms | pgbench p99 ms | server / pgbench |")
+w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for line in open(res):
+    name, c, rps, p50, p99, errs, reqs, tps, pp50, pp99, pfail = line.rstrip("\n").split("\t")
+    rps_f, tps_f = float(rps), float(tps)
+    ratio = f"{100 * rps_f / tps_f:.0f} %" if tps_f > 0 else "n/a"
+    err = errs if pfail in ("0", "") else f"{errs} (pgbench failed: {pfail})"
+    w(f"| {name} | {c} | {rps_f:,.0f} | {int(p50) / 1000:.2f} | {int(p99) / 1000:.2f} | {err} | {tps_f:,.0f} | "
+      f"{float(pp50):.2f} | {float(pp99):.2f} | {ratio} |")
+w("")
+w("| resource | value |")
+w("|---|---|")
+w(f"| idle RSS (VmRSS after start) | {int(idle) / 1024:.1f} MiB |")
+w(f"| peak RSS (VmHWM, after the c={maxc} runs) | {int(peak) / 1024:.1f} MiB |")
+w(f"| release binary (glibc) | {int(rel) / 1048576:.2f} MiB ({int(rel)} bytes) |")
+w(f"| static binary (musl) | {musl} |")
+w(f"| exec → first healthy /healthz | median {st['median_ms']} ms (min {st['min_ms']}, max {st['max_ms']}, n={st['n']}) |")
+w("")
+w("errors = non-2xx responses + JSON results with `\"isError\":true` + JSON-RPC errors + socket errors. "
+  "pgbench runs `-M extended -n -c C -j min(C,2) -T secs` with the statements the server sends per call: "
+  "`BEGIN READ ONLY`; the `set_config(…, true)` settings; the query wrapped as the server wraps it "
+  "(`SELECT CASE WHEN octet_length(j) <= budget THEN j END FROM (SELECT row_to_json(t)::text AS j FROM (<query>) "
+  "AS t(cols) LIMIT max_rows+1) AS capped`); `ROLLBACK` — 4 round trips, as the server's. "
+  "Latencies are per call (wrk) and per transaction (pgbench).")
+print("\n".join(out))
+EOF
+cat "$WORK/results.md"
+mkdir -p "$(dirname "$OUT")"
+cp "$WORK/results.md" "$OUT"
+say "saved $OUT"
