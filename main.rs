@@ -413,8 +413,31 @@ impl Response {
         self
     }
 
-    fn serialize(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 256);
+    /// Writes status line, headers and (unless `head_only`) the body, without copying the body:
+    /// answers can be hundreds of kilobytes.
+    fn write_to(
+        &self,
+        mut stream: &TcpStream,
+        head_only: bool,
+        keep_alive: bool,
+    ) -> io::Result<()> {
+        let head = self.head(keep_alive);
+        let body: &[u8] = if head_only { &[] } else { &self.body };
+        let mut parts = [io::IoSlice::new(&head), io::IoSlice::new(body)];
+        let mut remaining = &mut parts[..];
+        while remaining.iter().any(|part| !part.is_empty()) {
+            match stream.write_vectored(remaining) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => io::IoSlice::advance_slices(&mut remaining, written),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn head(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
         let _ = write!(
             out,
             "HTTP/1.1 {} {}\r\n",
@@ -433,9 +456,6 @@ impl Response {
         } else {
             b"Connection: close\r\n\r\n"
         });
-        if !head_only {
-            out.extend_from_slice(&self.body);
-        }
         out
     }
 }
@@ -657,9 +677,8 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
         let keep_alive = keep_alive && !response.close;
         let head_only = method == "HEAD";
         app.metrics.count_http(&method, &response);
-        if conn
-            .stream
-            .write_all(&response.serialize(head_only, keep_alive))
+        if response
+            .write_to(&conn.stream, head_only, keep_alive)
             .is_err()
             || !keep_alive
         {
@@ -732,7 +751,7 @@ impl Rejector {
         let response = Response::error(503, "server busy: too many connections, retry shortly")
             .with_header("Retry-After", "1")
             .closing();
-        let _ = (&stream).write_all(&response.serialize(false, false));
+        let _ = response.write_to(&stream, false, false);
         let _ = stream.shutdown(Shutdown::Write);
         let mut lingering = lock(&self.lingering);
         if lingering.len() < MAX_LINGERING {
@@ -1460,10 +1479,13 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
     });
     context.app.metrics.count_rpc(method);
     match result {
-        Ok(result) => Outcome::Reply(
-            200,
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#),
-        ),
+        Ok(result) => {
+            let mut envelope = String::with_capacity(result.len() + 64);
+            let _ = write!(envelope, r#"{{"jsonrpc":"2.0","id":{id},"result":"#);
+            envelope.push_str(&result);
+            envelope.push('}');
+            Outcome::Reply(200, envelope)
+        }
         Err(error) => reply_error(&id, error),
     }
 }
@@ -1560,7 +1582,12 @@ fn with_modern_result_fields(result: &str) -> String {
     } else {
         ","
     };
-    format!("{{{}{separator}{body}", FIELDS.as_str())
+    let mut out = String::with_capacity(result.len() + FIELDS.len() + 2);
+    out.push('{');
+    out.push_str(&FIELDS);
+    out.push_str(separator);
+    out.push_str(body);
+    out
 }
 
 /// The 2026-07-28 request checks, in the spec's order: required `_meta` fields (-32602), then the
@@ -2127,17 +2154,48 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     );
     Ok(match outcome {
         Ok(output) => {
-            let text = Value::String(output.json.clone());
-            format!(
-                r#"{{"content":[{{"type":"text","text":{text}}}],"structuredContent":{},"isError":false}}"#,
-                output.json
-            )
+            // The same JSON twice: escaped as the text block, raw as structuredContent. Built in
+            // one buffer sized up front; a big answer is otherwise copied and regrown repeatedly.
+            let mut result =
+                String::with_capacity(output.json.len() * 2 + output.json.len() / 8 + 96);
+            result.push_str(r#"{"content":[{"type":"text","text":"#);
+            push_json_string(&mut result, &output.json);
+            result.push_str(r#"}],"structuredContent":"#);
+            result.push_str(&output.json);
+            result.push_str(r#","isError":false}"#);
+            result
         }
         Err(failure) => {
             json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true })
                 .to_string()
         }
     })
+}
+
+/// Appends `text` as a JSON string literal (quotes included), copying unescaped runs whole.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let mut run_start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[run_start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        run_start = i + 1;
+    }
+    out.push_str(&text[run_start..]);
+    out.push('"');
 }
 
 fn tool_query(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -3380,41 +3438,37 @@ struct Session<'c> {
     produced_rows: bool,
 }
 
-/// A query's answer: column metadata and each row as the JSON text PostgreSQL produced.
+/// A query's answer: column metadata and the rows as PostgreSQL serialised them, already joined
+/// with commas (copied once from the wire into one buffer).
 struct QueryResult {
     columns: Vec<(String, String)>,
-    rows: Vec<String>,
+    rows_json: String,
+    row_count: u64,
     truncated: Option<&'static str>,
 }
 
 impl QueryResult {
     fn into_output(self, sql: &str) -> ToolOutput {
-        let mut json =
-            String::with_capacity(self.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 256);
         let columns: Vec<Value> = self
             .columns
             .iter()
             .map(|(name, ty)| json!({ "name": name, "type": ty }))
             .collect();
+        let reason = self
+            .truncated
+            .map_or("null".to_string(), |r| format!("\"{r}\""));
+        let mut json = String::with_capacity(self.rows_json.len() + 256);
         let _ = write!(
             json,
-            r#"{{"row_count":{},"truncated":{},"truncated_reason":{},"columns":{},"rows":["#,
-            self.rows.len(),
+            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{},"rows":[{}]}}"#,
+            self.row_count,
             self.truncated.is_some(),
-            self.truncated
-                .map_or("null".to_string(), |r| format!("\"{r}\"")),
             Value::Array(columns),
+            self.rows_json,
         );
-        for (i, row) in self.rows.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            json.push_str(row);
-        }
-        json.push_str("]}");
         ToolOutput {
             json,
-            rows: self.rows.len() as u64,
+            rows: self.row_count,
             truncated: self.truncated,
             sql: Some(sql.to_string()),
         }
@@ -3473,22 +3527,25 @@ impl Session<'_> {
              (SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}) AS capped",
             limit = cap + 1
         );
-        let mut rows = Vec::new();
-        let mut bytes = 0u64;
+        let mut rows_json = String::new();
+        let mut row_count = 0u64;
         let mut truncated = None;
         let no_params: [(&str, postgres::types::Type); 0] = [];
         let mut stream = self.client.query_typed_raw(&wrapped, no_params)?;
         use postgres::fallible_iterator::FallibleIterator;
         while let Some(row) = stream.next()? {
             self.produced_rows = true;
-            if rows.len() as u64 >= cap {
+            if row_count >= cap {
                 truncated = Some("max_rows");
                 break;
             }
-            match row.try_get::<_, Option<String>>(0)? {
-                Some(json) if bytes + json.len() as u64 <= budget => {
-                    bytes += json.len() as u64 + 1;
-                    rows.push(json);
+            match row.try_get::<_, Option<&str>>(0)? {
+                Some(json) if (rows_json.len() + json.len()) as u64 <= budget => {
+                    if row_count > 0 {
+                        rows_json.push(',');
+                    }
+                    rows_json.push_str(json);
+                    row_count += 1;
                 }
                 _ => {
                     truncated = Some("max_bytes");
@@ -3503,7 +3560,8 @@ impl Session<'_> {
             .collect();
         Ok(QueryResult {
             columns,
-            rows,
+            rows_json,
+            row_count,
             truncated,
         })
     }
@@ -4707,6 +4765,22 @@ mod tests {
     fn audit_sql_is_cut_to_200_characters() {
         assert_eq!(audit_sql(&"x".repeat(300)).chars().count(), 201);
         assert_eq!(audit_sql(" SELECT 1 "), "SELECT 1");
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde_json() {
+        for text in [
+            "",
+            "plain",
+            "quote \" and \\ back",
+            "lines\n\r\ttab",
+            "ctl \u{1} \u{1f}",
+            "ünïcødé ✓ 😀",
+        ] {
+            let mut ours = String::new();
+            push_json_string(&mut ours, text);
+            assert_eq!(ours, Value::String(text.to_string()).to_string());
+        }
     }
 
     #[test]
