@@ -32,7 +32,7 @@ STARTS=${BENCH_STARTS:-10}
 OUT=${BENCH_OUT:-$HERE/results.md}
 MAX_ROWS=1000            # max_rows sent with every call
 STATEMENT_TIMEOUT_MS=30000
-MAX_RESULT_BYTES=1000000 # the server's MCP_MAX_RESULT_BYTES default; part of its wrapper SQL
+MAX_RESULT_BYTES=150000  # the server's MCP_MAX_RESULT_BYTES default; part of its wrapper SQL
 
 # shellcheck source=../tests/interop/pg.sh
 source "$ROOT/tests/interop/pg.sh"
@@ -165,7 +165,7 @@ pgbench_script() {
   cat <<EOF
 BEGIN READ ONLY;
 SELECT set_config('statement_timeout', '$STATEMENT_TIMEOUT_MS', true), set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), set_config('extra_float_digits', '1', true);
-SELECT CASE WHEN octet_length(j) <= $MAX_RESULT_BYTES THEN j END FROM (SELECT row_to_json(t)::text AS j FROM ($sql) AS t$aliases LIMIT $((MAX_ROWS + 1))) AS capped;
+SELECT CASE WHEN octet_length(j) <= $MAX_RESULT_BYTES THEN j END FROM (SELECT row_to_json(mcp_row.*)::text AS j FROM ($sql) AS mcp_row$aliases LIMIT $((MAX_ROWS + 1))) AS capped;
 ROLLBACK;
 EOF
 }
@@ -303,8 +303,8 @@ w("")
 w("errors = non-2xx responses + JSON results with `\"isError\":true` + JSON-RPC errors + socket errors. "
   "pgbench runs `-M extended -n -c C -j min(C,2) -T secs` with the statements the server sends per call: "
   "`BEGIN READ ONLY`; the `set_config(…, true)` settings; the query wrapped as the server wraps it "
-  "(`SELECT CASE WHEN octet_length(j) <= budget THEN j END FROM (SELECT row_to_json(t)::text AS j FROM (<query>) "
-  "AS t(cols) LIMIT max_rows+1) AS capped`); `ROLLBACK` — 4 round trips, as the server's. "
+  "(`SELECT CASE WHEN octet_length(j) <= budget THEN j END FROM (SELECT row_to_json(mcp_row.*)::text AS j FROM (<query>) "
+  "AS mcp_row(cols) LIMIT max_rows+1) AS capped`); `ROLLBACK` — 4 round trips, as the server's. "
   "Latencies are per call (wrk) and per transaction (pgbench).")
 print("\n".join(out))
 EOF
