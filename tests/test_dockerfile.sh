@@ -52,6 +52,14 @@ finish() {
 
 if [[ ! -f "$DOCKERFILE" ]]; then fail "Dockerfile exists"; finish; fi
 
+# The build stage adds the musl target with rustup; where rustup cannot fetch it, the build
+# steps cannot be replayed here at all: say so visibly instead of failing on the machine.
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl &&
+  ! rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
+  skip "musl target not installable on this machine: the Dockerfile's build steps were not replayed"
+  finish
+fi
+
 # ── 1. parse ───────────────────────────────────────────────────────────────────
 # One instruction per output line: <stage index> TAB <stage name> TAB <INSTRUCTION> TAB <args>
 PARSED="$TMP/parsed.tsv"
