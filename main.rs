@@ -3095,15 +3095,13 @@ impl Pool {
             .ok_or(ToolFailure::Busy(self.wait_limit))?;
         let mut attempt = 0;
         loop {
-            let mut pooled = if attempt == 0 { self.take_idle() } else { None };
-            if pooled.is_none() {
-                pooled = Some(
-                    self.connect()
-                        .map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
-                );
-            }
-            let Some(mut pooled) = pooled else {
-                unreachable!("a connection was just taken or opened")
+            // The retry always takes a fresh connection: the idle ones may have died together.
+            let reusable = if attempt == 0 { self.take_idle() } else { None };
+            let mut pooled = match reusable {
+                Some(pooled) => pooled,
+                None => self
+                    .connect()
+                    .map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
             };
             let watch = self.watchdog.watch(
                 &pooled.client,
