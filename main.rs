@@ -3830,132 +3830,108 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4, written by hand.
     fn render(&self, pool: &Pool) -> String {
         let mut out = String::with_capacity(4096);
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
+        let http: Vec<(String, f64)> = lock(&self.http)
+            .iter()
+            .map(|((method, status), n)| {
+                (
+                    format!("method=\"{method}\",status=\"{status}\""),
+                    *n as f64,
+                )
+            })
+            .collect();
+        write_family(
             &mut out,
             "mcp_http_requests_total",
             "counter",
             "HTTP requests by method and status.",
+            &http,
         );
-        for ((method, status), n) in lock(&self.http).iter() {
-            let _ = writeln!(
-                out,
-                "mcp_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
-            );
-        }
-        family(
+        let rpc: Vec<(String, f64)> = lock(&self.rpc)
+            .iter()
+            .map(|(method, n)| (format!("method=\"{method}\""), *n as f64))
+            .collect();
+        write_family(
             &mut out,
             "mcp_rpc_requests_total",
             "counter",
             "JSON-RPC requests by method.",
+            &rpc,
         );
-        for (method, n) in lock(&self.rpc).iter() {
-            let _ = writeln!(out, "mcp_rpc_requests_total{{method=\"{method}\"}} {n}");
-        }
-        family(
+        let tools: Vec<(String, f64)> = lock(&self.tools)
+            .iter()
+            .map(|((tool, outcome), n)| {
+                (format!("tool=\"{tool}\",outcome=\"{outcome}\""), *n as f64)
+            })
+            .collect();
+        write_family(
             &mut out,
             "mcp_tool_calls_total",
             "counter",
             "Tool calls by tool and outcome.",
+            &tools,
         );
-        for ((tool, outcome), n) in lock(&self.tools).iter() {
-            let _ = writeln!(
-                out,
-                "mcp_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        family(
+        write_family(
             &mut out,
             "mcp_tool_duration_seconds",
             "histogram",
             "Tool call latency.",
+            &[],
         );
         for (tool, histogram) in lock(&self.tool_latency).iter() {
+            let name = "mcp_tool_duration_seconds";
             for (bound, n) in LATENCY_BUCKETS_S.iter().zip(histogram.buckets) {
-                let _ = writeln!(
-                    out,
-                    "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"{bound}\"}} {n}"
-                );
+                let _ = writeln!(out, "{name}_bucket{{tool=\"{tool}\",le=\"{bound}\"}} {n}");
             }
             let _ = writeln!(
                 out,
-                "mcp_tool_duration_seconds_bucket{{tool=\"{tool}\",le=\"+Inf\"}} {}",
+                "{name}_bucket{{tool=\"{tool}\",le=\"+Inf\"}} {}",
                 histogram.count
             );
-            let _ = writeln!(
-                out,
-                "mcp_tool_duration_seconds_sum{{tool=\"{tool}\"}} {}",
-                histogram.sum
-            );
-            let _ = writeln!(
-                out,
-                "mcp_tool_duration_seconds_count{{tool=\"{tool}\"}} {}",
-                histogram.count
-            );
+            let _ = writeln!(out, "{name}_sum{{tool=\"{tool}\"}} {}", histogram.sum);
+            let _ = writeln!(out, "{name}_count{{tool=\"{tool}\"}} {}", histogram.count);
         }
-        let counters = [
-            (
-                "mcp_rows_returned_total",
-                "Rows returned by query and sample_table.",
-                self.rows_returned.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_result_bytes_total",
-                "Bytes of structured tool results.",
-                self.bytes_returned.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_auth_failures_total",
-                "Requests refused for a missing or wrong token.",
-                self.auth_failures.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_db_retries_total",
-                "Work retried on a fresh connection after a disconnect.",
-                pool.retries.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_db_disconnects_total",
-                "Database connections found lost.",
-                pool.disconnects.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, value) in counters {
-            family(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        family(
+        let errors: Vec<(String, f64)> = lock(&pool.db_errors)
+            .iter()
+            .map(|(class, n)| (format!("class=\"{class}\""), *n as f64))
+            .collect();
+        write_family(
             &mut out,
             "mcp_db_errors_total",
             "counter",
             "Database errors by SQLSTATE class.",
+            &errors,
         );
-        for (class, n) in lock(&pool.db_errors).iter() {
-            let _ = writeln!(out, "mcp_db_errors_total{{class=\"{class}\"}} {n}");
-        }
         let (open, idle, in_use, waiting) = pool.gauges();
-        let gauges = [
-            (
-                "mcp_pool_max",
-                "MCP_POOL_MAX.",
-                pool.permits.capacity as u64,
-            ),
-            ("mcp_pool_open", "Open database connections.", open),
-            ("mcp_pool_idle", "Idle pooled connections.", idle as u64),
-            ("mcp_pool_in_use", "Checked-out connections.", in_use as u64),
-            (
-                "mcp_pool_waiters",
-                "Requests waiting for a connection.",
-                waiting as u64,
-            ),
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        #[rustfmt::skip]
+        let singles = [
+            ("mcp_rows_returned_total", "counter", "Rows returned by query and sample_table.", load(&self.rows_returned)),
+            ("mcp_result_bytes_total", "counter", "Bytes of structured tool results.", load(&self.bytes_returned)),
+            ("mcp_auth_failures_total", "counter", "Requests refused for a missing or wrong token.", load(&self.auth_failures)),
+            ("mcp_db_retries_total", "counter", "Work retried on a fresh connection after a disconnect.", load(&pool.retries)),
+            ("mcp_db_disconnects_total", "counter", "Database connections found lost.", load(&pool.disconnects)),
+            ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", pool.permits.capacity as f64),
+            ("mcp_pool_open", "gauge", "Open database connections.", open as f64),
+            ("mcp_pool_idle", "gauge", "Idle pooled connections.", idle as f64),
+            ("mcp_pool_in_use", "gauge", "Checked-out connections.", in_use as f64),
+            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", waiting as f64),
         ];
-        for (name, help, value) in gauges {
-            family(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {value}");
+        for (name, kind, help, value) in singles {
+            write_family(&mut out, name, kind, help, &[(String::new(), value)]);
         }
         out
+    }
+}
+
+/// One metric family: its HELP and TYPE lines, then one sample per label set ("" = no labels).
+fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
     }
 }
 
