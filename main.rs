@@ -3116,7 +3116,7 @@ impl Pool {
                 .batch_execute(&self.begin_sql)
                 .and_then(|()| work(&mut session));
             let produced_rows = session.produced_rows;
-            let ended = end_transaction(session.client);
+            let ended = end_transaction(session.client, result.is_err());
             drop(watch);
             match result {
                 Ok(value) => {
@@ -3268,18 +3268,36 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
-/// Ends a unit of work: ROLLBACK, then clears what survives a rollback — session advisory locks
-/// and statements made with SQL `PREPARE` (say, by EXECUTE inside a function). The driver's
-/// protocol-level statements (`from_sql = false`) are left alone.
-fn end_transaction(client: &mut postgres::Client) -> Result<(), DbError> {
+/// What survives a ROLLBACK and must not reach the next request: session advisory locks
+/// (released here) and statements made with SQL `PREPARE` (say, by EXECUTE inside a function;
+/// counted here). Written without a subquery: this runs on every call and planning counts.
+macro_rules! session_cleanup_sql {
+    () => {
+        "SELECT pg_advisory_unlock_all(), count(*) FROM pg_prepared_statement() p WHERE p.from_sql"
+    };
+}
+
+/// Ends a unit of work with ROLLBACK and clears what survives it. After a successful request the
+/// cleanup runs inside the transaction (cheaper than opening another one after ROLLBACK); after
+/// a failed one, or if that fails (the transaction was aborted), it runs after ROLLBACK.
+/// The driver's protocol-level statements (`from_sql = false`) are left alone.
+fn end_transaction(client: &mut postgres::Client, work_failed: bool) -> Result<(), DbError> {
     use postgres::SimpleQueryMessage::Row;
-    let messages = client.simple_query(
-        "ROLLBACK; SELECT pg_advisory_unlock_all(), EXISTS (SELECT FROM pg_prepared_statements WHERE from_sql)",
-    )?;
-    if !messages
+    let inside = if work_failed {
+        None
+    } else {
+        client
+            .simple_query(concat!(session_cleanup_sql!(), "; ROLLBACK"))
+            .ok()
+    };
+    let messages = match inside {
+        Some(messages) => messages,
+        None => client.simple_query(concat!("ROLLBACK; ", session_cleanup_sql!()))?,
+    };
+    let leftover = messages
         .iter()
-        .any(|m| matches!(m, Row(row) if row.get(1) == Some("t")))
-    {
+        .any(|m| matches!(m, Row(row) if row.get(1).is_some_and(|n| n != "0")));
+    if !leftover {
         return Ok(());
     }
     for message in client.simple_query("SELECT name FROM pg_prepared_statements WHERE from_sql")? {
