@@ -121,8 +121,9 @@ if [[ "$(id -u)" == 0 ]]; then
   if id postgres >/dev/null 2>&1; then PG_OS_USER=postgres; else PG_OS_USER=nobody; fi
   chmod 711 "$TMP"; chown "$PG_OS_USER" "$TMP/pg"
 fi
-# Random bases keep concurrent runs of this test from racing for the same ports.
-PGPORT="$(free_port $((56000 + RANDOM % 1500)))" || { echo "no free port" >&2; exit 1; }
+# Random bases keep concurrent runs of this test from racing for the same ports; they sit below
+# Linux's ephemeral range (32768+), so outgoing connections of other tests cannot take them.
+PGPORT="$(free_port $((20000 + RANDOM % 6000)))" || { echo "no free port" >&2; exit 1; }
 
 echo "# cluster: $PG_BINDIR, port $PGPORT, os user ${PG_OS_USER:-$(id -un)}, dir $TMP"
 if ! (cd "$TMP" && as_pg "$PG_BINDIR/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C \
@@ -130,11 +131,20 @@ if ! (cd "$TMP" && as_pg "$PG_BINDIR/initdb" -D "$PG_DATA" -U postgres -E UTF8 -
   cat "$TMP/initdb.log"; echo "initdb failed" >&2; exit 1
 fi
 PG_STARTED=1
-if ! (cd "$TMP" && as_pg "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$PG_SOCK -c fsync=off -c log_statement=all -c log_min_error_statement=error" \
-        start >/dev/null); then
+start_cluster() {
+  (cd "$TMP" && as_pg "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$PG_SOCK -c fsync=off -c log_statement=all -c log_min_error_statement=error" \
+    start >/dev/null)
+}
+for attempt in 1 2 3 4 5; do
+  if start_cluster; then break; fi
+  # Someone took the port between the check and the bind: try another.
+  if ((attempt < 5)) && grep -q "Address already in use" "$PG_LOG" 2>/dev/null; then
+    PGPORT="$(free_port $((20000 + RANDOM % 6000)))" || { echo "no free port" >&2; exit 1; }
+    continue
+  fi
   cat "$PG_LOG"; echo "PostgreSQL did not start" >&2; exit 1
-fi
+done
 
 ADMIN_DSN="host=$PG_SOCK port=$PGPORT user=postgres dbname=$DB"
 admin() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$ADMIN_DSN" "$@"; }
@@ -436,7 +446,7 @@ run "$BOOTSTRAP" demo --port "$PGPORT"
 if ((RC != 0)) && grep -q "port $PGPORT on 127.0.0.1 is already in use" <<<"$OUT"; then
   pass "demo refuses a busy --port with a clear message"
 else fail "demo busy --port" "$OUT"; fi
-run "$BOOTSTRAP" demo --pg-port "$PGPORT" --port "$(free_port 57000)"
+run "$BOOTSTRAP" demo --pg-port "$PGPORT" --port "$(free_port $((26000 + RANDOM % 2000)))"
 if ((RC != 0)) && grep -q "PostgreSQL port $PGPORT on 127.0.0.1 is already in use" <<<"$OUT"; then
   pass "demo refuses a busy --pg-port with a clear message"
 else fail "demo busy --pg-port" "$OUT"; fi
@@ -451,7 +461,7 @@ fi
 if [[ -z "$BIN" ]]; then
   skip "full demo: no server binary (build it, or set ANALYTICS_MCP_BIN)"
 else
-  MCP_PORT_T="$(free_port $((57500 + RANDOM % 1500)))"
+  MCP_PORT_T="$(free_port $((28000 + RANDOM % 2000)))"
   DEMO_OUT="$TMP/demo.out"
   # Job control on, so the background demo gets default SIGINT handling (a non-interactive
   # shell would start it with SIGINT ignored), just like a foreground demo getting Ctrl-C.
