@@ -31,94 +31,27 @@ const SERVER_NAME: &str = "analytics-mcp";
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
 /// Every environment variable the server reads, with its default, for `--help` and the README.
+#[rustfmt::skip]
 const ENV_VARS: &[(&str, &str, &str)] = &[
-    (
-        "DATABASE_URL",
-        "(required)",
-        "PostgreSQL URL or key=value DSN of the read-only role",
-    ),
-    (
-        "MCP_AUTH_TOKENS",
-        "(none)",
-        "name:token,name:token (token may be sha256:<hex>)",
-    ),
-    (
-        "MCP_AUTH_TOKENS_FILE",
-        "(none)",
-        "file of name:token lines; re-read on SIGHUP and change",
-    ),
+    ("DATABASE_URL", "required", "PostgreSQL URL or key=value DSN of the read-only role"),
+    ("MCP_AUTH_TOKENS", "none", "name:token,name:token (token may be sha256:<hex>)"),
+    ("MCP_AUTH_TOKENS_FILE", "none", "file of name:token lines; re-read on SIGHUP and change"),
     ("MCP_HOST", "127.0.0.1", "address to bind"),
     ("MCP_PORT", "8892", "port to bind"),
-    (
-        "MCP_MAX_ROWS",
-        "10000",
-        "hard ceiling on rows one query returns",
-    ),
-    (
-        "MCP_MAX_RESULT_BYTES",
-        "150000",
-        "byte budget of one result's rows (fits claude.ai's ~150k characters)",
-    ),
-    (
-        "MCP_STATEMENT_TIMEOUT_MS",
-        "30000",
-        "statement_timeout of every query",
-    ),
-    (
-        "MCP_READABLE_SCHEMAS",
-        "(all with USAGE)",
-        "schemas the introspection tools expose",
-    ),
-    (
-        "MCP_POOL_MAX",
-        "8",
-        "most database connections open at once",
-    ),
-    (
-        "MCP_POOL_IDLE_S",
-        "300",
-        "close pooled connections idle longer than this",
-    ),
-    (
-        "MCP_POOL_WAIT_MS",
-        "10000",
-        "longest wait for a free connection before 'server busy'",
-    ),
-    (
-        "MCP_MAX_CONNECTIONS",
-        "256",
-        "most HTTP connections served at once (over: 503)",
-    ),
-    (
-        "MCP_DNS_REBINDING_PROTECTION",
-        "0",
-        "1: require Host to be in MCP_ALLOWED_HOSTS",
-    ),
-    (
-        "MCP_ALLOWED_HOSTS",
-        "localhost,127.0.0.1,[::1]",
-        "Host values allowed (host or host:port)",
-    ),
-    (
-        "MCP_ALLOWED_ORIGINS",
-        "(loopback only)",
-        "extra browser Origins allowed",
-    ),
-    (
-        "MCP_ALLOW_PRIVILEGED_ROLE",
-        "0",
-        "1: serve even if the role can write (loud warning)",
-    ),
-    (
-        "MCP_SHUTDOWN_GRACE_S",
-        "20",
-        "on SIGTERM, how long in-flight requests may finish",
-    ),
-    (
-        "MCP_LOG_FORMAT",
-        "text",
-        "text or json (one object per line)",
-    ),
+    ("MCP_MAX_ROWS", "10000", "hard ceiling on rows one query returns"),
+    ("MCP_MAX_RESULT_BYTES", "150000", "byte budget of one result's rows (fits claude.ai's ~150k characters)"),
+    ("MCP_STATEMENT_TIMEOUT_MS", "30000", "statement_timeout of every query"),
+    ("MCP_READABLE_SCHEMAS", "all with USAGE", "schemas the introspection tools expose"),
+    ("MCP_POOL_MAX", "8", "most database connections open at once"),
+    ("MCP_POOL_IDLE_S", "300", "close pooled connections idle longer than this"),
+    ("MCP_POOL_WAIT_MS", "10000", "longest wait for a free connection before 'server busy'"),
+    ("MCP_MAX_CONNECTIONS", "256", "most HTTP connections served at once (over: 503)"),
+    ("MCP_DNS_REBINDING_PROTECTION", "0", "1: require Host to be in MCP_ALLOWED_HOSTS"),
+    ("MCP_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "Host values allowed (host or host:port)"),
+    ("MCP_ALLOWED_ORIGINS", "loopback only", "extra browser Origins allowed"),
+    ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
+    ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
+    ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
 ];
 
 #[derive(Debug, Clone)]
@@ -3039,10 +2972,11 @@ fn check_function_arguments(
 // Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind a counting semaphore of
 // MCP_POOL_MAX permits. Every unit of work runs in `BEGIN READ ONLY` with its settings made
 // `LOCAL` (so nothing depends on server defaults and PgBouncer transaction pooling stays safe),
-// and always ends with ROLLBACK plus `pg_advisory_unlock_all()`. A connection that was lost is
+// and always ends with ROLLBACK and the session cleanup. A connection that was lost is
 // discarded (with every idle sibling, which likely died with it) and the work is retried once
-// on a fresh connection if it had produced no rows; any other error keeps the connection and
-// is reported, never retried.
+// on a fresh connection. That retry never repeats anything a client saw: an answer is sent only
+// once it is complete, so no row of the lost attempt reached anyone, and the statement only
+// reads. Any other error keeps the connection and is reported, never retried.
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
 type DbError = postgres::Error;
@@ -3135,13 +3069,11 @@ impl Pool {
             );
             let mut session = Session {
                 client: &mut pooled.client,
-                produced_rows: false,
             };
             let result = session
                 .client
                 .batch_execute(&self.begin_sql)
                 .and_then(|()| work(&mut session));
-            let produced_rows = session.produced_rows;
             let ended = end_transaction(session.client, result.is_err());
             drop(watch);
             match result {
@@ -3153,7 +3085,7 @@ impl Pool {
                     self.disconnects.fetch_add(1, Ordering::Relaxed);
                     self.discard_idle();
                     drop(pooled);
-                    if attempt == 0 && !produced_rows {
+                    if attempt == 0 {
                         attempt += 1;
                         self.retries.fetch_add(1, Ordering::Relaxed);
                         log_event(
@@ -3476,8 +3408,6 @@ fn peer_has_closed(fd: i32) -> bool {
 /// One read-only transaction on one connection.
 struct Session<'c> {
     client: &'c mut postgres::Client,
-    /// Set once rows started arriving: from then on a lost connection is not retried.
-    produced_rows: bool,
 }
 
 /// A query's answer: column metadata and the rows as PostgreSQL serialised them, already joined
@@ -3576,7 +3506,6 @@ impl Session<'_> {
         let mut stream = self.client.query_typed_raw(&wrapped, no_params)?;
         use postgres::fallible_iterator::FallibleIterator;
         while let Some(row) = stream.next()? {
-            self.produced_rows = true;
             if row_count >= cap {
                 truncated = Some("max_rows");
                 break;
