@@ -22,13 +22,8 @@ START_DEADLINE_S="${DEMO_START_DEADLINE_S:-240}"   # initdb + data load + role; 
 STOP_DEADLINE_S=30
 WAIT_FILES_S=300   # bootstrap.sh and fixtures/demo.sql may still be in the making
 
-PASS=0; FAIL=0; SKIP=0
-pass() { PASS=$((PASS + 1)); printf 'ok   - %s\n' "$1"; }
-fail() {
-  FAIL=$((FAIL + 1)); printf 'FAIL - %s\n' "$1"
-  if [[ -n "${2-}" ]]; then printf '%s\n' "$2" | tail -n 30 | sed 's/^/       | /'; fi
-}
-skip() { SKIP=$((SKIP + 1)); printf 'SKIP: %s\n' "$1"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TMP="$(mktemp -d)"
 OWN_PIDS=()      # every PID we saw the demo start; killed at exit if still alive
@@ -42,16 +37,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-finish() {
-  if ((SKIP)); then printf '(%d skipped)\n' "$SKIP"; fi
-  printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-  cleanup
-  trap - EXIT
-  ((FAIL == 0))
-  exit $?
-}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 descendants() { # all descendant PIDs of $1
   local c

@@ -23,13 +23,8 @@ DOCKERFILE="${DOCKERFILE:-$ROOT/Dockerfile}"   # overridable, to test this test
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 DEADLINE_S=30
 
-PASS=0; FAIL=0; SKIP=0
-pass() { PASS=$((PASS + 1)); printf 'ok   - %s\n' "$1"; }
-fail() {
-  FAIL=$((FAIL + 1)); printf 'FAIL - %s\n' "$1"
-  if [[ -n "${2-}" ]]; then printf '%s\n' "$2" | head -n 25 | sed 's/^/       | /'; fi
-}
-skip() { SKIP=$((SKIP + 1)); printf 'SKIP: %s\n' "$1"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TMP="$(mktemp -d)"
 PIDS=()
@@ -41,14 +36,6 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-finish() {
-  if ((SKIP)); then printf '(%d skipped)\n' "$SKIP"; fi
-  printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-  cleanup
-  trap - EXIT
-  ((FAIL == 0))
-  exit $?
-}
 
 if [[ ! -f "$DOCKERFILE" ]]; then fail "Dockerfile exists"; finish; fi
 
@@ -257,7 +244,6 @@ cp "$ART" "$IMG$artefact_in_image"
 # the image's command line, with our copy of the binary in place of the image path
 image_argv=("$IMG${EP[0]:-$artefact_in_image}" "${EP[@]:1}" "${CMDV[@]}")
 hc_argv=("$IMG${HC[0]:-$artefact_in_image}" "${HC[@]:1}")
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mapfile -t run_env <"$IMAGE_ENV"
 PORT="$(free_port)"; DBPORT="$(free_port)"
 TOKEN="tok-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -17,19 +17,8 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/$TARGET/release/analytics-mcp"
 MAX_BYTES=$((4 * 1024 * 1024))
 
-PASS=0; FAIL=0; SKIP=0
-pass() { PASS=$((PASS + 1)); printf 'ok   - %s\n' "$1"; }
-fail() {
-  FAIL=$((FAIL + 1)); printf 'FAIL - %s\n' "$1"
-  if [[ -n "${2-}" ]]; then printf '%s\n' "$2" | head -n 25 | sed 's/^/       | /'; fi
-}
-skip() { SKIP=$((SKIP + 1)); printf 'SKIP: %s\n' "$1"; }
-finish() {
-  if ((SKIP)); then printf '(%d skipped)\n' "$SKIP"; fi
-  printf '%d passed, %d failed\n' "$PASS" "$FAIL"
-  ((FAIL == 0))
-  exit $?
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$ROOT" || { fail "cd $ROOT"; finish; }
 
