@@ -1395,21 +1395,7 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
             RpcError::invalid_params("\"params\" must be an object"),
         );
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(context, method, &params)
-    }))
-    .unwrap_or_else(|panic| {
-        let what = panic_message(&panic);
-        log_event(
-            "error",
-            "request handler panicked",
-            &[("method", method), ("panic", &what)],
-        );
-        Err(RpcError::new(
-            -32603,
-            "internal error: the request failed unexpectedly and was logged",
-        ))
-    });
+    let result = run_caught(method, || dispatch(context, method, &params));
     context.app.metrics.count_rpc(method);
     match result {
         Ok(result) => {
@@ -1421,6 +1407,26 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
         }
         Err(error) => reply_error(&id, error),
     }
+}
+
+/// Runs a request handler; a panic inside it is logged and becomes -32603 instead of taking the
+/// connection (or, with `panic = "abort"`, the process) down.
+fn run_caught(
+    method: &str,
+    handler: impl FnOnce() -> Result<String, RpcError>,
+) -> Result<String, RpcError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)).unwrap_or_else(|panic| {
+        let what = panic_message(&panic);
+        log_event(
+            "error",
+            "request handler panicked",
+            &[("method", method), ("panic", &what)],
+        );
+        Err(RpcError::new(
+            -32603,
+            "internal error: the request failed unexpectedly and was logged",
+        ))
+    })
 }
 
 fn reply_error(id: &Value, error: RpcError) -> Outcome {
@@ -4730,6 +4736,18 @@ mod tests {
             push_json_string(&mut ours, text);
             assert_eq!(ours, Value::String(text.to_string()).to_string());
         }
+    }
+
+    #[test]
+    fn a_panicking_handler_becomes_an_internal_error() {
+        let result = run_caught("tools/call", || panic!("boom"));
+        let error = result.expect_err("a panic must not look like success");
+        assert_eq!(error.code, -32603);
+        assert!(!error.message.contains("boom"), "internals stay in the log");
+        assert_eq!(
+            run_caught("ping", || Ok("{}".into())).ok().as_deref(),
+            Some("{}")
+        );
     }
 
     #[test]
