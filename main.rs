@@ -2067,13 +2067,8 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     let outcome = (tool.run)(context.app, &arguments);
     let elapsed = started.elapsed();
     let (status, rows, truncated, sql) = match &outcome {
-        Ok(out) => ("ok", out.rows, out.truncated, out.sql.clone()),
-        Err(failure) => (
-            failure.outcome(),
-            0,
-            None,
-            arguments.text("sql").map(String::from),
-        ),
+        Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
+        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql")),
     };
     context.app.metrics.count_tool(
         tool.name,
@@ -2089,7 +2084,7 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         rows,
         truncated,
         elapsed,
-        sql.as_deref(),
+        sql,
     );
     Ok(match outcome {
         Ok(output) => {
@@ -3763,10 +3758,12 @@ impl Histogram {
 
 #[derive(Default)]
 struct Metrics {
-    http: Mutex<BTreeMap<(String, u16), u64>>,
-    rpc: Mutex<BTreeMap<String, u64>>,
-    tools: Mutex<BTreeMap<(String, String), u64>>,
-    tool_latency: Mutex<BTreeMap<String, Histogram>>,
+    // Keys are static strings from closed sets: counting allocates nothing, and no label value
+    // can come from a client (so no cardinality blow-up and no injection into the exposition).
+    http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    rpc: Mutex<BTreeMap<&'static str, u64>>,
+    tools: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    tool_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     rows_returned: AtomicU64,
     bytes_returned: AtomicU64,
     auth_failures: AtomicU64,
@@ -3774,13 +3771,12 @@ struct Metrics {
 
 impl Metrics {
     fn count_http(&self, method: &str, response: &Response) {
-        let method = match method {
-            "GET" | "POST" | "HEAD" | "DELETE" | "PUT" | "OPTIONS" | "PATCH" => method,
-            "" => "none",
-            _ => "other",
-        };
+        let method = ["GET", "POST", "HEAD", "DELETE", "PUT", "OPTIONS", "PATCH"]
+            .into_iter()
+            .find(|known| *known == method)
+            .unwrap_or(if method.is_empty() { "none" } else { "other" });
         *lock(&self.http)
-            .entry((method.to_string(), response.status))
+            .entry((method, response.status))
             .or_insert(0) += 1;
     }
 
@@ -3790,15 +3786,20 @@ impl Metrics {
             .find(|m| **m == method)
             .copied()
             .unwrap_or("other");
-        *lock(&self.rpc).entry(method.to_string()).or_insert(0) += 1;
+        *lock(&self.rpc).entry(method).or_insert(0) += 1;
     }
 
-    fn count_tool(&self, tool: &str, outcome: &str, elapsed: Duration, rows: u64, bytes: usize) {
-        *lock(&self.tools)
-            .entry((tool.to_string(), outcome.to_string()))
-            .or_insert(0) += 1;
+    fn count_tool(
+        &self,
+        tool: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+        rows: u64,
+        bytes: usize,
+    ) {
+        *lock(&self.tools).entry((tool, outcome)).or_insert(0) += 1;
         lock(&self.tool_latency)
-            .entry(tool.to_string())
+            .entry(tool)
             .or_default()
             .observe(elapsed.as_secs_f64());
         self.rows_returned.fetch_add(rows, Ordering::Relaxed);
@@ -4620,26 +4621,17 @@ mod tests {
     fn config_errors_name_the_variable() {
         let url = ("DATABASE_URL", "postgresql://u:p@127.0.0.1:5432/db");
         assert!(config_with(&[]).unwrap_err().0.contains("DATABASE_URL"));
-        assert!(config_with(&[url, ("MCP_PORT", "abc")])
-            .unwrap_err()
-            .0
-            .contains("MCP_PORT"));
-        assert!(config_with(&[url, ("MCP_POOL_MAX", "0")])
-            .unwrap_err()
-            .0
-            .contains("MCP_POOL_MAX"));
-        assert!(config_with(&[url, ("MCP_LOG_FORMAT", "xml")])
-            .unwrap_err()
-            .0
-            .contains("MCP_LOG_FORMAT"));
-        assert!(config_with(&[url, ("MCP_AUTH_TOKENS", "broken")])
-            .unwrap_err()
-            .0
-            .contains("MCP_AUTH_TOKENS"));
-        assert!(config_with(&[url, ("MCP_HOST", "0.0.0.0")])
-            .unwrap_err()
-            .0
-            .contains("MCP_AUTH_TOKENS"));
+        let cases = [
+            ("MCP_PORT", "abc", "MCP_PORT"),
+            ("MCP_POOL_MAX", "0", "MCP_POOL_MAX"),
+            ("MCP_LOG_FORMAT", "xml", "MCP_LOG_FORMAT"),
+            ("MCP_AUTH_TOKENS", "broken", "MCP_AUTH_TOKENS"),
+            ("MCP_HOST", "0.0.0.0", "MCP_AUTH_TOKENS"),
+        ];
+        for (name, value, named) in cases {
+            let error = config_with(&[url, (name, value)]).unwrap_err().0;
+            assert!(error.contains(named), "{name}={value}: {error}");
+        }
         let ok = config_with(&[url, ("MCP_HOST", "0.0.0.0"), ("MCP_AUTH_TOKENS", "a:b")]).unwrap();
         assert_eq!((ok.port, ok.pool_max, ok.max_rows), (8892, 8, 10_000));
         assert_eq!(
