@@ -939,6 +939,28 @@ fn origin_allowed(origin: &str, extra: &[String]) -> bool {
 // on SIGHUP and when its mtime changes, and a bad file keeps the previous tokens.
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
+/// Who is calling, as everything after Auth sees it: a name for audit lines, fair shares and
+/// per-analyst database roles, and how the caller proved it. Never the token itself.
+#[derive(Debug, Clone, PartialEq)]
+struct Caller {
+    name: String,
+    /// How the caller authenticated: "bearer" (a configured token) or "none" (no tokens are
+    /// configured, which Config allows on loopback only).
+    via: &'static str,
+    /// The client the analyst signed in through, when the credential names one.
+    client: Option<String>,
+}
+
+impl Caller {
+    fn new(name: &str, via: &'static str) -> Caller {
+        Caller {
+            name: name.to_string(),
+            via,
+            client: None,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Token {
     name: String,
@@ -1036,11 +1058,11 @@ impl Auth {
         !self.inline.is_empty() || self.file.is_some()
     }
 
-    /// The caller's name, or None when the header carries no valid token. With no tokens
-    /// configured (loopback only, enforced by Config) everyone is "anonymous".
-    fn authenticate(&self, header: Option<&str>) -> Option<String> {
+    /// The caller, or None when the header carries no valid token. With no tokens configured
+    /// (loopback only, enforced by Config) everyone is "anonymous".
+    fn authenticate(&self, header: Option<&str>) -> Option<Caller> {
         if !self.enabled() {
-            return Some("anonymous".to_string());
+            return Some(Caller::new("anonymous", "none"));
         }
         let header = header?.trim();
         let (scheme, presented) = header.split_once(' ')?;
@@ -1055,7 +1077,7 @@ impl Auth {
                 matched = Some(token);
             }
         }
-        matched.map(|t| t.name.clone())
+        matched.map(|t| Caller::new(&t.name, "bearer"))
     }
 
     /// Re-reads the token file; on any problem keeps the tokens it had and logs why.
@@ -1279,11 +1301,11 @@ enum Outcome {
 struct CallContext<'a> {
     app: &'static App,
     request: &'a Request,
-    caller: &'a str,
+    caller: &'a Caller,
     era: Era,
 }
 
-fn handle_jsonrpc(app: &'static App, request: &Request, caller: &str) -> Response {
+fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Response {
     let message: Value = match serde_json::from_slice(&request.body) {
         Ok(message) => message,
         Err(e) => {
@@ -1633,7 +1655,28 @@ struct ToolSpec {
     description: &'static str,
     params: &'static [Param],
     output_schema: fn() -> Value,
-    run: fn(&App, &Arguments) -> Result<ToolOutput, ToolFailure>,
+    run: fn(&ToolContext, &Arguments) -> Result<ToolOutput, ToolFailure>,
+}
+
+/// What a tool runs with: the server, and who is asking (database work is done on the caller's
+/// behalf, so it goes through here rather than straight to the pool).
+struct ToolContext<'a> {
+    app: &'static App,
+    caller: &'a Caller,
+}
+
+impl ToolContext<'_> {
+    /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only).
+    fn read_only<T>(
+        &self,
+        work: impl FnMut(&mut Session) -> Result<T, DbError>,
+    ) -> Result<T, ToolFailure> {
+        self.app.pool.read_only(work)
+    }
+
+    fn config(&self) -> &Config {
+        &self.app.config
+    }
 }
 
 struct Param {
@@ -1644,11 +1687,21 @@ struct Param {
 }
 
 #[derive(Clone, Copy)]
+#[allow(dead_code)] // Flag, Choice and Names are for the analyst tools' options (issue 12)
 enum ParamKind {
     /// A string; `default` is only advertised (the tool applies it, see list_functions).
     Text { default: Option<&'static str> },
     /// An integer ≥ `min`, `default` when absent.
     Integer { default: i64, min: i64 },
+    /// true or false, `default` when absent.
+    Flag { default: bool },
+    /// One of `choices`, `default` when absent.
+    Choice {
+        choices: &'static [&'static str],
+        default: &'static str,
+    },
+    /// A list of at most `max` strings; absent means the tool's own default (say, every column).
+    Names { max: usize },
 }
 
 const SCHEMA_PARAM: Param = Param {
@@ -1767,6 +1820,15 @@ fn input_schema(tool: &ToolSpec) -> Value {
             ParamKind::Integer { default, min } => {
                 json!({ "type": "integer", "minimum": min, "default": default, "description": param.description })
             }
+            ParamKind::Flag { default } => {
+                json!({ "type": "boolean", "default": default, "description": param.description })
+            }
+            ParamKind::Choice { choices, default } => {
+                json!({ "type": "string", "enum": choices, "default": default, "description": param.description })
+            }
+            ParamKind::Names { max } => json!({
+                "type": "array", "items": { "type": "string" }, "maxItems": max, "description": param.description
+            }),
         };
         properties.insert(param.name.to_string(), schema);
     }
@@ -1894,6 +1956,16 @@ impl Arguments {
     fn integer(&self, name: &str) -> i64 {
         self.0.get(name).and_then(Value::as_i64).unwrap_or(0)
     }
+    #[allow(dead_code)] // for the analyst tools' options (issue 12)
+    fn flag(&self, name: &str) -> bool {
+        self.0.get(name).and_then(Value::as_bool).unwrap_or(false)
+    }
+    /// A Names argument; None when the caller left it out.
+    #[allow(dead_code)] // for the analyst tools' options (issue 12)
+    fn names(&self, name: &str) -> Option<Vec<&str>> {
+        let items = self.0.get(name)?.as_array()?;
+        Some(items.iter().filter_map(Value::as_str).collect())
+    }
 }
 
 fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Arguments, RpcError> {
@@ -1931,41 +2003,48 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
     let mut checked = Map::new();
     for param in tool.params {
         let value = given.get(param.name).filter(|v| !v.is_null());
-        match (param.kind, value) {
-            (ParamKind::Text { .. }, Some(Value::String(s))) => {
-                checked.insert(param.name.into(), Value::String(s.clone()));
-            }
-            (ParamKind::Integer { min, .. }, Some(v)) if whole_number(v).is_some() => {
-                let n = whole_number(v).unwrap_or(min);
-                if n < min {
-                    return Err(RpcError::invalid_params(format!(
-                        "{}: {} must be at least {min}",
-                        tool.name, param.name
-                    )));
-                }
-                checked.insert(param.name.into(), json!(n));
-            }
-            (kind, Some(_)) => {
-                let wanted = if matches!(kind, ParamKind::Text { .. }) {
-                    "a string"
-                } else {
-                    "an integer"
-                };
-                return Err(RpcError::invalid_params(format!(
-                    "{}: {} must be {wanted}",
-                    tool.name, param.name
-                )));
-            }
-            (ParamKind::Integer { default, .. }, None) => {
-                checked.insert(param.name.into(), json!(default));
-            }
-            (ParamKind::Text { .. }, None) if param.required => {
+        let wrong = |wanted: &str| {
+            RpcError::invalid_params(format!("{}: {} must be {wanted}", tool.name, param.name))
+        };
+        let accepted = match (param.kind, value) {
+            (_, None) if param.required => {
                 return Err(RpcError::invalid_params(format!(
                     "{}: missing required argument {:?}",
                     tool.name, param.name
-                )));
+                )))
             }
-            (ParamKind::Text { .. }, None) => {}
+            (ParamKind::Text { .. } | ParamKind::Names { .. }, None) => None,
+            (ParamKind::Integer { default, .. }, None) => Some(json!(default)),
+            (ParamKind::Flag { default }, None) => Some(json!(default)),
+            (ParamKind::Choice { default, .. }, None) => Some(json!(default)),
+            (ParamKind::Text { .. }, Some(Value::String(text))) => Some(json!(text)),
+            (ParamKind::Text { .. }, Some(_)) => return Err(wrong("a string")),
+            (ParamKind::Integer { min, .. }, Some(v)) => match whole_number(v) {
+                Some(n) if n >= min => Some(json!(n)),
+                Some(_) => return Err(wrong(&format!("at least {min}"))),
+                None => return Err(wrong("an integer")),
+            },
+            (ParamKind::Flag { .. }, Some(Value::Bool(flag))) => Some(json!(flag)),
+            (ParamKind::Flag { .. }, Some(_)) => return Err(wrong("true or false")),
+            (ParamKind::Choice { choices, .. }, Some(Value::String(choice)))
+                if choices.contains(&choice.as_str()) =>
+            {
+                Some(json!(choice))
+            }
+            (ParamKind::Choice { choices, .. }, Some(_)) => {
+                return Err(wrong(&format!("one of {}", choices.join(", "))))
+            }
+            (ParamKind::Names { max }, Some(Value::Array(items)))
+                if items.len() <= max && items.iter().all(Value::is_string) =>
+            {
+                Some(Value::Array(items.clone()))
+            }
+            (ParamKind::Names { max }, Some(_)) => {
+                return Err(wrong(&format!("a list of at most {max} strings")))
+            }
+        };
+        if let Some(value) = accepted {
+            checked.insert(param.name.into(), value);
         }
     }
     Ok(Arguments(checked))
@@ -2064,7 +2143,11 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     })?;
     let arguments = validate_arguments(tool, params.get("arguments"))?;
     let started = Instant::now();
-    let outcome = (tool.run)(context.app, &arguments);
+    let tool_context = ToolContext {
+        app: context.app,
+        caller: context.caller,
+    };
+    let outcome = (tool.run)(&tool_context, &arguments);
     let elapsed = started.elapsed();
     let (status, rows, truncated, sql) = match &outcome {
         Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
@@ -2078,7 +2161,7 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         outcome.as_ref().map_or(0, |o| o.json.len()),
     );
     audit(
-        context.caller,
+        tool_context.caller,
         tool.name,
         status,
         rows,
@@ -2158,49 +2241,47 @@ fn word_may_need_escaping(word: u64) -> bool {
         || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
-fn tool_query(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+fn tool_query(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let sql = args.text("sql").unwrap_or("");
-    let statement = check_sql(sql, &app.guard_policy()).map_err(ToolFailure::Guard)?;
-    let cap = (args.integer("max_rows").max(1) as u64).min(app.config.max_rows);
-    let result = app
-        .pool
-        .read_only(|session| session.run_statement(&statement, cap, app.config.max_result_bytes))?;
+    let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
+    let cap = (args.integer("max_rows").max(1) as u64).min(ctx.config().max_rows);
+    let result = ctx.read_only(|session| {
+        session.run_statement(&statement, cap, ctx.config().max_result_bytes)
+    })?;
     Ok(result.into_output(sql))
 }
 
-fn tool_sample_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let (schema, table) = (
         args.text("schema").unwrap_or(""),
         args.text("table").unwrap_or(""),
     );
-    let cap = (args.integer("n").max(1) as u64).min(app.config.max_rows);
-    let readable = app.config.readable_schemas.clone();
-    let (sql, result) = app.pool.read_only(|session| {
+    let cap = (args.integer("n").max(1) as u64).min(ctx.config().max_rows);
+    let readable = ctx.config().readable_schemas.clone();
+    let (sql, result) = ctx.read_only(|session| {
         let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
         let Some(quoted) = found else {
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
         let sql = format!("SELECT * FROM {quoted}");
-        let result = session.run_statement(&sql, cap, app.config.max_result_bytes)?;
+        let result = session.run_statement(&sql, cap, ctx.config().max_result_bytes)?;
         Ok(Ok((sql, result)))
     })??;
     Ok(result.into_output(&sql))
 }
 
-fn tool_list_schemas(app: &App, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
-    let readable = app.config.readable_schemas.clone();
-    let json = app
-        .pool
-        .read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
+fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let readable = ctx.config().readable_schemas.clone();
+    let json = ctx.read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
     Ok(ToolOutput::document(
         json.unwrap_or_else(|| r#"{"schemas":[]}"#.into()),
     ))
 }
 
-fn tool_list_tables(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+fn tool_list_tables(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let schema = args.text("schema").unwrap_or("");
-    let readable = app.config.readable_schemas.clone();
-    let json = app.pool.read_only(|session| {
+    let readable = ctx.config().readable_schemas.clone();
+    let json = ctx.read_only(|session| {
         match session.json_document(&LIST_TABLES_SQL, &[&readable, &schema])? {
             Some(json) => Ok(Ok(json)),
             None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
@@ -2209,13 +2290,13 @@ fn tool_list_tables(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailu
     Ok(ToolOutput::document(json))
 }
 
-fn tool_describe_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let (schema, table) = (
         args.text("schema").unwrap_or(""),
         args.text("table").unwrap_or(""),
     );
-    let readable = app.config.readable_schemas.clone();
-    let json = app.pool.read_only(|session| {
+    let readable = ctx.config().readable_schemas.clone();
+    let json = ctx.read_only(|session| {
         match session.json_document(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table])? {
             Some(json) => Ok(Ok(json)),
             None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
@@ -2224,12 +2305,12 @@ fn tool_describe_table(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFa
     Ok(ToolOutput::document(json))
 }
 
-fn tool_list_functions(app: &App, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let explicit = args.text("schema").map(String::from);
     let wanted = explicit.clone().unwrap_or_else(|| "reporting".into());
     let fall_back = explicit.is_none();
-    let readable = app.config.readable_schemas.clone();
-    let json = app.pool.read_only(|session| {
+    let readable = ctx.config().readable_schemas.clone();
+    let json = ctx.read_only(|session| {
         match session.json_document(&LIST_FUNCTIONS_SQL, &[&readable, &wanted, &fall_back])? {
             Some(json) => Ok(Ok(json)),
             None => Ok(Err(schema_not_readable(session, &readable, &wanted)?)),
@@ -3666,7 +3747,7 @@ fn log_event(level: &str, message: &str, fields: &[(&str, &str)]) {
 }
 
 fn audit(
-    caller: &str,
+    caller: &Caller,
     tool: &str,
     status: &str,
     rows: u64,
@@ -3677,13 +3758,17 @@ fn audit(
     let ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
     let rows = rows.to_string();
     let mut fields = vec![
-        ("caller", caller),
+        ("caller", caller.name.as_str()),
+        ("via", caller.via),
         ("tool", tool),
         ("status", status),
         ("rows", rows.as_str()),
         ("truncated", truncated.unwrap_or("no")),
         ("ms", ms.as_str()),
     ];
+    if let Some(client) = &caller.client {
+        fields.push(("client", client));
+    }
     let sql = sql.map(audit_sql);
     if let Some(sql) = &sql {
         fields.push(("sql", sql));
@@ -4581,6 +4666,103 @@ mod tests {
             Some("query")
         );
         assert_eq!(decode_header_value("=?base64?***?="), None);
+    }
+
+    #[test]
+    fn arguments_are_checked_against_their_kinds() {
+        static PARAMS: &[Param] = &[
+            Param {
+                name: "sql",
+                kind: ParamKind::Text { default: None },
+                required: true,
+                description: "",
+            },
+            Param {
+                name: "n",
+                kind: ParamKind::Integer {
+                    default: 20,
+                    min: 1,
+                },
+                required: false,
+                description: "",
+            },
+            Param {
+                name: "analyze",
+                kind: ParamKind::Flag { default: false },
+                required: false,
+                description: "",
+            },
+            Param {
+                name: "format",
+                kind: ParamKind::Choice {
+                    choices: &["objects", "csv"],
+                    default: "objects",
+                },
+                required: false,
+                description: "",
+            },
+            Param {
+                name: "columns",
+                kind: ParamKind::Names { max: 2 },
+                required: false,
+                description: "",
+            },
+        ];
+        let tool = ToolSpec {
+            name: "t",
+            title: "",
+            description: "",
+            params: PARAMS,
+            output_schema: || json!({}),
+            run: |_, _| Err(ToolFailure::NotFound(String::new())),
+        };
+        let check = |args: Value| validate_arguments(&tool, Some(&args)).map_err(|e| e.message);
+        let defaults = check(json!({ "sql": "x" })).unwrap();
+        assert_eq!(defaults.integer("n"), 20);
+        assert!(!defaults.flag("analyze"));
+        assert_eq!(defaults.text("format"), Some("objects"));
+        assert_eq!(defaults.names("columns"), None);
+        let given =
+            check(json!({ "sql": "x", "analyze": true, "format": "csv", "columns": ["a", "b"] }))
+                .unwrap();
+        assert!(given.flag("analyze"));
+        assert_eq!(given.text("format"), Some("csv"));
+        assert_eq!(given.names("columns"), Some(vec!["a", "b"]));
+        for (args, error) in [
+            (json!({}), "t: missing required argument \"sql\""),
+            (json!({ "sql": 1 }), "t: sql must be a string"),
+            (json!({ "sql": "x", "n": 0 }), "t: n must be at least 1"),
+            (json!({ "sql": "x", "n": "5" }), "t: n must be an integer"),
+            (
+                json!({ "sql": "x", "analyze": "yes" }),
+                "t: analyze must be true or false",
+            ),
+            (
+                json!({ "sql": "x", "format": "xml" }),
+                "t: format must be one of objects, csv",
+            ),
+            (
+                json!({ "sql": "x", "columns": ["a", "b", "c"] }),
+                "t: columns must be a list of at most 2 strings",
+            ),
+            (
+                json!({ "sql": "x", "columns": [1] }),
+                "t: columns must be a list of at most 2 strings",
+            ),
+            (
+                json!({ "sql": "x", "other": 1 }),
+                "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns)",
+            ),
+        ] {
+            assert_eq!(check(args).err().as_deref(), Some(error));
+        }
+        let schema = input_schema(&tool);
+        assert_eq!(
+            schema["properties"]["format"]["enum"],
+            json!(["objects", "csv"])
+        );
+        assert_eq!(schema["properties"]["columns"]["maxItems"], json!(2));
+        assert_eq!(schema["required"], json!(["sql"]));
     }
 
     #[test]
