@@ -2355,9 +2355,10 @@ impl std::fmt::Display for ToolFailure {
             ),
             ToolFailure::CallerBusy { limit, waited } => write!(
                 f,
-                "too many calls at once: you already have {limit} database calls running \
-                 (MCP_MAX_INFLIGHT_PER_CALLER = {limit}) and this one waited {} ms for one of them to \
-                 finish; wait for your running calls, or send fewer at once",
+                "too many calls at once: you already have {limit} database call{} running \
+                 (MCP_MAX_INFLIGHT_PER_CALLER = {limit}) and this one waited {} ms for one to finish; \
+                 wait for your running calls, or send fewer at once",
+                if *limit == 1 { "" } else { "s" },
                 waited.as_millis()
             ),
             ToolFailure::RateLimited { per_minute, retry_s } => write!(
