@@ -2341,6 +2341,8 @@ enum ToolFailure {
     Unavailable(String),
     /// A well-formed request naming something that is not there or not readable.
     NotFound(String),
+    /// An answer larger than the result budget that cannot be truncated meaningfully.
+    TooLarge(String),
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -2374,7 +2376,7 @@ impl std::fmt::Display for ToolFailure {
                 human_duration(allowed.as_millis() as u64)
             ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
-            ToolFailure::NotFound(what) => write!(f, "{what}"),
+            ToolFailure::NotFound(what) | ToolFailure::TooLarge(what) => write!(f, "{what}"),
         }
     }
 }
@@ -2397,6 +2399,7 @@ impl ToolFailure {
             ToolFailure::OutOfTime(_) => "out_of_time",
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
+            ToolFailure::TooLarge(_) => "too_large",
         }
     }
 
@@ -2567,22 +2570,25 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
 
 fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
-    Ok(ToolOutput::document(
-        json.unwrap_or_else(|| r#"{"schemas":[]}"#.into()),
-    ))
+    let budget = ctx.config().max_result_bytes;
+    let listing =
+        ctx.read_only(|session| session.listing(&LIST_SCHEMAS_SQL, &[&readable], budget))?;
+    listing
+        .unwrap_or_else(|| Listing::Json(r#"{"schemas":[]}"#.into()))
+        .into_output("the list of schemas", budget)
 }
 
 fn tool_list_tables(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let schema = args.text("schema").unwrap_or("");
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| {
-        match session.json_document(&LIST_TABLES_SQL, &[&readable, &schema])? {
-            Some(json) => Ok(Ok(json)),
+    let budget = ctx.config().max_result_bytes;
+    let listing = ctx.read_only(|session| {
+        match session.listing(&LIST_TABLES_SQL, &[&readable, &schema], budget)? {
+            Some(listing) => Ok(Ok(listing)),
             None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
         }
     })??;
-    Ok(ToolOutput::document(json))
+    listing.into_output("the list of this schema's tables", budget)
 }
 
 fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -2591,13 +2597,14 @@ fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         args.text("table").unwrap_or(""),
     );
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| {
-        match session.json_document(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table])? {
-            Some(json) => Ok(Ok(json)),
+    let budget = ctx.config().max_result_bytes;
+    let listing = ctx.read_only(|session| {
+        match session.listing(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table], budget)? {
+            Some(listing) => Ok(Ok(listing)),
             None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
         }
     })??;
-    Ok(ToolOutput::document(json))
+    listing.into_output("the description of this table", budget)
 }
 
 fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -2605,13 +2612,30 @@ fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
     let wanted = explicit.clone().unwrap_or_else(|| "reporting".into());
     let fall_back = explicit.is_none();
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| {
-        match session.json_document(&LIST_FUNCTIONS_SQL, &[&readable, &wanted, &fall_back])? {
-            Some(json) => Ok(Ok(json)),
+    let budget = ctx.config().max_result_bytes;
+    let listing = ctx.read_only(|session| {
+        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&readable, &wanted, &fall_back];
+        match session.listing(&LIST_FUNCTIONS_SQL, &params, budget)? {
+            Some(listing) => Ok(Ok(listing)),
             None => Ok(Err(schema_not_readable(session, &readable, &wanted)?)),
         }
     })??;
-    Ok(ToolOutput::document(json))
+    listing.into_output("the list of this schema's functions", budget)
+}
+
+impl Listing {
+    /// The tool's answer, or — over the result budget, where a client would cut it anyway — an
+    /// error saying how to ask for less.
+    fn into_output(self, what: &str, budget: u64) -> Result<ToolOutput, ToolFailure> {
+        match self {
+            Listing::Json(json) => Ok(ToolOutput::document(json)),
+            Listing::TooLarge(size) => Err(ToolFailure::TooLarge(format!(
+                "{what} is {size} bytes, more than the result budget (MCP_MAX_RESULT_BYTES = {budget}): \
+                 query the catalog instead, with a filter and a LIMIT (pg_namespace, pg_class, pg_proc, \
+                 information_schema.columns)"
+            ))),
+        }
+    }
 }
 
 fn schema_not_readable(
@@ -4164,6 +4188,35 @@ impl QueryResult {
     }
 }
 
+/// A catalog listing as PostgreSQL built it, or its size when that is over the result budget.
+enum Listing {
+    Json(String),
+    TooLarge(u64),
+}
+
+/// Drops the whitespace outside strings that PostgreSQL's json functions pad with, in one pass
+/// and without parsing: the same document (keys in order), fewer tokens for the model.
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Session<'_> {
     /// Runs an introspection query whose single text column is a JSON document; None when it
     /// returned no row (the schema or table is not there or not readable).
@@ -4175,11 +4228,32 @@ impl Session<'_> {
         let Some(row) = self.client.query_opt(sql, params)? else {
             return Ok(None);
         };
-        let document: Option<String> = row.try_get(0)?;
-        // json_build_object pads with spaces; compact it (key order is kept) to spare the model tokens.
-        Ok(document.map(|text| {
-            serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())
-        }))
+        let document: Option<&str> = row.try_get(0)?;
+        Ok(document.map(compact_json))
+    }
+
+    /// `json_document` for the answers that list part of the catalog (schemas, tables,
+    /// functions, columns), which grow with it: a document larger than `budget` never leaves
+    /// the database, only its size does.
+    fn listing(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+        budget: u64,
+    ) -> Result<Option<Listing>, DbError> {
+        let bounded = format!(
+            "SELECT CASE WHEN octet_length(d) <= {budget} THEN d END, octet_length(d)::int8 \
+             FROM ({sql}) AS mcp_doc(d)"
+        );
+        let Some(row) = self.client.query_opt(&bounded, params)? else {
+            return Ok(None);
+        };
+        let size: Option<i64> = row.try_get(1)?;
+        Ok(match (row.try_get::<_, Option<&str>>(0)?, size) {
+            (Some(document), _) => Some(Listing::Json(compact_json(document))),
+            (None, Some(size)) => Some(Listing::TooLarge(size as u64)),
+            (None, None) => None,
+        })
     }
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
@@ -5650,6 +5724,17 @@ mod tests {
             let messages = value.as_array().map(Vec::len);
             assert_eq!(shape.batch_messages, messages, "{text}");
         }
+    }
+
+    #[test]
+    fn postgres_json_is_compacted_without_parsing() {
+        let padded = "{\"a\" : 1, \"b\" : [ {\"c d\" : \"e \\\" f\"}, \n null ], \"é\" : \"\\\\\"}";
+        let value: Value = serde_json::from_str(padded).unwrap();
+        assert_eq!(compact_json(padded), value.to_string());
+        assert_eq!(
+            compact_json(r#"{"k" : "  spaced  "}"#),
+            r#"{"k":"  spaced  "}"#
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ import threading
 import pytest
 
 import worst_case
-from conftest import REPO, loads_exact, wait_until
+from conftest import REPO, RO_ROLE, wait_until
 from helpers_net import metric_sum, parse_prometheus
 
 APP = "analytics-mcp"
@@ -217,6 +217,39 @@ def test_worst_requests_stay_within_the_documented_memory_bound(server_factory):
         f"VmHWM grew {hwm - base} KiB for {c} worst-case requests: over {c} × {per_request_kib:.0f} KiB"
     assert srv.proc.poll() is None
     assert srv.query("SELECT 2 AS two")["rows"] == [{"two": 2}]
+
+
+WIDE_CATALOG_SQL = """
+CREATE SCHEMA wide;
+CREATE TABLE wide.many_columns ({columns});
+{tables}
+GRANT CONNECT ON DATABASE amcp_limits TO {role};
+GRANT USAGE ON SCHEMA wide TO {role};
+GRANT SELECT ON ALL TABLES IN SCHEMA wide TO {role};
+"""
+
+
+def test_introspection_answers_over_the_budget_never_leave_the_database(pg, start_server):
+    """A catalog larger than MCP_MAX_RESULT_BYTES (here 4,096): the listing is refused with its size
+    and a way to ask for less; smaller answers are unchanged."""
+    pg.psql("DROP DATABASE IF EXISTS amcp_limits", db="postgres")
+    pg.psql("CREATE DATABASE amcp_limits", db="postgres")
+    columns = ", ".join(f"column_number_{i:03} integer" for i in range(80))
+    tables = "\n".join(f"CREATE TABLE wide.table_number_{i:03} (id integer);" for i in range(100))
+    pg.psql(WIDE_CATALOG_SQL.format(columns=columns, tables=tables, role=RO_ROLE), db="amcp_limits")
+    dsn = f"postgresql://{RO_ROLE}:{pg.ro_password}@127.0.0.1:{pg.port}/amcp_limits"
+    srv = start_server(DATABASE_URL=dsn, MCP_MAX_RESULT_BYTES="4096")
+    for tool, args, what in [("describe_table", {"schema": "wide", "table": "many_columns"},
+                              "the description of this table"),
+                             ("list_tables", {"schema": "wide"}, "the list of this schema's tables")]:
+        text = srv.tool_error(tool, args)
+        assert re.fullmatch(rf"{what} is \d+ bytes, more than the result budget \(MCP_MAX_RESULT_BYTES = "
+                            r"4096\): query the catalog instead, with a filter and a LIMIT .*", text), text
+    assert [s["schema"] for s in srv.tool("list_schemas")["schemas"]] == ["public", "wide"]
+    assert srv.tool("describe_table", {"schema": "wide", "table": "table_number_007"})["columns"][0]["name"] == "id"
+    statuses = re.findall(r"tool=(\w+) status=(\w+)", srv.stderr_text())
+    assert statuses.count(("describe_table", "too_large")) == 1
+    assert metric_sum(metrics(srv), "mcp_tool_calls_total", outcome="too_large") == 2
 
 
 # ── fair share per analyst ─────────────────────────────────────────────────────
