@@ -3490,10 +3490,11 @@ impl Admission {
         }
     }
 
-    /// /readyz's probe: a connection only when one is free and no call is waiting for it.
+    /// /readyz's probe: a connection only when one is free. Calls still queued then wait for
+    /// their own analyst's share (`hand_out` has granted every other), so none is passed over.
     fn try_enter(&self) -> Option<Admitted<'_>> {
         let mut state = lock(&self.state);
-        if state.in_use >= self.capacity || state.queue.iter().any(|w| !w.granted) {
+        if state.in_use >= self.capacity {
             return None;
         }
         state.in_use += 1;
@@ -5821,6 +5822,26 @@ mod tests {
         assert_eq!(admission.usage().analysts, 0);
         drop(all);
         assert!(admission.try_enter().is_some());
+    }
+
+    #[test]
+    fn the_probe_may_use_a_connection_no_eligible_call_waits_for() {
+        let admission = Admission::new(2, 1);
+        let a = admission.enter(Some("a"), Instant::now()).unwrap();
+        let long = Instant::now() + Duration::from_secs(30);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| admission.enter(Some("a"), long).is_ok());
+            wait_for_waiters(&admission, 1);
+            assert!(
+                admission.try_enter().is_some(),
+                "the free connection is not a's to take"
+            );
+            drop(a);
+            assert!(
+                waiter.join().unwrap(),
+                "a's call runs once its first one ends"
+            );
+        });
     }
 
     #[test]
