@@ -1473,10 +1473,10 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
         Era::Legacy(_) => match method {
             "initialize" => Ok(initialize_result(params, views)),
             "ping" => Ok("{}".to_string()),
-            "tools/list" => Ok(TOOLS_LIST.legacy(views).to_string()),
+            "tools/list" => Ok(TOOLS_LIST.get(views).for_era(context.era)),
             "tools/call" => call_tool(context, params),
-            "resources/list" if views => Ok(RESOURCES_LIST.legacy.clone()),
-            "resources/templates/list" if views => Ok(RESOURCE_TEMPLATES_LIST.legacy.clone()),
+            "resources/list" if views => Ok(RESOURCES_LIST.for_era(context.era)),
+            "resources/templates/list" if views => Ok(RESOURCE_TEMPLATES_LIST.for_era(context.era)),
             "resources/read" if views => read_resource(context.era, params),
             _ => Err(RpcError::new(-32601, format!("method not found: {method}"))),
         },
@@ -1484,10 +1484,10 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
             check_modern_request(context.request, method, params)?;
             let result = match method {
                 "server/discover" => discover_result(views),
-                "tools/list" => TOOLS_LIST.modern(views).to_string(),
+                "tools/list" => TOOLS_LIST.get(views).for_era(context.era),
                 "tools/call" => call_tool(context, params)?,
-                "resources/list" if views => RESOURCES_LIST.modern.clone(),
-                "resources/templates/list" if views => RESOURCE_TEMPLATES_LIST.modern.clone(),
+                "resources/list" if views => RESOURCES_LIST.for_era(context.era),
+                "resources/templates/list" if views => RESOURCE_TEMPLATES_LIST.for_era(context.era),
                 "resources/read" if views => read_resource(context.era, params)?,
                 _ => {
                     return Err(RpcError {
@@ -1765,6 +1765,13 @@ impl EraAnswers {
             modern: modern.to_string(),
         }
     }
+
+    fn for_era(&self, era: Era) -> String {
+        match era {
+            Era::Legacy(_) => self.legacy.clone(),
+            Era::Modern => self.modern.clone(),
+        }
+    }
 }
 
 static RESOURCES_LIST: Lazy<EraAnswers> = Lazy::new(|| {
@@ -1807,10 +1814,7 @@ fn read_resource(era: Era, params: &Value) -> Result<String, RpcError> {
             )
         });
     }
-    Ok(match era {
-        Era::Legacy(_) => RESULT_VIEW_READ.legacy.clone(),
-        Era::Modern => RESULT_VIEW_READ.modern.clone(),
-    })
+    Ok(RESULT_VIEW_READ.for_era(era))
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -2046,25 +2050,19 @@ fn tools_list_json(views: bool) -> Value {
     json!({ "tools": tools })
 }
 
-/// The four `tools/list` answers (era × view negotiated), built once.
+/// The `tools/list` answers, without and with the result view named, built once.
 struct ToolLists {
     plain: EraAnswers,
     with_views: EraAnswers,
 }
 
 impl ToolLists {
-    fn pick(&self, views: bool) -> &EraAnswers {
+    fn get(&self, views: bool) -> &EraAnswers {
         if views {
             &self.with_views
         } else {
             &self.plain
         }
-    }
-    fn legacy(&self, views: bool) -> &str {
-        &self.pick(views).legacy
-    }
-    fn modern(&self, views: bool) -> &str {
-        &self.pick(views).modern
     }
 }
 
@@ -4530,6 +4528,61 @@ mod tests {
             statement_timeout_ms: 30_000,
             max_result_bytes: 1_000_000,
         }
+    }
+
+    #[test]
+    fn the_result_view_is_one_html_document_within_its_budget() {
+        assert!(RESULT_VIEW_HTML.starts_with("<!DOCTYPE html>"));
+        assert!(RESULT_VIEW_HTML.trim_end().ends_with("</html>"));
+        assert!(
+            RESULT_VIEW_HTML.len() <= 60 * 1024,
+            "web/result.html is {} bytes; the budget is 60 KB",
+            RESULT_VIEW_HTML.len()
+        );
+    }
+
+    #[test]
+    fn views_are_negotiated_only_with_the_html_profile() {
+        let caps = |v: Value| declares_views(Some(&v));
+        assert!(caps(
+            json!({ "extensions": { UI_EXTENSION: { "mimeTypes": ["text/plain", VIEW_MIME_TYPE] } } })
+        ));
+        assert!(!caps(json!({ "extensions": { UI_EXTENSION: {} } })));
+        assert!(!caps(
+            json!({ "extensions": { UI_EXTENSION: { "mimeTypes": VIEW_MIME_TYPE } } })
+        ));
+        assert!(!caps(
+            json!({ "extensions": { UI_EXTENSION: { "mimeTypes": ["text/html"] } } })
+        ));
+        assert!(!caps(
+            json!({ "experimental": { UI_EXTENSION: { "mimeTypes": [VIEW_MIME_TYPE] } } })
+        ));
+        assert!(!caps(json!("extensions")));
+        assert!(!declares_views(None));
+    }
+
+    #[test]
+    fn view_session_ids_are_marked_visible_ascii_and_unique() {
+        let (a, b) = (view_session_id(), view_session_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with(VIEW_SESSION_PREFIX) && a.len() == VIEW_SESSION_PREFIX.len() + 32);
+        assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
+    }
+
+    #[test]
+    fn only_the_result_shaped_tools_name_the_view() {
+        let named = |views: bool| -> Vec<String> {
+            tools_list_json(views)["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["_meta"]["ui"]["resourceUri"] == RESULT_VIEW_URI)
+                .filter_map(|t| t["name"].as_str().map(String::from))
+                .collect()
+        };
+        assert_eq!(named(true), ["query", "sample_table"]);
+        assert!(named(false).is_empty());
+        assert!(!TOOLS_LIST.get(false).legacy.contains("_meta"));
     }
 
     #[test]
