@@ -72,12 +72,12 @@ def host_bundle() -> Path:
         stamp.write_text(want)
     bundle = npm_dir / "host.bundle.js"
     source_stamp = npm_dir / ".bundle-stamp"
-    want_bundle = digest(APPS / "host.js", APPS / "package-lock.json")
+    command = ["host.js", "--bundle", "--format=iife", "--platform=browser", "--target=chrome120", "--minify",
+               "--outfile=host.bundle.js", "--log-level=warning"]
+    want_bundle = digest(APPS / "host.js", APPS / "package-lock.json") + " ".join(command)
     if not (bundle.exists() and source_stamp.exists() and source_stamp.read_text() == want_bundle):
         shutil.copy(APPS / "host.js", npm_dir / "host.js")  # beside node_modules, so imports resolve
-        r = subprocess.run([str(npm_dir / "node_modules" / ".bin" / "esbuild"), "host.js", "--bundle",
-                            "--format=iife", "--platform=browser", "--target=chrome120",
-                            "--outfile=host.bundle.js", "--log-level=warning"],
+        r = subprocess.run([str(npm_dir / "node_modules" / ".bin" / "esbuild"), *command],
                            cwd=npm_dir, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, f"esbuild failed:\n{r.stdout}\n{r.stderr}"
         source_stamp.write_text(want_bundle)
@@ -472,6 +472,14 @@ def test_two_numeric_columns_are_a_scatter(driver, pages):
     shot(driver, "scatter")
 
 
+def test_no_chart_when_the_shape_has_none(driver, pages):
+    # text only (and identifiers are not measures): the table, and no chart switch
+    render(driver, pages, sql="SELECT vehicle_id, registration, make_model FROM fleet.vehicles ORDER BY 1")
+    assert chart(driver) is None
+    assert js(driver, "return document.getElementById('switch').hidden")
+    assert table(driver)["panel"] == "table"
+
+
 def test_sample_table_of_a_wide_table(driver, pages):
     report = render(driver, pages, tool="sample_table", schema="fleet", table="trips", n=25)
     answer = report["answer"]
@@ -485,6 +493,10 @@ def test_sample_table_of_a_wide_table(driver, pages):
       const s = document.getElementById('scroller');
       return {scrollWidth: s.scrollWidth, clientWidth: s.clientWidth};""")
     assert geometry["scrollWidth"] > geometry["clientWidth"], "a wide table scrolls sideways inside the view"
+    assert "a sample of the first 25 rows" in js(driver, "return document.getElementById('banner').textContent")
+    # the table scrolls inside the view, which fits the host's 900 px limit: no second scrollbar
+    wait_until(lambda: js(driver, "return document.documentElement.scrollHeight <= innerHeight"), 10,
+               "the view to fit its frame")
     # copy SQL gives the statement sample_table ran
     click(driver, "#copy-sql")
     assert js(driver, "return document.getElementById('clipboard').value") == 'SELECT * FROM "fleet"."trips" LIMIT 25'
