@@ -545,12 +545,12 @@ AWKWARD_SQL = """
 SELECT * FROM (VALUES
   (1, 12345678901234567890.123456789012345678901234567890::numeric, 9223372036854775807::int8, 1e-7::float8,
    'café 🚀 שלום עולם'::text, '<script>window.__pwned = 1</script>'::text, NULL::text, '{"a": [1.50, null], "é": "ü"}'::jsonb,
-   TIMESTAMPTZ '2024-02-29 12:34:56.789+00', true),
+   TIMESTAMPTZ '2024-02-29 12:34:56.789+00', true, 1),
   (2, 'NaN', -9223372036854775808, 'Infinity', '', '<img src=x onerror="window.__pwned = 2">', 'x', '[]',
-   'infinity', false),
+   'infinity', false, 2),
   (3, -0.000000000000000000000000000001, 0, -1.5, 'line1
-line2', '"><svg onload="window.__pwned = 3">', '', NULL, NULL, NULL)
-) AS t(id, big_numeric, int8_extreme, float8, unicode, html, maybe, doc, at, flag)
+line2', '"><svg onload="window.__pwned = 3">', '', NULL, NULL, NULL, 3)
+) AS t(id, big_numeric, int8_extreme, float8, unicode, html, maybe, doc, at, flag, "<img src=x onerror=window.__pwned=4>")
 """
 
 
@@ -572,6 +572,7 @@ def test_awkward_values_are_shown_exactly_and_never_run(driver, pages):
     assert cells["unicode"][0]["text"] == "café 🚀 שלום עולם"
     assert cells["html"][0]["text"] == "<script>window.__pwned = 1</script>"
     # nothing in a value became markup or ran, in the view, the sandbox or the host
+    assert t["head"][-1]["name"] == "<img src=x onerror=window.__pwned=4>", "a column name is text too"
     dom = js(driver, """return {scripts: document.scripts.length, imgs: document.images.length,
       svgs: document.querySelectorAll('#body svg, #head svg').length, pwned: window.__pwned === undefined ? null : window.__pwned};""")
     assert dom == {"scripts": 1, "imgs": 0, "svgs": 0, "pwned": None}
