@@ -2255,8 +2255,8 @@ impl OAuth {
         if generated {
             log_event(
                 "warn",
-                "MCP_OAUTH_KEY_FILE not set: generated a signing key for this process only; every OAuth token dies with it \
-                 (analysts sign in again after a restart) and replicas do not accept each other's tokens",
+                "MCP_OAUTH_KEY_FILE not set: generated a signing key for this process only, so OAuth tokens die with the \
+                 process (analysts sign in again after a restart) and replicas do not accept each other's tokens",
                 &[],
             );
         }
@@ -2657,6 +2657,11 @@ impl OAuth {
         claims.insert("r".into(), json!(redirect_uris));
         claims.insert("m".into(), json!(auth_method.label()));
         claims.insert("rt".into(), json!(refresh));
+        // Unique per registration: two apps registering the same metadata must not share an id.
+        match random_bytes::<12>() {
+            Ok(id) => claims.insert("jti".into(), json!(hex(&id))),
+            Err(e) => return self.server_error_json(&e),
+        };
         let client_id = match self.keys.sign(Purpose::Client, claims) {
             Ok(id) => id,
             Err(e) => return self.server_error_json(&e),
