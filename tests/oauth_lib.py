@@ -198,3 +198,64 @@ def metric(server: Server, name: str, labels: str = "") -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" ([0-9.e+]+)"
     m = re.search(r"^" + pattern + "$", text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+# ── a loopback redirect target (what a native client such as Claude Code listens on) ─────────
+
+import http.server  # noqa: E402
+import queue  # noqa: E402
+import threading  # noqa: E402
+
+
+class RedirectCatcher:
+    """A loopback HTTP server standing in for the client's redirect URI: it records every query
+    the browser brings back and shows a small "return to the app" page."""
+
+    def __init__(self):
+        self.received: queue.Queue[dict] = queue.Queue()
+        catcher = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's API
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                catcher.received.put(query)
+                body = b"<!doctype html><title>Back in the app</title><h1>Signed in. You can close this window.</h1>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/callback"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def next(self, timeout: float = 20.0) -> dict:
+        return self.received.get(timeout=timeout)
+
+    def drain(self) -> None:
+        while not self.received.empty():
+            self.received.get_nowait()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def browser_sign_in(driver, url: str, token: str, shot: str | None = None) -> None:
+    """In the browser: open the sign-in page, type the personal token, press Allow."""
+    from selenium.webdriver.common.by import By
+    from browser import screenshot
+
+    driver.get(url)
+    field = driver.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    if shot:
+        screenshot(driver, shot)
+    driver.find_element(By.ID, "allow").click()
