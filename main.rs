@@ -1625,6 +1625,10 @@ fn split_url(raw: &str) -> Option<Url<'_>> {
     })
 }
 
+fn origin_of(url: &str) -> Option<String> {
+    split_url(url).map(|u| format!("{}://{}", u.scheme, u.authority))
+}
+
 fn is_loopback_redirect(url: &Url) -> bool {
     url.scheme == "http" && matches!(url.host, "127.0.0.1" | "localhost" | "[::1]")
 }
@@ -2939,14 +2943,14 @@ impl OAuth {
         let redirect = split_url(&grant.redirect_uri);
         let redirect_host = redirect.as_ref().map(|u| u.host).unwrap_or("the app");
         let mut form_targets = vec!["'self'".to_string()];
-        if let Some(u) = &redirect {
-            form_targets.push(format!("{}://{}", u.scheme, u.authority));
-        }
+        form_targets.extend(origin_of(&grant.redirect_uri));
         let fields = match (&self.oidc, self.mode) {
             (Some(oidc), OAuthMode::Oidc) => {
-                if let Some(endpoint) = oidc.authorization_origin() {
-                    form_targets.push(endpoint);
-                }
+                // The form's POST is answered with a redirect to the provider, which the CSP must
+                // allow: its issuer's origin and (discovered now if need be) its login page's.
+                form_targets.extend(origin_of(&oidc.config.issuer));
+                let _ = oidc.endpoints(&self.fetch);
+                form_targets.extend(oidc.authorization_origin());
                 format!(
                     r#"<p class="hint">You sign in at <strong>{}</strong>; this server only learns your e-mail address.</p>
 <div class="buttons"><button type="submit" name="action" value="allow" id="allow">Continue with {}</button>
@@ -3637,7 +3641,7 @@ impl Oidc {
     fn authorization_origin(&self) -> Option<String> {
         let endpoints = lock(&self.endpoints);
         let (endpoints, _) = endpoints.as_ref()?;
-        split_url(&endpoints.authorization).map(|u| format!("{}://{}", u.scheme, u.authority))
+        origin_of(&endpoints.authorization)
     }
 
     /// The discovery document's endpoints, fetched on first use and hourly after.

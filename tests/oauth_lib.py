@@ -217,8 +217,11 @@ class RedirectCatcher:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's API
-                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
-                catcher.received.put(query)
+                url = urllib.parse.urlsplit(self.path)
+                if url.path != "/callback":  # the browser's /favicon.ico and the like
+                    self.send_error(404)
+                    return
+                catcher.received.put(dict(urllib.parse.parse_qsl(url.query)))
                 body = b"<!doctype html><title>Back in the app</title><h1>Signed in. You can close this window.</h1>"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
@@ -259,3 +262,22 @@ def browser_sign_in(driver, url: str, token: str, shot: str | None = None) -> No
     if shot:
         screenshot(driver, shot)
     driver.find_element(By.ID, "allow").click()
+
+
+def make_test_ca(d: Path) -> Path:
+    """A throwaway CA (ca.pem) and a certificate it signed for 127.0.0.1 (host.pem, host.key), made
+    with Debian's openssl. The server trusts the CA through MCP_OAUTH_CA_FILE."""
+    import subprocess
+
+    def run(*argv):
+        subprocess.run(argv, cwd=d, check=True, capture_output=True)
+
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=analytics-mcp test CA", "-keyout", "ca.key", "-out", "ca.pem",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "host.key", "-out", "host.csr")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", "host.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "ext", "-out", "host.pem")
+    return d

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 import threading
 import time
 import http.server
@@ -27,7 +26,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata  # noqa: E402
 
 from browser import chromium  # noqa: E402
-from oauth_lib import RedirectCatcher, browser_sign_in, metric, new_key, oauth_env  # noqa: E402
+from oauth_lib import RedirectCatcher, browser_sign_in, make_test_ca, metric, new_key, oauth_env  # noqa: E402
 
 TOOLS = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table"}
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
@@ -139,18 +138,7 @@ def test_sdk_oauth_discovers_registers_signs_in_calls_every_tool_and_refreshes(s
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    """A throwaway CA and a 127.0.0.1 certificate it signed (openssl from Debian)."""
-    d = tmp_path_factory.mktemp("cimd-tls")
-    run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-        "-subj", "/CN=analytics-mcp test CA", "-keyout", "ca.key", "-out", "ca.pem",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", "host.key", "-out", "host.csr")
-    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    run("openssl", "x509", "-req", "-in", "host.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "ext", "-out", "host.pem")
-    return d
+    return make_test_ca(tmp_path_factory.mktemp("cimd-tls"))
 
 
 class DocumentServer:
