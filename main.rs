@@ -2848,6 +2848,19 @@ impl OAuth {
     }
 
     fn authorize_get(&self, request: &Request) -> Response {
+        // A request we must refuse with a page (unknown client, unverifiable client document,
+        // unregistered redirect) counts as a failed sign-in: a client id URL makes us fetch a
+        // document, and an address that keeps sending bad ones is stopped here.
+        let address = self.client_address(request);
+        if self.throttle.blocked(address) {
+            self.count("mcp_oauth_sign_ins_total", "throttled");
+            return error_page(
+                429,
+                "Too many failed sign-ins",
+                "There were too many failed sign-ins from your network address. Wait 10 minutes, then try again.",
+            )
+            .with_header("Retry-After", THROTTLE_WINDOW.as_secs().to_string());
+        }
         let params = match parse_form(&request.query) {
             Ok(params) => params,
             Err(e) => {
@@ -2859,7 +2872,11 @@ impl OAuth {
             }
         };
         match self.check_authorization_request(&params) {
-            Err(AuthorizeError::Page(page)) | Err(AuthorizeError::Redirect(page)) => page,
+            Err(AuthorizeError::Page(page)) => {
+                self.throttle.record_failure(address);
+                page
+            }
+            Err(AuthorizeError::Redirect(response)) => response,
             Ok(grant) => self.sign_in_page(request, &grant, None, 200),
         }
     }
@@ -2985,7 +3002,18 @@ impl OAuth {
             .replace("{{verified}}", &verified)
             .replace("{{problem}}", &problem)
             .replace("{{state}}", &html_escape(&state))
-            .replace("{{fields}}", &fields);
+            .replace("{{fields}}", &fields)
+            .replace(
+                "{{ends}}",
+                match self.mode {
+                    OAuthMode::Token => {
+                        "Access ends when your administrator removes you or replaces your token."
+                    }
+                    OAuthMode::Oidc => {
+                        "Access ends when your administrator removes you from this server's analysts."
+                    }
+                },
+            );
         page_response(status, body, &form_targets.join(" "))
             .with_header("Set-Cookie", self.csrf_cookie(&nonce))
     }

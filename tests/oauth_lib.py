@@ -90,9 +90,12 @@ class Page:
 class OAuthFlow:
     """Drives one server's OAuth endpoints over plain HTTP, the way a browser and a client would."""
 
-    def __init__(self, server: Server, public_url: str):
+    def __init__(self, server: Server, public_url: str, client_ip: str | None = None):
+        """``client_ip``: sent as X-Forwarded-For (for servers with MCP_OAUTH_CLIENT_IP_HEADER), so
+        tests that fail sign-ins on purpose do not throttle each other."""
         self.server = server
         self.url = public_url
+        self.browser_headers = {"X-Forwarded-For": client_ip} if client_ip else {}
 
     # -- registration --
     def register_raw(self, metadata: dict | bytes, headers: dict | None = None) -> Response:
@@ -119,7 +122,7 @@ class OAuthFlow:
         return {k: v for k, v in params.items() if v is not None}
 
     def open_page(self, params: dict, cookie: str | None = None, headers: dict | None = None) -> Page:
-        hdrs = dict(headers or {})
+        hdrs = {**self.browser_headers, **(headers or {})}
         if cookie:
             hdrs["Cookie"] = cookie
         r = self.server.request("GET", "/authorize?" + urllib.parse.urlencode(params), None, hdrs)
@@ -133,7 +136,7 @@ class OAuthFlow:
         data = {"state": page.state_field or "", "action": action}
         if token is not None:
             data["token"] = token
-        hdrs = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        hdrs = {"Content-Type": "application/x-www-form-urlencoded", **self.browser_headers, **(headers or {})}
         cookie = page.cookie if cookie == "page" else cookie
         if cookie:
             hdrs["Cookie"] = cookie

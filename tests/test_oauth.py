@@ -46,13 +46,13 @@ def srv(server_factory, tmp_path_factory, key, tokens_file):
     return server
 
 
+def fresh_ip() -> str:
+    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+
+
 @pytest.fixture
 def flow(srv):
-    return OAuthFlow(srv, srv.public_url)
-
-
-def fresh_ip() -> str:
-    return f"198.51.100.{secrets.randbelow(250) + 1}"
+    return OAuthFlow(srv, srv.public_url, client_ip=fresh_ip())
 
 
 def challenge_params(header: str) -> dict:
@@ -353,14 +353,17 @@ def test_failed_sign_ins_are_throttled_per_address_and_counted(flow, srv):
     _, challenge = pkce()
     page = flow.open_page(flow.authorize_params(client, challenge))
     attacker, other = {"X-Forwarded-For": fresh_ip()}, {"X-Forwarded-For": "203.0.113.7, " + fresh_ip()}
+    # a page the server must refuse counts too (a client id URL makes it fetch a document)
+    assert flow.open_page({"client_id": "unknown"}, headers=attacker).response.status == 400
     before = metric(srv, "mcp_oauth_sign_ins_total", 'outcome="bad_token"')
-    for _ in range(10):
+    for _ in range(9):
         assert flow.submit(page, "guess-" + secrets.token_hex(4), headers=attacker).status == 401
     blocked = flow.submit(page, srv.tokens["alice"], headers=attacker)  # even the right token now
     assert blocked.status == 429 and blocked.headers.get("Retry-After") == "600" and "Location" not in blocked.headers
     assert "Too many failed sign-ins" in blocked.text
+    assert flow.open_page({"client_id": "unknown"}, headers=attacker).response.status == 429
     assert flow.submit(page, srv.tokens["alice"], headers=other).status == 303  # another address is not affected
-    assert metric(srv, "mcp_oauth_sign_ins_total", 'outcome="bad_token"') - before == 10
+    assert metric(srv, "mcp_oauth_sign_ins_total", 'outcome="bad_token"') - before == 9
     assert metric(srv, "mcp_oauth_sign_ins_total", 'outcome="throttled"') >= 1
 
 

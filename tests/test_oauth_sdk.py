@@ -99,7 +99,7 @@ async def every_tool(client):
 
 @pytest.fixture(scope="module")
 def srv(server_factory, tmp_path_factory):
-    env, _ = oauth_env(tmp_path_factory.mktemp("sdk-keys"), key=new_key())
+    env, _ = oauth_env(tmp_path_factory.mktemp("sdk-keys"), key=new_key(), MCP_OAUTH_CLIENT_IP_HEADER="X-Forwarded-For")
     server = server_factory(**env)
     server.public_url = env["MCP_PUBLIC_URL"]
     return server
@@ -186,7 +186,7 @@ def documents(tls_files):
 @pytest.fixture(scope="module")
 def cimd_srv(server_factory, tmp_path_factory, tls_files):
     env, _ = oauth_env(tmp_path_factory.mktemp("cimd-keys"), key=new_key(), MCP_OAUTH_CA_FILE=str(tls_files / "ca.pem"),
-                       MCP_OAUTH_ALLOW_PRIVATE_FETCH="1")
+                       MCP_OAUTH_ALLOW_PRIVATE_FETCH="1", MCP_OAUTH_CLIENT_IP_HEADER="X-Forwarded-For")
     server = server_factory(**env)
     server.public_url = env["MCP_PUBLIC_URL"]
     return server
@@ -216,12 +216,15 @@ def test_sdk_with_a_client_id_metadata_document(cimd_srv, documents, catcher, dr
 
 
 def cimd_page(server, client_id, redirect_uri="http://127.0.0.1:9/cb"):
+    """The authorization page for a client id URL, from an address of its own (these tests fail
+    on purpose, and failures are throttled per address)."""
+    import secrets
     import urllib.parse
     from oauth_lib import pkce
     _, challenge = pkce()
     query = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
                                     "code_challenge": challenge, "code_challenge_method": "S256", "state": "s"})
-    return server.get("/authorize?" + query)
+    return server.get("/authorize?" + query, headers={"X-Forwarded-For": f"2001:db8::{secrets.token_hex(2)}"})
 
 
 def test_client_documents_on_private_addresses_are_refused_by_default(srv, documents):
