@@ -8059,4 +8059,229 @@ mod tests {
             .is_some());
         assert_eq!(semaphore.usage(), (0, 0));
     }
+
+    // ── OAuth ──
+
+    #[test]
+    fn urls_are_split_strictly() {
+        let url = split_url("https://claude.ai/api/mcp/auth_callback").unwrap();
+        assert_eq!(
+            (url.scheme, url.host, url.port),
+            ("https", "claude.ai", None)
+        );
+        assert_eq!(url.path_and_query, "/api/mcp/auth_callback");
+        let url = split_url("http://[::1]:8080/cb?x=1").unwrap();
+        assert_eq!(
+            (url.host, url.port, url.path_and_query),
+            ("[::1]", Some(8080), "/cb?x=1")
+        );
+        for bad in [
+            "https://a.example/cb#f",
+            "https://user@a.example/cb",
+            "javascript:alert(1)",
+            "https:///cb",
+            "https://a.example:99999/",
+            "https://a.exa mple/",
+            "ftp://a.example/",
+            "https://a\\b.example/",
+        ] {
+            assert!(split_url(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly_or_on_any_loopback_port() {
+        assert!(redirect_uri_allowed(
+            "https://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(redirect_uri_allowed("http://127.0.0.1:33418/callback"));
+        assert!(redirect_uri_allowed("http://localhost/cb"));
+        assert!(!redirect_uri_allowed(
+            "http://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(!redirect_uri_allowed("http://127.0.0.1.example.com/cb"));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb2"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://localhost:5555/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://a.example/cb",
+            "https://a.example:443/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://a.example/cb",
+            "https://a.example/cb/"
+        ));
+    }
+
+    #[test]
+    fn forms_decode_and_refuse_repeats() {
+        let form = parse_form("a=1&b=x+y%21&c=&d").unwrap();
+        assert_eq!(form["b"], "x y!");
+        assert_eq!((form["c"].as_str(), form["d"].as_str()), ("", ""));
+        assert!(parse_form("a=1&a=2").is_err());
+        assert!(parse_form("a=%zz").is_err());
+        assert!(parse_form("a=%ff").is_err());
+        assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(
+            with_query("https://x.example/cb?k=v", &[("code", "a&b")]),
+            "https://x.example/cb?k=v&code=a%26b"
+        );
+        assert_eq!(
+            html_escape("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+
+    #[test]
+    fn pkce_s256_matches_base64url_sha256() {
+        // expected value computed independently with Python's hashlib and base64
+        let verifier = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(pkce_verifier_matches(
+            verifier,
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtc"
+        ));
+        assert!(!pkce_verifier_matches(
+            verifier,
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtd"
+        ));
+        assert!(!pkce_verifier_matches("short", &b64url(&sha256(b"short"))));
+    }
+
+    #[test]
+    fn only_public_addresses_pass_the_document_resolver() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public_address(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:4700::1111", "::ffff:1.1.1.1"] {
+            assert!(is_public_address(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn signed_tokens_keep_to_their_purpose_issuer_and_audience() {
+        let ring = KeyRing::new(vec![vec![7u8; 32]]).unwrap();
+        let other = KeyRing::new(vec![vec![8u8; 32]]).unwrap();
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!("https://a.example"));
+        claims.insert("aud".into(), json!("https://a.example/mcp"));
+        claims.insert("exp".into(), json!(now_s() + 60));
+        let token = ring.sign(Purpose::Access, claims.clone()).unwrap();
+        let ok = ring.verify(
+            Purpose::Access,
+            &token,
+            "https://a.example",
+            "https://a.example/mcp",
+        );
+        assert_eq!(ok.unwrap()["use"], "access");
+        for (purpose, iss, aud) in [
+            (
+                Purpose::Refresh,
+                "https://a.example",
+                "https://a.example/mcp",
+            ),
+            (
+                Purpose::Access,
+                "https://b.example",
+                "https://a.example/mcp",
+            ),
+            (Purpose::Access, "https://a.example", "https://a.example"),
+        ] {
+            assert!(ring.verify(purpose, &token, iss, aud).is_err());
+        }
+        let audience = ("https://a.example", "https://a.example/mcp");
+        assert!(other
+            .verify(Purpose::Access, &token, audience.0, audience.1)
+            .is_err());
+        claims.insert("exp".into(), json!(now_s() - 1));
+        let expired = ring.sign(Purpose::Access, claims).unwrap();
+        assert_eq!(
+            ring.verify(Purpose::Access, &expired, audience.0, audience.1),
+            Err("token expired")
+        );
+        let none = format!(
+            "{}.{}.",
+            b64url(br#"{"alg":"none","typ":"JWT"}"#),
+            token.split('.').nth(1).unwrap()
+        );
+        assert!(ring
+            .verify(Purpose::Access, &none, audience.0, audience.1)
+            .is_err());
+        // several keys: the first signs, every one verifies
+        let rotated = KeyRing::new(vec![vec![9u8; 32], vec![7u8; 32]]).unwrap();
+        assert!(rotated
+            .verify(Purpose::Access, &token, audience.0, audience.1)
+            .is_ok());
+    }
+
+    #[test]
+    fn key_lines_decode_as_base64_or_hex() {
+        assert_eq!(decode_key(&"ab".repeat(32)).unwrap(), vec![0xab; 32]);
+        assert_eq!(decode_key(&b64url(&[1u8; 32])).unwrap(), vec![1; 32]);
+        assert!(decode_key("not base64 !").is_none());
+        assert!(new_signing_key_line().unwrap().len() >= 43);
+    }
+
+    #[test]
+    fn public_urls_are_origins() {
+        assert_eq!(
+            parse_public_url("https://analytics.example.org/").unwrap(),
+            "https://analytics.example.org"
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8892").unwrap(),
+            "http://127.0.0.1:8892"
+        );
+        assert!(parse_public_url("http://analytics.example.org").is_err());
+        assert!(parse_public_url("https://analytics.example.org/mcp").is_err());
+    }
+
+    #[test]
+    fn grantable_scopes() {
+        let config = config_with(&[
+            ("DATABASE_URL", "postgresql://u:p@127.0.0.1:5432/db"),
+            ("MCP_AUTH_TOKENS", "a:b"),
+            ("MCP_OAUTH", "token"),
+            ("MCP_PUBLIC_URL", "https://a.example"),
+        ])
+        .unwrap();
+        let oauth = OAuth::new(config.oauth.as_ref().unwrap(), &config).unwrap();
+        assert_eq!(oauth.grantable_scope(None).as_deref(), Some("mcp"));
+        assert_eq!(
+            oauth.grantable_scope(Some("openid mcp")).as_deref(),
+            Some("mcp")
+        );
+        assert_eq!(
+            oauth.grantable_scope(Some("offline_access mcp")).as_deref(),
+            Some("mcp offline_access")
+        );
+        assert_eq!(oauth.grantable_scope(Some("admin")), None);
+        assert!(oauth.resource_acceptable("https://a.example/mcp/"));
+        assert!(oauth.resource_acceptable("https://a.example"));
+        assert!(!oauth.resource_acceptable("https://a.example/other"));
+        assert_eq!(oauth.database, "db");
+    }
 }
