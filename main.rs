@@ -3778,7 +3778,7 @@ impl Oidc {
         }
         let jwk = self.key_for(fetch, endpoints, header.kid.as_deref())?;
         if let Some(alg) = jwk.common.key_algorithm {
-            if format!("{alg:?}") != format!("{:?}", header.alg) {
+            if jsonwebtoken::jwk::KeyAlgorithm::from(header.alg) != alg {
                 return Err("the ID token's algorithm does not match its key".into());
             }
         }
