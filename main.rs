@@ -2853,13 +2853,7 @@ impl OAuth {
         // document, and an address that keeps sending bad ones is stopped here.
         let address = self.client_address(request);
         if self.throttle.blocked(address) {
-            self.count("mcp_oauth_sign_ins_total", "throttled");
-            return error_page(
-                429,
-                "Too many failed sign-ins",
-                "There were too many failed sign-ins from your network address. Wait 10 minutes, then try again.",
-            )
-            .with_header("Retry-After", THROTTLE_WINDOW.as_secs().to_string());
+            return self.throttled_page();
         }
         let params = match parse_form(&request.query) {
             Ok(params) => params,
@@ -3018,6 +3012,17 @@ impl OAuth {
             .with_header("Set-Cookie", self.csrf_cookie(&nonce))
     }
 
+    fn throttled_page(&self) -> Response {
+        self.count("mcp_oauth_sign_ins_total", "throttled");
+        error_page(
+            429,
+            "Too many failed sign-ins",
+            "There were too many failed sign-ins from your network address. Wait 10 minutes, then try again \
+             (with the personal token your administrator gave you, or your work account).",
+        )
+        .with_header("Retry-After", THROTTLE_WINDOW.as_secs().to_string())
+    }
+
     fn internal_error_page(&self, why: &str) -> Response {
         log_event("error", "oauth: internal error", &[("error", why)]);
         error_page(
@@ -3075,13 +3080,7 @@ impl OAuth {
             Err(AuthorizeError::Page(page)) | Err(AuthorizeError::Redirect(page)) => return page,
         };
         if self.throttle.blocked(address) {
-            self.count("mcp_oauth_sign_ins_total", "throttled");
-            return error_page(
-                429,
-                "Too many failed sign-ins",
-                "There were too many failed sign-ins from your network address. Wait 10 minutes, then try again with the token your administrator gave you.",
-            )
-            .with_header("Retry-After", THROTTLE_WINDOW.as_secs().to_string());
+            return self.throttled_page();
         }
         if form.get("action").map(String::as_str) != Some("allow") {
             self.count("mcp_oauth_sign_ins_total", "denied");
@@ -3592,7 +3591,8 @@ struct Oidc {
     endpoints: Mutex<Option<(ProviderEndpoints, Instant)>>,
     jwks: Mutex<Option<(jsonwebtoken::jwk::JwkSet, Instant)>>,
     file: RwLock<AllowList>,
-    file_mtime: Mutex<Option<SystemTime>>,
+    /// The allow-list file's mtime when last read (None: not read yet).
+    file_mtime: Mutex<Option<Option<SystemTime>>>,
 }
 
 impl Oidc {
@@ -3613,10 +3613,10 @@ impl Oidc {
             return;
         };
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        if mtime == *lock(&self.file_mtime) && mtime.is_some() {
+        if *lock(&self.file_mtime) == Some(mtime) {
             return;
         }
-        *lock(&self.file_mtime) = mtime;
+        *lock(&self.file_mtime) = Some(mtime);
         match read_allow_file(path) {
             Ok(list) => {
                 let count =
@@ -3904,13 +3904,7 @@ impl OAuth {
             Err(AuthorizeError::Page(page)) | Err(AuthorizeError::Redirect(page)) => return page,
         };
         if self.throttle.blocked(address) {
-            self.count("mcp_oauth_sign_ins_total", "throttled");
-            return error_page(
-                429,
-                "Too many failed sign-ins",
-                "There were too many failed sign-ins from your network address. Wait 10 minutes, then try again.",
-            )
-            .with_header("Retry-After", THROTTLE_WINDOW.as_secs().to_string());
+            return self.throttled_page();
         }
         if let Some(error) = params.get("error") {
             self.count("mcp_oauth_sign_ins_total", "denied");
