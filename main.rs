@@ -1600,7 +1600,7 @@ fn split_url(raw: &str) -> Option<Url<'_>> {
         return None;
     }
     let (scheme, rest) = raw.split_once("://")?;
-    if scheme != "https" && scheme != "http" {
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
         return None;
     }
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -2399,7 +2399,7 @@ impl OAuth {
             Refusal::InsufficientScope => (
                 403,
                 format!(
-                    r#"Bearer error="insufficient_scope", scope="{SCOPE_MCP}", resource_metadata="{metadata}""#
+                    r#"Bearer error="insufficient_scope", scope="{SCOPE_MCP}", resource_metadata="{metadata}", error_description="the {SCOPE_MCP} scope is needed to use the tools""#
                 ),
                 format!("forbidden: the token lacks the {SCOPE_MCP} scope"),
             ),
@@ -2823,10 +2823,19 @@ impl OAuth {
         })
     }
 
-    /// The resource indicators that name this server (RFC 8707): its origin, or its MCP URL.
+    /// The resource indicators that name this server (RFC 8707): its origin, or its MCP URL,
+    /// with or without a trailing slash, scheme and host in any case (as MCP asks).
     fn resource_acceptable(&self, resource: &str) -> bool {
-        let r = resource.trim_end_matches('/');
-        r == self.issuer || r == self.resource
+        let Some(url) = split_url(resource) else {
+            return false;
+        };
+        let origin = format!(
+            "{}://{}",
+            url.scheme.to_ascii_lowercase(),
+            url.authority.to_ascii_lowercase()
+        );
+        let path = url.path_and_query.trim_end_matches('/');
+        origin == self.issuer && (path.is_empty() || path == "/mcp")
     }
 
     /// The requested scopes we support; "mcp" when none are requested; None when all requested
@@ -8276,6 +8285,9 @@ mod tests {
         assert!(oauth.resource_acceptable("https://a.example/mcp/"));
         assert!(oauth.resource_acceptable("https://a.example"));
         assert!(!oauth.resource_acceptable("https://a.example/other"));
+        assert!(oauth.resource_acceptable("HTTPS://A.Example/mcp"));
+        assert!(!oauth.resource_acceptable("https://a.example/MCP"));
+        assert!(!oauth.resource_acceptable("https://a.example.evil/mcp"));
         assert_eq!(oauth.database, "db");
     }
 }
