@@ -1568,12 +1568,16 @@ fn parse_public_url(raw: &str) -> Result<String, String> {
             "{raw:?} must be an origin without a path (the server answers at /mcp and / of it)"
         ));
     }
-    if url.scheme == "http" && !is_loopback_host(url.host) {
+    if url.scheme.eq_ignore_ascii_case("http") && !is_loopback_host(url.host) {
         return Err(format!(
             "{raw:?} must be https (plain http is accepted for a loopback host only)"
         ));
     }
-    Ok(format!("{}://{}", url.scheme, url.authority))
+    Ok(format!(
+        "{}://{}",
+        url.scheme.to_ascii_lowercase(),
+        url.authority.to_ascii_lowercase()
+    ))
 }
 
 // ── URLs, forms and encodings ────────────────────────────────────────────────────────────────

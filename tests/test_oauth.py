@@ -565,3 +565,13 @@ def test_two_replicas_sharing_a_key_file_accept_each_others_tokens(start_server,
     d = start_server(tokens=tokens, MCP_OAUTH="token", MCP_PUBLIC_URL=public)
     assert OAuthFlow(d, public).call(newer["access_token"]).status == 401
     assert "tokens die with the process" in d.stderr_text()
+
+
+def test_every_oauth_variable_is_in_help_and_the_readme_table():
+    from conftest import REPO
+    help_text = run_binary(["--help"]).stdout
+    readme = (REPO / "README.md").read_text()
+    names = re.findall(r"^  (MCP_(?:OAUTH|OIDC|PUBLIC)\w*)", help_text, re.M)
+    assert len(names) >= 16, names
+    for name in names:
+        assert f"| `{name}` |" in readme, f"{name} is missing from the README configuration table"
