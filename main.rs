@@ -2770,7 +2770,18 @@ impl OAuth {
                 query.push(("state", state.as_str()));
             }
             query.push(("iss", self.issuer.as_str()));
-            AuthorizeError::Redirect(Response::redirect(302, &with_query(redirect_uri, &query)))
+            // Not an automatic redirect: anyone can register a redirect URI, and a server that
+            // bounces malformed requests straight to it is an open redirector (RFC 9700
+            // §4.11.2). The analyst sees what went wrong and follows the link back if they wish.
+            let back = with_query(redirect_uri, &query);
+            let host = split_url(redirect_uri).map(|u| u.host).unwrap_or("the app");
+            AuthorizeError::Redirect(error_page_with_link(
+                400,
+                "The app's sign-in request was refused",
+                &format!("The app asked for something this server does not support ({error}: {description}). Nothing was signed in. Tell the app's developer, or remove the connector and add it again."),
+                &back,
+                &format!("Back to {host}"),
+            ))
         };
         if params.get("response_type").map(String::as_str) != Some("code") {
             return Err(back(
@@ -3542,7 +3553,28 @@ fn page_response(status: u16, body: String, form_targets: &str) -> Response {
 fn error_page(status: u16, title: &str, message: &str) -> Response {
     let body = PAGE_ERROR
         .replace("{{title}}", &html_escape(title))
-        .replace("{{message}}", &html_escape(message));
+        .replace("{{message}}", &html_escape(message))
+        .replace("{{link}}", "");
+    page_response(status, body, "'none'")
+}
+
+/// An error page with one link (back to a registered redirect URI, with the OAuth error).
+fn error_page_with_link(
+    status: u16,
+    title: &str,
+    message: &str,
+    href: &str,
+    label: &str,
+) -> Response {
+    let link = format!(
+        r#"<p><a id="back" href="{}">{}</a></p>"#,
+        html_escape(href),
+        html_escape(label)
+    );
+    let body = PAGE_ERROR
+        .replace("{{title}}", &html_escape(title))
+        .replace("{{message}}", &html_escape(message))
+        .replace("{{link}}", &link);
     page_response(status, body, "'none'")
 }
 

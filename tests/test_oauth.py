@@ -9,6 +9,7 @@ address so throttling tests do not lock each other out) is shared by the module.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import secrets
@@ -306,12 +307,17 @@ def test_unknown_or_forged_client_ids(flow, srv, key):
     ({"resource": "https://other.example.com/mcp"}, "invalid_target"),
     ({"scope": "admin"}, "invalid_scope"),
 ])
-def test_bad_authorization_requests_go_back_with_the_rfc_error(flow, change, error):
+def test_bad_authorization_requests_get_the_rfc_error_on_a_page_not_a_redirect(flow, change, error):
+    """Not bounced automatically (anyone can register a redirect URI: no open redirector); the
+    page links back to the registered redirect URI with the RFC 6749 error, state and iss."""
     client = flow.register()
     _, challenge = pkce()
     page = flow.open_page(flow.authorize_params(client, challenge, state="s-9", **change))
-    assert page.response.status == 302, page.response.text
-    query = redirect_query(page.response, client.redirect_uri)
+    assert page.response.status == 400 and "Location" not in page.response.headers, page.response.text
+    assert page.state_field is None  # no sign-in form
+    href = html.unescape(re.search(r'<a id="back" href="([^"]+)"', page.response.text).group(1))
+    assert href.startswith(client.redirect_uri + "?")
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(href).query))
     assert query["error"] == error and query["state"] == "s-9" and query["iss"] == flow.url
     assert "code" not in query
 
