@@ -54,7 +54,7 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
     ("MCP_OAUTH", "off", "OAuth for claude.ai/Desktop: off, token (sign in with the personal token) or oidc"),
     ("MCP_PUBLIC_URL", "required with OAuth", "public origin of this server, e.g. https://analytics.example.org"),
-    ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify)"),
+    ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify); re-read on change"),
     ("MCP_OAUTH_ACCESS_TTL_S", "3600", "access token lifetime (60..3600)"),
     ("MCP_OAUTH_REFRESH_TTL_S", "2592000", "how long one sign-in lasts through refreshes (0: no refresh tokens)"),
     ("MCP_OAUTH_CA_FILE", "Mozilla roots", "PEM CAs trusted for outbound HTTPS (identity provider, client documents)"),
@@ -1338,8 +1338,8 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 // Analysts sign in on a page of ours with their personal token, or at the company's OpenID
 // provider; either way the MCP client only ever gets our tokens. Everything we issue — client
 // ids of registered clients, sign-in page state, codes, access and refresh tokens — is an HS256
-// JWT under a key derived per purpose from MCP_OAUTH_KEY_FILE, so any replica with the file
-// accepts any replica's. What is in-process: the single-use record of codes and refresh tokens,
+// JWT under a key derived per purpose from MCP_OAUTH_KEY_FILE (re-read when it changes, so keys
+// rotate without a restart), so any replica with the file accepts any replica's. What is in-process: the single-use record of codes and refresh tokens,
 // the revoked refresh families, the sign-in throttle and the client-document cache. Every
 // request re-checks that the analyst is still allowed (token file / allow-list): removing one
 // ends their access at the next call, whatever they hold. Static bearer tokens work unchanged.
@@ -1809,6 +1809,7 @@ impl Purpose {
     }
 }
 
+#[derive(Clone)]
 struct MasterKey {
     kid: String,
     /// One key per Purpose (index: Purpose as usize), derived at start-up.
@@ -2227,7 +2228,10 @@ struct OAuth {
     secure_cookies: bool,
     client_ip_header: Option<String>,
     database: String,
-    keys: KeyRing,
+    /// MCP_OAUTH_KEY_FILE's keys, re-read when the file changes (see housekeeping).
+    key_ring: RwLock<KeyRing>,
+    key_file: Option<String>,
+    key_file_mtime: Mutex<Option<SystemTime>>,
     ledger: OnceLedger,
     throttle: Throttle,
     documents: Mutex<std::collections::HashMap<String, (ClientInfo, Instant)>>,
@@ -2283,7 +2287,14 @@ impl OAuth {
             secure_cookies: config.public_url.starts_with("https://"),
             client_ip_header: config.client_ip_header.clone(),
             database,
-            keys: KeyRing::new(secrets)?,
+            key_ring: RwLock::new(KeyRing::new(secrets)?),
+            key_file: config.key_file.clone(),
+            key_file_mtime: Mutex::new(
+                config
+                    .key_file
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()),
+            ),
             ledger: OnceLedger::default(),
             throttle: Throttle::default(),
             documents: Mutex::new(std::collections::HashMap::new()),
@@ -2300,16 +2311,53 @@ impl OAuth {
         }
     }
 
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+        self.key_ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads MCP_OAUTH_KEY_FILE when its mtime changes, so keys rotate without a restart; a
+    /// bad file keeps the keys we have and says why.
+    fn reload_keys_if_changed(&self) {
+        let Some(path) = &self.key_file else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if mtime == *lock(&self.key_file_mtime) {
+            return;
+        }
+        *lock(&self.key_file_mtime) = mtime;
+        match read_key_file(path).and_then(KeyRing::new) {
+            Ok(ring) => {
+                let count = ring.keys.len().to_string();
+                let signing = ring.keys.first().map(|k| k.kid.clone()).unwrap_or_default();
+                *self.key_ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
+                log_event(
+                    "info",
+                    "oauth keys loaded",
+                    &[
+                        ("source", path),
+                        ("keys", &count),
+                        ("signing_kid", &signing),
+                    ],
+                );
+            }
+            Err(e) => log_event(
+                "warn",
+                "oauth key file not reloaded, keeping the previous keys",
+                &[("error", &e)],
+            ),
+        }
+    }
+
     fn count(&self, family: &'static str, label: &'static str) {
         *lock(&self.counters).entry((family, label)).or_insert(0) += 1;
     }
 
-    /// Background loop: forget expired single-use records and throttle windows; re-read the
-    /// allow-list file when it changes.
+    /// Background loop: forget expired single-use records and throttle windows; re-read the key
+    /// file and the allow-list file when they change.
     fn housekeeping(&self) {
         let mut last_sweep = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(500));
+            self.reload_keys_if_changed();
             if let Some(oidc) = &self.oidc {
                 oidc.reload_allow_file_if_changed();
             }
@@ -2351,7 +2399,7 @@ impl OAuth {
     fn authenticate(&self, header: Option<&str>, auth: &Auth) -> Result<Caller, Refusal> {
         let presented = header.and_then(bearer_credential).ok_or(Refusal::Missing)?;
         let claims = self
-            .keys
+            .keys()
             .verify(Purpose::Access, presented, &self.issuer, &self.resource)
             .map_err(Refusal::InvalidToken)?;
         if self.ledger.family_revoked(claim(&claims, "fid")) {
@@ -2418,7 +2466,7 @@ impl OAuth {
             return self.client_document(id);
         }
         let claims = self
-            .keys
+            .keys()
             .verify(Purpose::Client, id, &self.issuer, &self.issuer)
             .map_err(|_| ClientError::Unknown)?;
         let redirect_uris = claims
@@ -2506,7 +2554,7 @@ impl OAuth {
     fn client_secret_valid(&self, client_id: &str, presented: &str) -> bool {
         let presented = sha256(presented.as_bytes());
         let mut valid = false;
-        for key in &self.keys.keys {
+        for key in &self.keys().keys {
             if let Ok(secret) = self.client_secret(client_id, key) {
                 valid |= constant_time_eq(&sha256(secret.as_bytes()), &presented);
             }
@@ -2670,7 +2718,7 @@ impl OAuth {
             Ok(id) => claims.insert("jti".into(), json!(hex(&id))),
             Err(e) => return self.server_error_json(&e),
         };
-        let client_id = match self.keys.sign(Purpose::Client, claims) {
+        let client_id = match self.keys().sign(Purpose::Client, claims) {
             Ok(id) => id,
             Err(e) => return self.server_error_json(&e),
         };
@@ -2688,10 +2736,10 @@ impl OAuth {
             "token_endpoint_auth_method": auth_method.label(),
         });
         if auth_method != ClientAuthMethod::None {
-            let Some(key) = self.keys.keys.first() else {
+            let Some(key) = self.keys().keys.first().cloned() else {
                 return self.server_error_json("no signing key");
             };
-            match self.client_secret(&client_id, key) {
+            match self.client_secret(&client_id, &key) {
                 Ok(secret) => {
                     answer["client_secret"] = json!(secret);
                     answer["client_secret_expires_at"] = json!(0);
@@ -2969,7 +3017,7 @@ impl OAuth {
             Err(e) => return self.internal_error_page(&e),
         };
         let state = match self
-            .keys
+            .keys()
             .sign(Purpose::SignIn, self.grant_claims(grant, &nonce))
         {
             Ok(state) => state,
@@ -3072,7 +3120,7 @@ impl OAuth {
                 )
             }
         };
-        let claims = match self.keys.verify(
+        let claims = match self.keys().verify(
             Purpose::SignIn,
             form.get("state").map(String::as_str).unwrap_or(""),
             &self.issuer,
@@ -3189,7 +3237,7 @@ impl OAuth {
         claims.insert("code_challenge".into(), json!(grant.code_challenge));
         claims.insert("scope".into(), json!(grant.scope));
         claims.insert("resource".into(), json!(grant.resource));
-        let code = match self.keys.sign(Purpose::Code, claims) {
+        let code = match self.keys().sign(Purpose::Code, claims) {
             Ok(code) => code,
             Err(e) => return self.internal_error_page(&e),
         };
@@ -3305,7 +3353,7 @@ impl OAuth {
             .get("code_verifier")
             .ok_or_else(|| TokenError::request("code_verifier is required (PKCE)"))?;
         let claims = self
-            .keys
+            .keys()
             .verify(Purpose::Code, code, &self.issuer, &self.issuer)
             .map_err(|_| TokenError::grant("the authorization code is invalid or expired"))?;
         if claim(&claims, "client_id") != client.id {
@@ -3375,7 +3423,7 @@ impl OAuth {
             .get("refresh_token")
             .ok_or_else(|| TokenError::request("refresh_token is required"))?;
         let claims = self
-            .keys
+            .keys()
             .verify(Purpose::Refresh, token, &self.issuer, &self.issuer)
             .map_err(|_| {
                 TokenError::grant("the refresh token is invalid or expired: sign in again")
@@ -3475,7 +3523,7 @@ impl OAuth {
         };
         let access_exp = now + self.access_ttl_s;
         let access = self
-            .keys
+            .keys()
             .sign(Purpose::Access, common(&self.resource, access_exp)?)
             .map_err(|e| TokenError::server(&e))?;
         let mut answer = json!({
@@ -3486,7 +3534,7 @@ impl OAuth {
         });
         if client.refresh && self.refresh_ttl_s > 0 && session_end > now {
             let refresh = self
-                .keys
+                .keys()
                 .sign(Purpose::Refresh, common(&self.issuer, session_end)?)
                 .map_err(|e| TokenError::server(&e))?;
             answer["refresh_token"] = json!(refresh);
@@ -3884,7 +3932,7 @@ impl OAuth {
         let mut claims = self.grant_claims(grant, &csrf);
         claims.insert("pkce".into(), json!(verifier));
         claims.insert("nonce".into(), json!(nonce));
-        let state = match self.keys.sign(Purpose::Provider, claims) {
+        let state = match self.keys().sign(Purpose::Provider, claims) {
             Ok(state) => state,
             Err(e) => return self.internal_error_page(&e),
         };
@@ -3916,7 +3964,7 @@ impl OAuth {
             );
         };
         let params = parse_form(&request.query).unwrap_or_default();
-        let claims = match self.keys.verify(
+        let claims = match self.keys().verify(
             Purpose::Provider,
             params.get("state").map(String::as_str).unwrap_or(""),
             &self.issuer,

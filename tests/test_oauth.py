@@ -581,3 +581,31 @@ def test_every_oauth_variable_is_in_help_and_the_readme_table():
     assert len(names) >= 16, names
     for name in names:
         assert f"| `{name}` |" in readme, f"{name} is missing from the README configuration table"
+
+
+def test_key_file_is_reread_so_keys_rotate_without_a_restart(start_server, tmp_path):
+    old, new = new_key(), new_key()
+    tokens = {"alice": "tok-a-" + secrets.token_hex(16)}
+    public = f"http://127.0.0.1:{free_port()}"
+    keys = write_key_file(tmp_path / "keys", old)
+    srv = start_server(tokens=tokens, MCP_OAUTH="token", MCP_PUBLIC_URL=public, MCP_OAUTH_KEY_FILE=str(keys))
+    flow = OAuthFlow(srv, public)
+    client = flow.register()
+    before = flow.tokens_for(client, tokens["alice"])
+    kid = lambda token: json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]  # noqa: E731
+    tmp = tmp_path / "keys.new"
+    write_key_file(tmp, new, old)  # a new first key; the old one still verifies
+    tmp.replace(keys)
+    srv.wait_for_stderr(lambda t: t.count("oauth keys loaded") >= 1, "the key file to be re-read")
+    after = flow.refresh(client, before["refresh_token"]).json()
+    assert kid(after["access_token"]) != kid(before["access_token"])
+    assert flow.call(before["access_token"]).status == 200 and flow.call(after["access_token"]).status == 200
+    write_key_file(tmp, new)  # the old key retired: what it signed (and the client id) is refused
+    tmp.replace(keys)
+    srv.wait_for_stderr(lambda t: t.count("oauth keys loaded") >= 2, "the key file to be re-read again")
+    assert flow.call(before["access_token"]).status == 401
+    assert flow.call(after["access_token"]).status == 200
+    tmp.write_text("not a key\n")  # a broken file keeps the keys in use
+    tmp.replace(keys)
+    srv.wait_for_stderr(lambda t: "oauth key file not reloaded" in t, "the broken key file to be refused")
+    assert flow.call(after["access_token"]).status == 200
