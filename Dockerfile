@@ -13,6 +13,7 @@ RUN command -v x86_64-linux-musl-gcc >/dev/null \
  || (apt-get update && apt-get install -y --no-install-recommends musl-tools musl-dev)
 WORKDIR /src
 COPY Cargo.toml Cargo.lock main.rs ./
+# compiled in with include_str! (the MCP Apps result view, the OAuth sign-in pages)
 COPY web ./web
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/analytics-mcp /analytics-mcp

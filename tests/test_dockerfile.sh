@@ -136,7 +136,7 @@ while IFS=$'\t' read -r s _ word args; do
       case "$dest" in /*) dest="$STAGE_ROOT$dest" ;; *) dest="$cwd/$dest" ;; esac
       mkdir -p "$dest"
       for src in "${words[@]:0:${#words[@]}-1}"; do
-        # a directory's contents go into the destination, as docker's COPY does
+        # as Docker does: a directory source copies its contents into the destination
         if [[ -d "$ROOT/$src" ]]; then cp -a "$ROOT/$src/." "$dest/"; copied+=("$src")
         elif [[ -e "$ROOT/$src" ]]; then cp -a "$ROOT/$src" "$dest/"; copied+=("$src")
         else fail "COPY source $src exists in the repo"; replay_ok=0; fi
@@ -157,7 +157,7 @@ done <"$PARSED"
 
 # exactly the files the build needs, nothing from the host leaks in
 if [[ "${copied[*]}" == "Cargo.toml Cargo.lock main.rs web" ]]; then
-  pass "build stage COPYs exactly Cargo.toml Cargo.lock main.rs web (the pages compiled in)"
+  pass "build stage COPYs exactly Cargo.toml Cargo.lock main.rs web"
 else
   fail "build stage COPYs exactly Cargo.toml Cargo.lock main.rs web" "got: ${copied[*]}"
 fi
