@@ -52,6 +52,8 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
     ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+    ("MCP_SERVER_LABEL", "none", "names this deployment in every query answer and in serverInfo.title"),
+    ("MCP_MAX_PLAN_COST", "off", "refuse queries whose estimated plan cost is above this (one EXPLAIN first)"),
 ];
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,10 @@ struct Config {
     allowed_origins: Vec<String>,
     allow_privileged_role: bool,
     shutdown_grace: Duration,
+    /// Names this deployment (say, "production replica") in answers and in serverInfo.
+    server_label: Option<String>,
+    /// Statements whose estimated plan cost is above this are refused before they run.
+    max_plan_cost: Option<f64>,
 }
 
 /// A start-up error: which variable, and what is wrong with it.
@@ -169,6 +175,8 @@ impl Config {
                 3600,
             )?),
             host,
+            server_label: parse_label(&get, "MCP_SERVER_LABEL")?,
+            max_plan_cost: parse_positive_float(&get, "MCP_MAX_PLAN_COST")?,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
         if no_tokens && !is_loopback_host(&config.host) {
@@ -212,6 +220,37 @@ fn parse_number(
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError(format!(
             "{name} must be a whole number from {min} to {max}, not {raw:?}"
+        ))),
+    }
+}
+
+/// A short human label: printable, at most 100 characters.
+fn parse_label(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(label) = get(name) else {
+        return Ok(None);
+    };
+    if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(ConfigError(format!(
+            "{name} must be at most 100 printable characters (no newlines or control characters)"
+        )));
+    }
+    Ok(Some(label))
+}
+
+fn parse_positive_float(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(Some(n)),
+        _ => Err(ConfigError(format!(
+            "{name} must be a positive number (a PostgreSQL plan cost such as 1000000), not {raw:?}"
         ))),
     }
 }
@@ -1467,7 +1506,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<String, RpcError> {
     match context.era {
         Era::Legacy(_) => match method {
-            "initialize" => Ok(initialize_result(params)),
+            "initialize" => Ok(initialize_result(
+                params,
+                context.app.config.server_label.as_deref(),
+            )),
             "ping" => Ok("{}".to_string()),
             "tools/list" => Ok(TOOLS_LIST_LEGACY.clone()),
             "tools/call" => call_tool(context, params),
@@ -1491,17 +1533,32 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
                     })
                 }
             };
-            Ok(with_modern_result_fields(&result))
+            Ok(with_modern_result_fields(
+                &result,
+                &context.app.modern_result_fields,
+            ))
         }
     }
 }
 
-fn server_info() -> Value {
-    json!({ "name": SERVER_NAME, "title": "Analytics (read-only PostgreSQL)", "version": VERSION })
+/// Who we are, as initialize's serverInfo and 2026-07-28's `_meta` say it; MCP_SERVER_LABEL, when
+/// set, is part of the title so an analyst connected to several deployments can tell them apart.
+fn server_info(label: Option<&str>) -> Value {
+    let title = match label {
+        Some(label) => format!("Analytics (read-only PostgreSQL): {label}"),
+        None => "Analytics (read-only PostgreSQL)".to_string(),
+    };
+    json!({ "name": SERVER_NAME, "title": title, "version": VERSION })
+}
+
+/// What every 2026-07-28 result carries besides its own fields; built once at start-up.
+fn modern_result_fields(label: Option<&str>) -> String {
+    let meta = json!({ "io.modelcontextprotocol/serverInfo": server_info(label) });
+    format!(r#""resultType":"complete","_meta":{meta}"#)
 }
 
 /// Echo a requested initialize-era version we speak; otherwise answer the latest of them.
-fn initialize_result(params: &Value) -> String {
+fn initialize_result(params: &Value, label: Option<&str>) -> String {
     let requested = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -1514,7 +1571,7 @@ fn initialize_result(params: &Value) -> String {
     json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false } },
-        "serverInfo": server_info(),
+        "serverInfo": server_info(label),
         "instructions": INSTRUCTIONS,
     })
     .to_string()
@@ -1531,21 +1588,18 @@ fn discover_result() -> String {
     .to_string()
 }
 
-/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`.
-fn with_modern_result_fields(result: &str) -> String {
-    static FIELDS: Lazy<String> = Lazy::new(|| {
-        let meta = json!({ "io.modelcontextprotocol/serverInfo": { "name": SERVER_NAME, "version": VERSION } });
-        format!(r#""resultType":"complete","_meta":{meta}"#)
-    });
+/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`
+/// (`fields`, from modern_result_fields).
+fn with_modern_result_fields(result: &str, fields: &str) -> String {
     let body = result.trim_start().strip_prefix('{').unwrap_or("}");
     let separator = if body.trim_start().starts_with('}') {
         ""
     } else {
         ","
     };
-    let mut out = String::with_capacity(result.len() + FIELDS.len() + 2);
+    let mut out = String::with_capacity(result.len() + fields.len() + 2);
     out.push('{');
-    out.push_str(&FIELDS);
+    out.push_str(fields);
     out.push_str(separator);
     out.push_str(body);
     out
@@ -1687,7 +1741,7 @@ struct Param {
 }
 
 #[derive(Clone, Copy)]
-#[allow(dead_code)] // Flag, Choice and Names are for the analyst tools' options (issue 12)
+#[allow(dead_code)] // Flag and Names are for the analyst tools' options (issue 12)
 enum ParamKind {
     /// A string; `default` is only advertised (the tool applies it, see list_functions).
     Text { default: Option<&'static str> },
@@ -1710,6 +1764,18 @@ const SCHEMA_PARAM: Param = Param {
     required: true,
     description: "Schema name, exactly as list_schemas shows it",
 };
+const FORMAT_PARAM: Param = Param {
+    name: "format",
+    kind: ParamKind::Choice {
+        choices: ResultFormat::NAMES,
+        default: "objects",
+    },
+    required: false,
+    description: "How rows come back: objects (one JSON object per row), arrays (column names once, \
+        each row a JSON array: fewer tokens), csv or markdown (the text block is CSV or a Markdown table; \
+        structuredContent carries the rows as arrays). The byte budget counts the formatted rows, so \
+        arrays and csv fit the most rows.",
+};
 const TABLE_PARAM: Param = Param {
     name: "table",
     kind: ParamKind::Text { default: None },
@@ -1723,13 +1789,15 @@ static TOOLS: &[ToolSpec] = &[
         name: "query",
         title: "Run a read-only SQL query",
         description: "Run one read-only PostgreSQL SELECT (or WITH / VALUES / TABLE) statement and get the rows back \
-            as JSON objects in column order, with each column's type. Runs in a read-only transaction that is \
-            rolled back; writes, DDL, multiple statements and session changes are refused. At most max_rows rows \
-            (default 1000, server ceiling applies) and a byte budget are returned: truncated=true with \
-            truncated_reason says which cap was hit — aggregate (GROUP BY, count, avg, percentile_cont) or filter \
-            rather than pulling raw rows. Numbers are exact (numeric/int8 as JSON numbers), timestamps are UTC \
-            ISO 8601 text, bytea is \\x hex. Errors carry the SQLSTATE (42501 permission denied, 42601 syntax, \
-            57014 timeout).",
+            in column order, with each column's type: as JSON objects (default), or with format=arrays, csv or \
+            markdown in fewer tokens. Runs in a read-only transaction that is rolled back; writes, DDL, multiple \
+            statements and session changes are refused. At most max_rows rows (default 1000, server ceiling \
+            applies) and a byte budget are returned: truncated=true with truncated_reason says which cap was hit — \
+            aggregate (GROUP BY, count, avg, percentile_cont) or filter rather than pulling raw rows. Numbers are \
+            exact (numeric/int8 as JSON numbers), timestamps are UTC ISO 8601 text, bytea is \\x hex, PostGIS \
+            geometry and geography are GeoJSON. provenance says when the data was read (transaction time), from \
+            which database and how long the database took. Errors carry the SQLSTATE (42501 permission denied, \
+            42601 syntax, 57014 timeout).",
         params: &[
             Param { name: "sql", kind: ParamKind::Text { default: None }, required: true, description: "One SELECT/WITH/VALUES/TABLE statement" },
             Param {
@@ -1738,6 +1806,7 @@ static TOOLS: &[ToolSpec] = &[
                 required: false,
                 description: "Most rows to return (values above the server ceiling are lowered to it)",
             },
+            FORMAT_PARAM,
         ],
         output_schema: query_output_schema,
         run: tool_query,
@@ -1791,7 +1860,7 @@ static TOOLS: &[ToolSpec] = &[
         name: "sample_table",
         title: "Sample rows of a table",
         description: "Return the first n rows (default 20) of a table, view or materialized view, with column \
-            types: a quick look at what the data holds. Same result shape as query.",
+            types: a quick look at what the data holds. Same result shape and formats as query.",
         params: &[
             SCHEMA_PARAM,
             TABLE_PARAM,
@@ -1801,6 +1870,7 @@ static TOOLS: &[ToolSpec] = &[
                 required: false,
                 description: "Number of rows (server ceiling applies)",
             },
+            FORMAT_PARAM,
         ],
         output_schema: query_output_schema,
         run: tool_sample_table,
@@ -1884,9 +1954,28 @@ fn query_output_schema() -> Value {
                 "properties": { "name": { "type": "string" }, "type": { "type": "string" } },
                 "required": ["name", "type"],
             }},
-            "rows": { "type": "array", "items": { "type": "object" } },
+            "rows": {
+                "description": "objects: one object per row, keyed by column name; arrays, csv, markdown: one array \
+                    per row, in the order of columns",
+                "type": "array", "items": { "type": ["object", "array"] },
+            },
+            "format": {
+                "description": "present when not objects: the format asked for (csv and markdown put the text in the \
+                    text block and the rows here as arrays)",
+                "type": "string", "enum": ResultFormat::NAMES,
+            },
+            "provenance": {
+                "type": "object",
+                "properties": {
+                    "database": { "type": "string", "description": "current_database()" },
+                    "server_label": { "type": ["string", "null"], "description": "MCP_SERVER_LABEL" },
+                    "read_at": { "type": "string", "description": "the transaction's timestamp (UTC): the data is as of then" },
+                    "db_ms": { "type": "number", "description": "milliseconds spent waiting for PostgreSQL" },
+                },
+                "required": ["database", "server_label", "read_at", "db_ms"],
+            },
         },
-        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows"],
+        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows", "provenance"],
     })
 }
 
@@ -2060,9 +2149,11 @@ fn whole_number(value: &Value) -> Option<i64> {
     Some(if f > 0.0 { i64::MAX } else { i64::MIN })
 }
 
-/// What a tool produced: its structured result as JSON text, plus what the audit line reports.
+/// What a tool produced: its structured result as JSON text, the text blocks the model reads
+/// when they are not that same JSON (CSV, Markdown), plus what the audit line reports.
 struct ToolOutput {
     json: String,
+    text_blocks: Vec<String>,
     rows: u64,
     truncated: Option<&'static str>,
     sql: Option<String>,
@@ -2072,6 +2163,7 @@ impl ToolOutput {
     fn document(json: String) -> ToolOutput {
         ToolOutput {
             json,
+            text_blocks: Vec::new(),
             rows: 0,
             truncated: None,
             sql: None,
@@ -2092,6 +2184,8 @@ enum ToolFailure {
     Unavailable(String),
     /// A well-formed request naming something that is not there or not readable.
     NotFound(String),
+    /// MCP_MAX_PLAN_COST: the planner's estimate (None: unreadable plan) is above the limit.
+    TooCostly { estimate: Option<f64>, limit: f64 },
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -2106,6 +2200,25 @@ impl std::fmt::Display for ToolFailure {
             ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
             ToolFailure::NotFound(what) => write!(f, "{what}"),
+            ToolFailure::TooCostly { estimate, limit } => {
+                match estimate {
+                    Some(cost) => write!(
+                        f,
+                        "not run: the planner estimates this query at cost {cost:.0}, above this server's \
+                         limit of {limit:.0} (MCP_MAX_PLAN_COST)"
+                    )?,
+                    None => write!(
+                        f,
+                        "not run: the planner's cost estimate could not be read, and this server \
+                         refuses queries above cost {limit:.0} (MCP_MAX_PLAN_COST)"
+                    )?,
+                }
+                f.write_str(
+                    ". Make it cheaper: filter on indexed columns (a time range, a key), aggregate \
+                     (GROUP BY with count/sum/avg) instead of returning raw rows, join on keys rather \
+                     than cross joining, or query a summary view; the explain tool shows where the cost is",
+                )
+            }
         }
     }
 }
@@ -2125,6 +2238,7 @@ impl ToolFailure {
             ToolFailure::Busy(_) => "busy",
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
+            ToolFailure::TooCostly { .. } => "too_costly",
         }
     }
 }
@@ -2158,7 +2272,9 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         status,
         elapsed,
         rows,
-        outcome.as_ref().map_or(0, |o| o.json.len()),
+        outcome.as_ref().map_or(0, |o| {
+            o.json.len() + o.text_blocks.iter().map(String::len).sum::<usize>()
+        }),
     );
     audit(
         tool_context.caller,
@@ -2170,23 +2286,38 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         sql,
     );
     Ok(match outcome {
-        Ok(output) => {
-            // The same JSON twice: escaped as the text block, raw as structuredContent. Built in
-            // one buffer sized up front; a big answer is otherwise copied and regrown repeatedly.
-            let mut result =
-                String::with_capacity(output.json.len() * 2 + output.json.len() / 8 + 96);
-            result.push_str(r#"{"content":[{"type":"text","text":"#);
-            push_json_string(&mut result, &output.json);
-            result.push_str(r#"}],"structuredContent":"#);
-            result.push_str(&output.json);
-            result.push_str(r#","isError":false}"#);
-            result
-        }
+        Ok(output) => tool_result(&output),
         Err(failure) => {
             json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true })
                 .to_string()
         }
     })
+}
+
+/// A successful tools/call result. The text blocks are the structuredContent JSON itself or, for
+/// CSV and Markdown answers, their own text. Built in one buffer sized up front; a big answer
+/// is otherwise copied and regrown repeatedly.
+fn tool_result(output: &ToolOutput) -> String {
+    let blocks: Vec<&str> = if output.text_blocks.is_empty() {
+        vec![output.json.as_str()]
+    } else {
+        output.text_blocks.iter().map(String::as_str).collect()
+    };
+    let escaped: usize = blocks.iter().map(|b| b.len() + b.len() / 8 + 40).sum();
+    let mut result = String::with_capacity(escaped + output.json.len() + 64);
+    result.push_str(r#"{"content":["#);
+    for (i, block) in blocks.iter().enumerate() {
+        if i > 0 {
+            result.push(',');
+        }
+        result.push_str(r#"{"type":"text","text":"#);
+        push_json_string(&mut result, block);
+        result.push('}');
+    }
+    result.push_str(r#"],"structuredContent":"#);
+    result.push_str(&output.json);
+    result.push_str(r#","isError":false}"#);
+    result
 }
 
 /// Appends `text` as a JSON string literal (quotes included). This escapes every large answer
@@ -2241,14 +2372,22 @@ fn word_may_need_escaping(word: u64) -> bool {
         || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
+/// The limits of an analyst's statement: at most `rows` rows (the server ceiling applies).
+fn answer_limits(ctx: &ToolContext, args: &Arguments, rows: i64) -> AnswerLimits {
+    AnswerLimits {
+        cap: (rows.max(1) as u64).min(ctx.config().max_rows),
+        budget: ctx.config().max_result_bytes,
+        max_plan_cost: ctx.config().max_plan_cost,
+        format: ResultFormat::from_argument(args.text("format")),
+    }
+}
+
 fn tool_query(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let sql = args.text("sql").unwrap_or("");
     let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
-    let cap = (args.integer("max_rows").max(1) as u64).min(ctx.config().max_rows);
-    let result = ctx.read_only(|session| {
-        session.run_statement(&statement, cap, ctx.config().max_result_bytes)
-    })?;
-    Ok(result.into_output(sql))
+    let limits = answer_limits(ctx, args, args.integer("max_rows"));
+    let result = ctx.read_only(|session| session.run_statement(&statement, &limits))??;
+    Ok(result.into_output(sql, ctx.config().server_label.as_deref()))
 }
 
 fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -2256,7 +2395,7 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
         args.text("schema").unwrap_or(""),
         args.text("table").unwrap_or(""),
     );
-    let cap = (args.integer("n").max(1) as u64).min(ctx.config().max_rows);
+    let limits = answer_limits(ctx, args, args.integer("n"));
     let readable = ctx.config().readable_schemas.clone();
     let (sql, result) = ctx.read_only(|session| {
         let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
@@ -2264,10 +2403,11 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
         let sql = format!("SELECT * FROM {quoted}");
-        let result = session.run_statement(&sql, cap, ctx.config().max_result_bytes)?;
-        Ok(Ok((sql, result)))
+        Ok(session
+            .run_statement(&sql, &limits)?
+            .map(|result| (sql, result)))
     })??;
-    Ok(result.into_output(&sql))
+    Ok(result.into_output(&sql, ctx.config().server_label.as_deref()))
 }
 
 fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -3115,7 +3255,8 @@ impl Pool {
                 "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout}', true), \
                  set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
                  set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
-                 set_config('extra_float_digits', '1', true)"
+                 set_config('extra_float_digits', '1', true), \
+                 to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), current_database()"
             ),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
@@ -3149,14 +3290,16 @@ impl Pool {
                 &pooled.client,
                 Duration::from_millis(self.statement_timeout_ms) + Duration::from_secs(5),
             );
-            let mut session = Session {
-                client: &mut pooled.client,
-            };
-            let result = session
-                .client
-                .batch_execute(&self.begin_sql)
-                .and_then(|()| work(&mut session));
-            let ended = end_transaction(session.client, result.is_err());
+            let result = begin_transaction(&mut pooled.client, &self.begin_sql).and_then(
+                |(read_at, database)| {
+                    work(&mut Session {
+                        client: &mut pooled.client,
+                        read_at,
+                        database,
+                    })
+                },
+            );
+            let ended = end_transaction(&mut pooled.client, result.is_err());
             drop(watch);
             match result {
                 Ok(value) => {
@@ -3298,6 +3441,22 @@ impl Pool {
             waiting,
         )
     }
+}
+
+/// Opens the unit of work (BEGIN READ ONLY and the settings, one round trip); returns what the
+/// same round trip reported for provenance: the transaction's timestamp and the database.
+fn begin_transaction(
+    client: &mut postgres::Client,
+    begin_sql: &str,
+) -> Result<(String, String), DbError> {
+    let mut stamp = (String::new(), String::new());
+    for message in client.simple_query(begin_sql)? {
+        if let postgres::SimpleQueryMessage::Row(row) = message {
+            let column = |i: usize| row.get(i).unwrap_or_default().to_string();
+            stamp = (column(6), column(7));
+        }
+    }
+    Ok(stamp)
 }
 
 fn human_duration(ms: u64) -> String {
@@ -3487,22 +3646,92 @@ fn peer_has_closed(fd: i32) -> bool {
     received == 0
 }
 
-/// One read-only transaction on one connection.
+/// One read-only transaction on one connection, and what its BEGIN reported.
 struct Session<'c> {
     client: &'c mut postgres::Client,
+    /// The transaction's timestamp (now()) in UTC, ISO 8601: the data is as of then.
+    read_at: String,
+    /// current_database().
+    database: String,
 }
 
-/// A query's answer: column metadata and the rows as PostgreSQL serialised them, already joined
-/// with commas (copied once from the wire into one buffer).
+/// How `query` and `sample_table` lay out rows (their `format` argument).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ResultFormat {
+    /// One JSON object per row (the default, and the seed's shape).
+    Objects,
+    /// Column names once (in `columns`), each row a JSON array.
+    Arrays,
+    /// The text block is CSV; structuredContent carries the rows as arrays.
+    Csv,
+    /// The text block is a Markdown table; structuredContent carries the rows as arrays.
+    Markdown,
+}
+
+impl ResultFormat {
+    const NAMES: &'static [&'static str] = &["objects", "arrays", "csv", "markdown"];
+
+    fn from_argument(name: Option<&str>) -> ResultFormat {
+        match name {
+            Some("arrays") => ResultFormat::Arrays,
+            Some("csv") => ResultFormat::Csv,
+            Some("markdown") => ResultFormat::Markdown,
+            _ => ResultFormat::Objects,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ResultFormat::Objects => "objects",
+            ResultFormat::Arrays => "arrays",
+            ResultFormat::Csv => "csv",
+            ResultFormat::Markdown => "markdown",
+        }
+    }
+
+    /// Whether the model reads a text rendering (CSV, Markdown) rather than the JSON.
+    fn is_text(self) -> bool {
+        matches!(self, ResultFormat::Csv | ResultFormat::Markdown)
+    }
+}
+
+/// What an analyst's statement may return and cost.
+struct AnswerLimits {
+    /// Most rows (an outer LIMIT: rows past it are never computed).
+    cap: u64,
+    /// Byte budget of the formatted rows.
+    budget: u64,
+    /// MCP_MAX_PLAN_COST: refuse before running when the planner estimates more.
+    max_plan_cost: Option<f64>,
+    format: ResultFormat,
+}
+
+/// A query's answer: column metadata, the rows in the requested format (copied once from the
+/// wire into their buffers), and where and when they were read.
 struct QueryResult {
     columns: Vec<(String, String)>,
+    format: ResultFormat,
+    /// Objects and arrays: the rows, joined with commas. CSV and Markdown: the same rows as
+    /// JSON arrays, for structuredContent.
     rows_json: String,
+    /// CSV and Markdown: the text the model reads.
+    text: String,
     row_count: u64,
     truncated: Option<&'static str>,
+    read_at: String,
+    database: String,
+    /// Time spent waiting for PostgreSQL: describe, estimate, execute, fetch.
+    db_time: Duration,
 }
 
 impl QueryResult {
-    fn into_output(self, sql: &str) -> ToolOutput {
+    /// The answer as structuredContent (and, for CSV and Markdown, the text blocks).
+    ///
+    /// Objects: `{row_count, truncated, truncated_reason, columns, rows:[{…}], provenance}` — the
+    /// seed's shape, with provenance added at the end. Arrays: the same with `rows:[[…]]` and
+    /// `format`. CSV and Markdown: structuredContent is the arrays shape (with `format`), the
+    /// first text block is the CSV or Markdown, the second the answer without its rows.
+    fn into_output(self, sql: &str, server_label: Option<&str>) -> ToolOutput {
         let columns: Vec<Value> = self
             .columns
             .iter()
@@ -3511,17 +3740,45 @@ impl QueryResult {
         let reason = self
             .truncated
             .map_or("null".to_string(), |r| format!("\"{r}\""));
-        let mut json = String::with_capacity(self.rows_json.len() + 256);
-        let _ = write!(
-            json,
-            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{},"rows":[{}]}}"#,
+        let provenance = json!({
+            "database": self.database,
+            "server_label": server_label,
+            "read_at": self.read_at,
+        })
+        .to_string();
+        // db_ms is written by hand: two decimals, always a JSON number.
+        let provenance = format!(
+            "{},\"db_ms\":{:.2}}}",
+            provenance.trim_end_matches('}'),
+            self.db_time.as_secs_f64() * 1000.0
+        );
+        let head = format!(
+            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{}"#,
             self.row_count,
             self.truncated.is_some(),
             Value::Array(columns),
-            self.rows_json,
         );
+        let format = match self.format {
+            ResultFormat::Objects => String::new(),
+            other => format!(r#","format":"{}""#, other.name()),
+        };
+        let mut json = String::with_capacity(self.rows_json.len() + head.len() + 256);
+        let _ = write!(
+            json,
+            r#"{head},"rows":[{}]{format},"provenance":{provenance}}}"#,
+            self.rows_json
+        );
+        let text_blocks = if self.format.is_text() {
+            vec![
+                self.text,
+                format!(r#"{head}{format},"provenance":{provenance}}}"#),
+            ]
+        } else {
+            Vec::new()
+        };
         ToolOutput {
             json,
+            text_blocks,
             rows: self.row_count,
             truncated: self.truncated,
             sql: Some(sql.to_string()),
@@ -3549,57 +3806,74 @@ impl Session<'_> {
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
     /// the column names and types; then PostgreSQL serialises each row with row_to_json inside
-    /// an outer LIMIT (so rows past the cap are never computed) and withholds any row larger
-    /// than the byte budget (so a huge value never reaches our memory).
+    /// an outer LIMIT (so rows past the cap are never computed), PostGIS values made readable
+    /// (readable_value_sql), and withholds any row far larger than the byte budget (so a huge
+    /// value never reaches our memory). Each row is formatted as it arrives and the budget is
+    /// checked against the formatted size. With MCP_MAX_PLAN_COST, an EXPLAIN of exactly that
+    /// statement comes first, and a statement estimated above it is not run.
     fn run_statement(
         &mut self,
         statement: &str,
-        cap: u64,
-        budget: u64,
-    ) -> Result<QueryResult, DbError> {
+        limits: &AnswerLimits,
+    ) -> Result<Result<QueryResult, ToolFailure>, DbError> {
+        let mut db_time = Duration::ZERO;
+        let started = Instant::now();
         let described = self.client.prepare(statement)?;
+        db_time += started.elapsed();
         let columns: Vec<(String, String)> = described
             .columns()
             .iter()
             .map(|c| (c.name().to_string(), display_type_name(c.type_().name())))
             .collect();
-        drop(described);
         let keys = unique_column_keys(&columns);
-        let aliases = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "({})",
-                keys.iter()
-                    .map(|k| quote_ident(k))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        let mut readable = Vec::with_capacity(keys.len());
+        let mut json_documents = Vec::with_capacity(keys.len());
+        for (column, key) in described.columns().iter().zip(&keys) {
+            let base = base_type(column.type_());
+            let value = format!("mcp_raw.{}", quote_ident(key));
+            readable.push(readable_value_sql(&value, base.schema(), base.name()));
+            json_documents.push(matches!(base.name(), "json" | "jsonb"));
+        }
+        drop(described);
+        let row_bound = match limits.format {
+            ResultFormat::Objects => limits.budget,
+            // Keys, quotes and JSON escapes make an object row up to about six times its
+            // formatted size; the exact budget is checked on the formatted row below.
+            _ => {
+                limits.budget.saturating_mul(6)
+                    + keys.iter().map(|k| 2 * k.len() as u64 + 3).sum::<u64>()
+            }
         };
-        let wrapped = format!(
-            "SELECT CASE WHEN octet_length(j) <= {budget} THEN j END FROM \
-             (SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}) AS capped",
-            limit = cap + 1
-        );
-        let mut rows_json = String::new();
+        let wrapped = wrapped_statement(statement, &keys, &readable, limits.cap, row_bound);
+        if let Some(limit) = limits.max_plan_cost {
+            let started = Instant::now();
+            let estimate = self.estimated_cost(&wrapped)?;
+            db_time += started.elapsed();
+            if estimate.is_none_or(|cost| cost > limit) {
+                return Ok(Err(ToolFailure::TooCostly { estimate, limit }));
+            }
+        }
+        let mut sink = RowSink::new(limits.format, &keys, json_documents, limits.budget);
         let mut row_count = 0u64;
         let mut truncated = None;
         let no_params: [(&str, postgres::types::Type); 0] = [];
+        let started = Instant::now();
         let mut stream = self.client.query_typed_raw(&wrapped, no_params)?;
+        db_time += started.elapsed();
         use postgres::fallible_iterator::FallibleIterator;
-        while let Some(row) = stream.next()? {
-            if row_count >= cap {
+        loop {
+            let started = Instant::now();
+            let next = stream.next()?;
+            db_time += started.elapsed();
+            let Some(row) = next else {
+                break;
+            };
+            if row_count >= limits.cap {
                 truncated = Some("max_rows");
                 break;
             }
             match row.try_get::<_, Option<&str>>(0)? {
-                Some(json) if (rows_json.len() + json.len()) as u64 <= budget => {
-                    if row_count > 0 {
-                        rows_json.push(',');
-                    }
-                    rows_json.push_str(json);
-                    row_count += 1;
-                }
+                Some(json) if sink.push(json) => row_count += 1,
                 _ => {
                     truncated = Some("max_bytes");
                     break;
@@ -3611,13 +3885,431 @@ impl Session<'_> {
             .zip(columns)
             .map(|(key, (_, ty))| (key, ty))
             .collect();
-        Ok(QueryResult {
+        Ok(Ok(QueryResult {
             columns,
-            rows_json,
+            format: limits.format,
+            rows_json: sink.rows_json,
+            text: sink.text,
             row_count,
             truncated,
-        })
+            read_at: self.read_at.clone(),
+            database: self.database.clone(),
+            db_time,
+        }))
     }
+
+    /// The planner's total cost for `statement` (EXPLAIN, nothing runs); None if the plan could
+    /// not be read.
+    fn estimated_cost(&mut self, statement: &str) -> Result<Option<f64>, DbError> {
+        let no_params: [(&str, postgres::types::Type); 0] = [];
+        let explain = format!("EXPLAIN (FORMAT JSON) {statement}");
+        let mut plan = String::new();
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut rows = self.client.query_typed_raw(&explain, no_params)?;
+        while let Some(row) = rows.next()? {
+            plan.push_str(row.try_get::<_, AnyText>(0)?.0);
+        }
+        let plan: Value = serde_json::from_str(&plan).unwrap_or(Value::Null);
+        Ok(plan[0]["Plan"]["Total Cost"].as_f64())
+    }
+}
+
+/// The text of a value of any type sent as text or in a text-like binary form (json is its
+/// text on the wire): for reading EXPLAIN's json column without serde support in the driver.
+struct AnyText<'a>(&'a str);
+
+impl<'a> postgres::types::FromSql<'a> for AnyText<'a> {
+    fn from_sql(
+        _: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyText(std::str::from_utf8(raw)?))
+    }
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        matches!(
+            *ty,
+            postgres::types::Type::JSON | postgres::types::Type::TEXT
+        )
+    }
+}
+
+/// A domain's base type (a domain over geography renders like geography).
+fn base_type(ty: &postgres::types::Type) -> &postgres::types::Type {
+    match ty.kind() {
+        postgres::types::Kind::Domain(inner) => base_type(inner),
+        _ => ty,
+    }
+}
+
+/// The statement as the server runs it: each row serialised by row_to_json (columns renamed to
+/// their unique keys, readable expressions where a column needs one) under the row cap, and
+/// NULL instead of any row longer than `row_bound` bytes. With no readable column this is
+/// exactly the seed's wrapper (bench/run.sh replays it with pgbench).
+fn wrapped_statement(
+    statement: &str,
+    keys: &[String],
+    readable: &[Option<String>],
+    cap: u64,
+    row_bound: u64,
+) -> String {
+    let aliases = if keys.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = keys.iter().map(|k| quote_ident(k)).collect();
+        format!("({})", quoted.join(", "))
+    };
+    let limit = cap + 1;
+    let rows = if readable.iter().all(Option::is_none) {
+        format!(
+            "SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}"
+        )
+    } else {
+        let projection: Vec<String> = keys
+            .iter()
+            .zip(readable)
+            .map(|(key, expression)| match expression {
+                Some(expression) => format!("{expression} AS {}", quote_ident(key)),
+                None => format!("mcp_raw.{}", quote_ident(key)),
+            })
+            .collect();
+        format!(
+            "SELECT row_to_json(mcp_row.*)::text AS j FROM (SELECT {} FROM (\n{statement}\n) AS mcp_raw{aliases} LIMIT {limit}) AS mcp_row",
+            projection.join(", ")
+        )
+    };
+    format!("SELECT CASE WHEN octet_length(j) <= {row_bound} THEN j END FROM ({rows}) AS capped")
+}
+
+/// A readable, exact SQL expression for `value` (an SQL expression) of type
+/// `type_schema.type_name` (pg_type.typname; `_name` is an array of `name`), or None when
+/// PostgreSQL's own JSON rendering of the type is already readable — every type but PostGIS's:
+///   geometry, geography → GeoJSON (PostGIS's own GeoJSON, coordinates to 15 decimals), or
+///     extended WKT with every digit where GeoJSON cannot say it exactly (M coordinates,
+///     curves, TIN, triangles, polyhedral surfaces);
+///   box2d, box3d → {"xmin":…,"ymin":…,["zmin":…,]"xmax":…,"ymax":…[,"zmax":…]}, exact;
+///   raster → its metadata (ST_MetaData: corner, size, scale, skew, SRID, bands), not pixels;
+///   one-dimensional arrays of these → JSON arrays of the same.
+/// The PostGIS functions are called in the type's own schema. Any tool that shows values
+/// (query, sample_table, profile_columns) renders them through here.
+fn readable_value_sql(value: &str, type_schema: &str, type_name: &str) -> Option<String> {
+    let schema = quote_ident(type_schema);
+    if let Some(element) = type_name.strip_prefix('_') {
+        let each = readable_value_sql("mcp_e.v", type_schema, element)?;
+        return Some(format!(
+            "CASE WHEN {value} IS NULL THEN NULL WHEN array_ndims({value}) > 1 THEN to_json({value}) \
+             ELSE array_to_json(ARRAY(SELECT {each} FROM unnest({value}) WITH ORDINALITY AS mcp_e(v, n) ORDER BY mcp_e.n)) END"
+        ));
+    }
+    let coordinates = |names: &[&str]| {
+        let keys: Vec<String> = names.iter().map(|n| format!("\"{n}\":%s")).collect();
+        let values: Vec<String> = names
+            .iter()
+            .map(|n| format!("to_json({schema}.st_{n}({value}))"))
+            .collect();
+        format!(
+            "CASE WHEN {value} IS NULL THEN NULL ELSE format('{{{}}}', {})::json END",
+            keys.join(","),
+            values.join(", ")
+        )
+    };
+    match type_name {
+        "geometry" => Some(geometry_json_sql(value, &schema)),
+        "geography" => Some(geometry_json_sql(
+            &format!("{value}::{schema}.geometry"),
+            &schema,
+        )),
+        "box2d" => Some(coordinates(&["xmin", "ymin", "xmax", "ymax"])),
+        "box3d" => Some(coordinates(&["xmin", "ymin", "zmin", "xmax", "ymax", "zmax"])),
+        "raster" => Some(format!(
+            "CASE WHEN {value} IS NULL THEN NULL ELSE row_to_json({schema}.st_metadata({value})) END"
+        )),
+        _ => None,
+    }
+}
+
+/// GeoJSON where GeoJSON says the geometry exactly (PostGIS's own json cast, as row_to_json
+/// uses it), extended WKT with every digit otherwise: GeoJSON has no M coordinate, no curves,
+/// and PostGIS turns TIN and triangles into polygons and refuses polyhedral surfaces.
+fn geometry_json_sql(value: &str, schema: &str) -> String {
+    const GEOJSON_TYPES: &str =
+        "'POINT', 'LINESTRING', 'POLYGON', 'MULTIPOINT', 'MULTILINESTRING', 'MULTIPOLYGON'";
+    format!(
+        "CASE WHEN {value} IS NULL THEN NULL \
+         WHEN {schema}.st_zmflag({value}) IN (1, 3) OR {schema}.st_hasarc({value}) THEN to_json({schema}.st_asewkt({value}, 20)) \
+         WHEN {schema}.geometrytype({value}) IN ({GEOJSON_TYPES}) THEN to_json({value}) \
+         WHEN {schema}.geometrytype({value}) = 'GEOMETRYCOLLECTION' AND NOT EXISTS (SELECT FROM {schema}.st_dump({value}) AS mcp_d \
+           WHERE {schema}.geometrytype(mcp_d.geom) NOT IN ({GEOJSON_TYPES})) THEN to_json({value}) \
+         ELSE to_json({schema}.st_asewkt({value}, 20)) END"
+    )
+}
+
+/// Builds an answer's rows in its format while they stream in, within the byte budget.
+struct RowSink {
+    format: ResultFormat,
+    /// Per column: its values are JSON documents (json, jsonb), shown as JSON in CSV/Markdown.
+    json_documents: Vec<bool>,
+    budget: u64,
+    rows_json: String,
+    text: String,
+}
+
+impl RowSink {
+    fn new(
+        format: ResultFormat,
+        keys: &[String],
+        json_documents: Vec<bool>,
+        budget: u64,
+    ) -> RowSink {
+        let mut text = String::new();
+        match format {
+            ResultFormat::Csv => {
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    push_csv_field(&mut text, key);
+                }
+                text.push('\n');
+            }
+            ResultFormat::Markdown => {
+                text.push('|');
+                for key in keys {
+                    push_markdown_cell(&mut text, Some(key));
+                    text.push('|');
+                }
+                text.push_str("\n|");
+                for _ in keys {
+                    text.push_str("---|");
+                }
+                text.push('\n');
+            }
+            ResultFormat::Objects | ResultFormat::Arrays => {}
+        }
+        RowSink {
+            format,
+            json_documents,
+            budget,
+            rows_json: String::new(),
+            text,
+        }
+    }
+
+    /// Adds one row (a JSON object from row_to_json); false, and nothing added, if the
+    /// formatted answer would exceed the budget.
+    fn push(&mut self, object: &str) -> bool {
+        let (json_mark, text_mark) = (self.rows_json.len(), self.text.len());
+        if self.format == ResultFormat::Objects {
+            // The seed's rule, kept exactly: earlier rows and their commas plus this row.
+            if (json_mark + object.len()) as u64 > self.budget {
+                return false;
+            }
+            if json_mark > 0 {
+                self.rows_json.push(',');
+            }
+            self.rows_json.push_str(object);
+            return true;
+        }
+        if json_mark > 0 {
+            self.rows_json.push(',');
+        }
+        self.push_formatted(object);
+        let size = if self.format.is_text() {
+            self.text.len()
+        } else {
+            self.rows_json.len()
+        };
+        if size as u64 <= self.budget {
+            return true;
+        }
+        self.rows_json.truncate(json_mark);
+        self.text.truncate(text_mark);
+        false
+    }
+
+    fn push_formatted(&mut self, object: &str) {
+        let (format, json_documents) = (self.format, &self.json_documents);
+        let (rows_json, text) = (&mut self.rows_json, &mut self.text);
+        rows_json.push('[');
+        if format == ResultFormat::Markdown {
+            text.push('|');
+        }
+        let mut column = 0;
+        for_each_object_value(object, |value| {
+            if column > 0 {
+                rows_json.push(',');
+                if format == ResultFormat::Csv {
+                    text.push(',');
+                }
+            }
+            rows_json.push_str(value);
+            let json_document = json_documents.get(column).copied().unwrap_or(false);
+            let cell = cell_text(value, json_document);
+            match format {
+                ResultFormat::Csv => {
+                    if let Some(cell) = cell {
+                        push_csv_field(text, &cell);
+                    }
+                }
+                ResultFormat::Markdown => {
+                    push_markdown_cell(text, cell.as_deref());
+                    text.push('|');
+                }
+                ResultFormat::Objects | ResultFormat::Arrays => {}
+            }
+            column += 1;
+        });
+        rows_json.push(']');
+        if format.is_text() {
+            text.push('\n');
+        }
+    }
+}
+
+/// Calls `each` with every value of a JSON object as row_to_json writes it, keys skipped, in
+/// order. row_to_json adds no whitespace of its own; a value may be any JSON (json columns keep
+/// their text as written). Total: malformed input ends the walk, it never panics.
+fn for_each_object_value<'a>(object: &'a str, mut each: impl FnMut(&'a str)) {
+    let bytes = object.as_bytes();
+    let mut i = 1;
+    loop {
+        i = skip_json_whitespace(bytes, i);
+        match bytes.get(i) {
+            Some(b'"') => {}
+            Some(b',') => {
+                i += 1;
+                continue;
+            }
+            _ => return,
+        }
+        i = skip_json_whitespace(bytes, skip_json_string(bytes, i));
+        if bytes.get(i) != Some(&b':') {
+            return;
+        }
+        let start = skip_json_whitespace(bytes, i + 1);
+        i = skip_json_value(bytes, start);
+        match object.get(start..i) {
+            Some(value) => each(value.trim_end()),
+            None => return,
+        }
+    }
+}
+
+fn skip_json_whitespace(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).is_some_and(|b| b" \t\r\n".contains(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// From the opening quote at `i` to just past the closing one.
+fn skip_json_string(bytes: &[u8], mut i: usize) -> usize {
+    i += 1;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// From the first byte of a JSON value at `i` to just past its end.
+fn skip_json_value(bytes: &[u8], mut i: usize) -> usize {
+    match bytes.get(i) {
+        Some(b'"') => skip_json_string(bytes, i),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            while let Some(&byte) = bytes.get(i) {
+                match byte {
+                    b'"' => {
+                        i = skip_json_string(bytes, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            bytes.len()
+        }
+        _ => {
+            while bytes.get(i).is_some_and(|b| !b",}] \t\r\n".contains(b)) {
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
+/// A value as a CSV or Markdown cell shows it: None for NULL; a JSON string's own text; any
+/// other JSON (numbers, booleans, arrays, objects, and every value of a json or jsonb column)
+/// as its JSON text. The column types (in `columns`) say how to read a cell back.
+fn cell_text(value: &str, json_document: bool) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    if value == "null" {
+        return None;
+    }
+    let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+    if json_document || !quoted {
+        return Some(Cow::Borrowed(value));
+    }
+    let inner = &value[1..value.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    Some(serde_json::from_str::<String>(value).map_or(Cow::Borrowed(inner), Cow::Owned))
+}
+
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; the
+/// empty string is `""` so that it differs from NULL (an empty field).
+fn push_csv_field(out: &mut String, text: &str) {
+    if !text.is_empty() && !text.contains([',', '"', '\n', '\r']) {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    let mut rest = text;
+    while let Some(at) = rest.find('"') {
+        out.push_str(&rest[..=at]);
+        out.push('"');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// A Markdown table cell, reversible: NULL is an empty cell, the empty string `""`; `\`, `|`,
+/// line feed and carriage return are written `\\`, `\|`, `\n`, `\r`, and a leading `"` as `\"`.
+fn push_markdown_cell(out: &mut String, text: Option<&str>) {
+    let Some(text) = text else {
+        return;
+    };
+    if text.is_empty() {
+        out.push_str("\"\"");
+        return;
+    }
+    let mut run_start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'\\' => "\\\\",
+            b'|' => "\\|",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'"' if i == 0 => "\\\"",
+            _ => continue,
+        };
+        out.push_str(&text[run_start..i]);
+        out.push_str(escape);
+        run_start = i + 1;
+    }
+    out.push_str(&text[run_start..]);
 }
 
 /// `_int4` → `int4[]`: PostgreSQL's internal array names are not what an analyst reads.
@@ -4011,6 +4703,8 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &
 /// Everything a request can reach. Built once and leaked: it lives as long as the process.
 struct App {
     config: Config,
+    /// `resultType` and `_meta` of every 2026-07-28 result (see modern_result_fields).
+    modern_result_fields: String,
     auth: Auth,
     pool: Pool,
     metrics: Metrics,
@@ -4192,6 +4886,7 @@ fn serve(env: EnvLookup) {
         connections: ConnectionRegistry::default(),
         connection_slots: Semaphore::new(config.max_connections),
         rejector: Rejector::new(),
+        modern_result_fields: modern_result_fields(config.server_label.as_deref()),
         config,
     }));
     {
@@ -4778,14 +5473,19 @@ mod tests {
 
     #[test]
     fn modern_results_gain_result_type_and_server_info() {
-        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}")).unwrap();
+        let fields = modern_result_fields(Some("prod replica"));
+        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}", &fields)).unwrap();
         assert_eq!(empty["resultType"], "complete");
         let full: Value =
-            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#)).unwrap();
+            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#, &fields)).unwrap();
         assert_eq!(full["tools"], json!([]));
         assert_eq!(
             full["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
             SERVER_NAME
+        );
+        assert_eq!(
+            full["_meta"]["io.modelcontextprotocol/serverInfo"]["title"],
+            "Analytics (read-only PostgreSQL): prod replica"
         );
     }
 
