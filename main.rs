@@ -2932,6 +2932,8 @@ static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
     (None, "crosstab[234]?|connectby", "tablefunc: runs SQL from text the guard cannot inspect; write the pivot with GROUP BY and FILTER"),
     (None, "xpath_table", "xml2: runs SQL built from its text arguments"),
     (None, "_?st_mapalgebra(expr)?|_add_raster_constraint", "PostGIS raster: evaluates SQL given as text"),
+    (None, "_?st_value(count|percent)", "PostGIS raster: splices a table name given as text into SQL; use ST_Value or ST_DumpValues"),
+    (None, "loader_load_staged_data", "PostGIS tiger geocoder: loads data with SQL built from its text arguments"),
     // Extensions' maintenance: jobs, partitions, chunks, table rewrites.
     (Some("cron"), ".*", "pg_cron schedules jobs that run outside this transaction"),
     (Some("repack"), ".*", "pg_repack's functions rewrite tables for the pg_repack client"),
@@ -2941,7 +2943,8 @@ static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
     (None, "(add|remove)_[a-z_]*polic(y|ies)|alter_policies|add_job|alter_job|delete_job|run_job", "TimescaleDB: schedules or changes background jobs"),
     (None, "add_dimension|create_hypertable|create_distributed_hypertable|set_(chunk_time_interval|integer_now_func|number_partitions|partitioning_interval|adaptive_chunking|replication_factor)|(enable|disable)_chunk_skipping|(attach|detach)_tablespaces?|timescaledb_(pre|post)_restore|(add|delete|attach|detach|alter)_data_node|distributed_exec|create_distributed_restore_point", "TimescaleDB: changes hypertables, tablespaces or data nodes"),
     (None, "run_maintenance(_proc)?|create_(parent|sub_parent)|partition_data_(time|id|proc)|undo_partition(_proc)?|drop_partition_(time|id|column)|create_partition_(time|id)|partition_gap_fill|reapply_(constraints_proc|privileges)|apply_(cluster|constraints|foreign_keys|privileges|publications)|autovacuum_(off|reset)|stop_sub_partition|inherit_template_properties|create_function_(id|time)|drop_constraints|run_analyze|create_trigger", "pg_partman: creates, fills or drops partitions (and logs through pg_jobmon outside the transaction)"),
-    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns|_?updaterastersrid|(add|drop)(raster|overview)constraints", "PostGIS: alters tables"),
+    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns|_?updaterastersrid|(add|drop)(raster|overview)constraints|_(add|drop)_(raster|overview)_constraint_?.*", "PostGIS: alters tables"),
+    (None, "addauth|checkauth|lockrow|unlockrows|(enable|disable)longtransactions", "PostGIS long transactions: writes lock tables and assigns a transaction id"),
 ];
 
 /// The table above, compiled once into one RegexSet.
@@ -3520,21 +3523,24 @@ struct SessionCleanup {
 /// Which hygiene the extensions in this database need (and the role may run): SQL to add to
 /// the cleanup's select list, and statements to run after it (dblink's unnamed connection can
 /// only be closed by a call that fails when there is none). One query per new connection.
-const CLEANUP_EXTENSIONS_SQL: &str = "SELECT
-   (SELECT string_agg(format(', %I.%I()', n.nspname, f), '' ORDER BY f)
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace,
-           unnest(ARRAY['hypopg_reset', 'hypopg_unhide_all_indexes']) AS f
-     WHERE e.extname = 'hypopg'
-       AND has_function_privilege(to_regprocedure(format('%I.%I()', n.nspname, f)), 'EXECUTE')),
-   (SELECT format(', (SELECT count(%1$I.dblink_disconnect(c)) FROM unnest(%1$I.dblink_get_connections()) AS c)', n.nspname)
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'dblink'
-       AND has_function_privilege(to_regprocedure(format('%I.dblink_get_connections()', n.nspname)), 'EXECUTE')
-       AND has_function_privilege(to_regprocedure(format('%I.dblink_disconnect(text)', n.nspname)), 'EXECUTE')),
-   (SELECT format(' DO $mcp$BEGIN PERFORM %I.dblink_disconnect(); EXCEPTION WHEN OTHERS THEN END$mcp$;', n.nspname)
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'dblink'
-       AND has_function_privilege(to_regprocedure(format('%I.dblink_disconnect()', n.nspname)), 'EXECUTE'))";
+const CLEANUP_EXTENSIONS_SQL: &str = "WITH callable AS (
+   SELECT e.extname, n.nspname, p.proname, p.pronargs
+     FROM pg_extension e
+     JOIN pg_depend d ON d.refobjid = e.oid AND d.refclassid = 'pg_extension'::regclass
+                     AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+     JOIN pg_proc p ON p.oid = d.objid
+     JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE e.extname IN ('hypopg', 'dblink')
+      AND p.proname IN ('hypopg_reset', 'hypopg_unhide_all_indexes', 'dblink_get_connections', 'dblink_disconnect')
+      AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE'))
+ SELECT
+   (SELECT string_agg(format(', %I.%I()', nspname, proname), '' ORDER BY proname)
+      FROM callable WHERE extname = 'hypopg' AND pronargs = 0),
+   (SELECT format(', (SELECT count(%1$I.dblink_disconnect(c)) FROM unnest(%1$I.dblink_get_connections()) AS c)', min(nspname))
+      FROM callable WHERE extname = 'dblink'
+    HAVING bool_or(proname = 'dblink_get_connections') AND bool_or(proname = 'dblink_disconnect' AND pronargs = 1)),
+   (SELECT format(' DO $mcp$BEGIN PERFORM %I.dblink_disconnect(); EXCEPTION WHEN OTHERS THEN END$mcp$;', min(nspname))
+      FROM callable WHERE extname = 'dblink' AND proname = 'dblink_disconnect' AND pronargs = 0 HAVING count(*) > 0)";
 
 impl SessionCleanup {
     fn with_extensions(extra_select: &str, extra_statements: &str) -> SessionCleanup {

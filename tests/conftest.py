@@ -150,6 +150,10 @@ class Postgres:
         """URL DSN for the read-only role over TCP on loopback (password auth)."""
         return f"postgresql://{RO_ROLE}:{self.ro_password}@127.0.0.1:{self.port}/{DB_NAME}"
 
+    def ro_dsn_for(self, db: str) -> str:
+        """The read-only role's DSN for another database of the cluster."""
+        return f"postgresql://{RO_ROLE}:{self.ro_password}@127.0.0.1:{self.port}/{db}"
+
     @property
     def super_dsn(self) -> str:
         """Superuser DSN (unix socket, trust) for assertions; never given to the server."""
@@ -279,6 +283,36 @@ def pg():
     finally:
         db.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Every extension Debian ships for PostgreSQL 15 in postgresql-15 (contrib), postgresql-15-postgis-3,
+# postgresql-15-hypopg, -partman and -repack (tests/system-deps.sh). pg_cron needs
+# shared_preload_libraries, so the guard audit reads its install script instead.
+EXT_DB = "analytics_ext"
+AUDITED_EXTENSIONS = (
+    "address_standardizer", "address_standardizer_data_us", "adminpack", "amcheck", "autoinc", "bloom",
+    "btree_gin", "btree_gist", "citext", "cube", "dblink", "dict_int", "dict_xsyn", "earthdistance",
+    "file_fdw", "fuzzystrmatch", "hstore", "hypopg", "insert_username", "intagg", "intarray", "isn", "lo",
+    "ltree", "moddatetime", "old_snapshot", "pageinspect", "pg_buffercache", "pg_freespacemap",
+    "pg_partman", "pg_prewarm", "pg_repack", "pg_stat_statements", "pg_surgery", "pg_trgm",
+    "pg_visibility", "pg_walinspect", "pgcrypto", "pgrowlocks", "pgstattuple", "postgis", "postgis_raster",
+    "postgis_sfcgal", "postgis_tiger_geocoder", "postgis_topology", "postgres_fdw", "refint", "seg",
+    "sslinfo", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time", "unaccent", "uuid-ossp", "xml2",
+)
+
+
+@pytest.fixture(scope="session")
+def extension_db(pg) -> str:
+    """A second database of the session cluster with every audited extension (PostGIS included), for
+    the spatial tests and the guard audit. analytics_test (and what other tests count there) is
+    untouched. Returns the database name; pg.ro_dsn_for(it) is the read-only role's DSN."""
+    pg.psql(f"CREATE DATABASE {EXT_DB}", db="postgres")
+    creates = "\n".join(
+        f'CREATE EXTENSION IF NOT EXISTS "{name}"' + (" SCHEMA partman" if name == "pg_partman" else "") + " CASCADE;"
+        for name in AUDITED_EXTENSIONS)
+    pg.psql("SET client_min_messages = warning;\nCREATE SCHEMA partman;\n" + creates, db=EXT_DB)
+    pg.psql(f"GRANT CONNECT ON DATABASE {EXT_DB} TO {RO_ROLE}", db="postgres")
+    return EXT_DB
 
 
 CANARY_CHECKSUM_SQL = "SELECT md5(string_agg(c::text, '|' ORDER BY id)) || ':' || count(*) FROM {t} c"
