@@ -4086,9 +4086,8 @@ fn wrapped_statement(
 /// A readable, exact SQL expression for `value` (an SQL expression) of type
 /// `type_schema.type_name` (pg_type.typname; `_name` is an array of `name`), or None when
 /// PostgreSQL's own JSON rendering of the type is already readable — every type but PostGIS's:
-///   geometry, geography → GeoJSON (PostGIS's own GeoJSON, coordinates to 15 decimals), or
-///     extended WKT with every digit where GeoJSON cannot say it exactly (M coordinates,
-///     curves, TIN, triangles, polyhedral surfaces);
+///   geometry, geography → GeoJSON with every digit, or extended WKT with every digit where
+///     GeoJSON cannot say it exactly (M coordinates, curves, TIN, triangles, polyhedral surfaces);
 ///   box2d, box3d → {"xmin":…,"ymin":…,["zmin":…,]"xmax":…,"ymax":…[,"zmax":…]}, exact;
 ///   raster → its metadata (ST_MetaData: corner, size, scale, skew, SRID, bands), not pixels;
 ///   one-dimensional arrays of these → JSON arrays of the same.
@@ -4130,18 +4129,24 @@ fn readable_value_sql(value: &str, type_schema: &str, type_name: &str) -> Option
     }
 }
 
-/// GeoJSON where GeoJSON says the geometry exactly (PostGIS's own json cast, as row_to_json
-/// uses it), extended WKT with every digit otherwise: GeoJSON has no M coordinate, no curves,
-/// and PostGIS turns TIN and triangles into polygons and refuses polyhedral surfaces.
+/// GeoJSON where GeoJSON says the geometry exactly, extended WKT otherwise: GeoJSON has no M
+/// coordinate and no curves, and PostGIS turns TIN and triangles into polygons and refuses
+/// polyhedral surfaces. The GeoJSON is PostGIS's own, as its json cast (which row_to_json uses)
+/// writes it — the same `crs` member, when spatial_ref_sys knows the SRID — but with every digit
+/// of each coordinate (the cast rounds to 15 decimals).
 fn geometry_json_sql(value: &str, schema: &str) -> String {
     const GEOJSON_TYPES: &str =
         "'POINT', 'LINESTRING', 'POLYGON', 'MULTIPOINT', 'MULTILINESTRING', 'MULTIPOLYGON'";
+    let geojson = format!(
+        "{schema}.st_asgeojson({value}, 20, CASE WHEN EXISTS (SELECT FROM {schema}.spatial_ref_sys AS mcp_s \
+         WHERE mcp_s.srid = {schema}.st_srid({value})) THEN 2 ELSE 0 END)::json"
+    );
     format!(
         "CASE WHEN {value} IS NULL THEN NULL \
          WHEN {schema}.st_zmflag({value}) IN (1, 3) OR {schema}.st_hasarc({value}) THEN to_json({schema}.st_asewkt({value}, 20)) \
-         WHEN {schema}.geometrytype({value}) IN ({GEOJSON_TYPES}) THEN to_json({value}) \
+         WHEN {schema}.geometrytype({value}) IN ({GEOJSON_TYPES}) THEN {geojson} \
          WHEN {schema}.geometrytype({value}) = 'GEOMETRYCOLLECTION' AND NOT EXISTS (SELECT FROM {schema}.st_dump({value}) AS mcp_d \
-           WHERE {schema}.geometrytype(mcp_d.geom) NOT IN ({GEOJSON_TYPES})) THEN to_json({value}) \
+           WHERE {schema}.geometrytype(mcp_d.geom) NOT IN ({GEOJSON_TYPES})) THEN {geojson} \
          ELSE to_json({schema}.st_asewkt({value}, 20)) END"
     )
 }
@@ -5336,6 +5341,164 @@ mod tests {
                 "should reject {sql:?} mentioning {why:?}, got {verdict:?}"
             );
         }
+    }
+
+    #[test]
+    fn guard_refuses_what_the_audit_found() {
+        let rejected = [
+            ("SELECT pg_export_snapshot()", "snapshot"),
+            (
+                "SELECT * FROM hypopg_create_index('CREATE INDEX ON t (a)')",
+                "hypopg",
+            ),
+            (
+                "SELECT gin_clean_pending_list('i'::regclass)",
+                "index pages",
+            ),
+            ("SELECT brin_summarize_range('i', 0)", "index pages"),
+            ("SELECT pg_stat_statements_reset()", "statistics"),
+            ("SELECT * FROM crosstab('select 1')", "tablefunc"),
+            ("SELECT (st_valuecount('t', 'rast', 1, 0)).*", "table name"),
+            ("SELECT repack.repack_drop(1, 0)", "pg_repack"),
+            (
+                "SELECT _timescaledb_functions.drop_chunk('c')",
+                "TimescaleDB",
+            ),
+            ("SELECT partman.run_maintenance()", "pg_partman"),
+            ("SELECT pg_read_file_old('x')", "reads files"),
+        ];
+        for (sql, why) in rejected {
+            let reason = check_sql(sql, &policy()).err().unwrap_or_default();
+            assert!(
+                reason.contains(why),
+                "{sql:?} should be refused mentioning {why:?}, got {reason:?}"
+            );
+        }
+        // Decided harmless (README security model): releasing the session's own locks,
+        // transaction-scoped locks, hypopg's read functions, TimescaleDB's readers.
+        for sql in [
+            "SELECT pg_advisory_unlock_all()",
+            "SELECT pg_advisory_xact_lock(1)",
+            "SELECT * FROM hypopg()",
+            "SELECT time_bucket('1 hour', ts), count(*) FROM m GROUP BY 1",
+            "SELECT hypertable_size('m'), show_chunks('m')",
+        ] {
+            assert!(check_sql(sql, &policy()).is_ok(), "{sql:?} should pass");
+        }
+    }
+
+    fn sink_rows(
+        format: ResultFormat,
+        keys: &[&str],
+        json: &[bool],
+        rows: &[&str],
+        budget: u64,
+    ) -> RowSink {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut sink = RowSink::new(format, &keys, json.to_vec(), budget);
+        for row in rows {
+            assert!(sink.push(row), "row should fit: {row}");
+        }
+        sink
+    }
+
+    #[test]
+    fn object_values_are_split_exactly() {
+        let mut values = Vec::new();
+        for_each_object_value(
+            r#"{"a":1,"b":"x,\"}y","c":{"k": [1, "]"]},"d":null,"e":-1.5e3,"f":[]}"#,
+            |v| values.push(v.to_string()),
+        );
+        assert_eq!(
+            values,
+            [
+                "1",
+                r#""x,\"}y""#,
+                r#"{"k": [1, "]"]}"#,
+                "null",
+                "-1.5e3",
+                "[]"
+            ]
+        );
+        let mut none = Vec::new();
+        for_each_object_value("{}", |v| none.push(v));
+        for_each_object_value(r#"{"a":"unterminated"#, |v| none.push(v));
+        for_each_object_value("", |v| none.push(v));
+        assert!(none.len() <= 1, "malformed input never panics");
+    }
+
+    #[test]
+    fn rows_in_each_format() {
+        let rows = [
+            r#"{"id":1,"s":"a,b \"c\"","n":null,"e":"","doc":{"k": 1},"t":"x|y\\z\nw"}"#,
+            r#"{"id":2,"s":"\"lead","n":null,"e":"e","doc":"str","t":"é"}"#,
+        ];
+        let keys = ["id", "s", "n", "e", "doc", "t"];
+        let json = [false, false, false, false, true, false];
+        let arrays = sink_rows(ResultFormat::Arrays, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            arrays.rows_json,
+            r#"[1,"a,b \"c\"",null,"",{"k": 1},"x|y\\z\nw"],[2,"\"lead",null,"e","str","é"]"#
+        );
+        let csv = sink_rows(ResultFormat::Csv, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            csv.text,
+            "id,s,n,e,doc,t\n1,\"a,b \"\"c\"\"\",,\"\",\"{\"\"k\"\": 1}\",\"x|y\\z\nw\"\n2,\"\"\"lead\",,e,\"\"\"str\"\"\",é\n"
+        );
+        assert_eq!(csv.rows_json, arrays.rows_json);
+        let markdown = sink_rows(ResultFormat::Markdown, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            markdown.text,
+            r#"|id|s|n|e|doc|t|
+|---|---|---|---|---|---|
+|1|a,b "c"||""|{"k": 1}|x\|y\\z\nw|
+|2|\"lead||e|\"str"|é|
+"#
+        );
+        let objects = sink_rows(ResultFormat::Objects, &keys, &json, &rows, 10_000);
+        assert_eq!(objects.rows_json, format!("{},{}", rows[0], rows[1]));
+    }
+
+    #[test]
+    fn the_budget_counts_formatted_bytes_and_a_refused_row_leaves_no_trace() {
+        let row = r#"{"id":1,"label":"abcdefghij"}"#;
+        let keys = ["id".to_string(), "label".to_string()];
+        let mut csv = RowSink::new(ResultFormat::Csv, &keys, vec![false, false], 30);
+        assert!(csv.push(row)); // "id,label\n" (9) + "1,abcdefghij\n" (13)
+        assert!(!csv.push(row), "a second row makes 35 bytes");
+        assert_eq!(csv.text, "id,label\n1,abcdefghij\n");
+        assert_eq!(csv.rows_json, r#"[1,"abcdefghij"]"#);
+        let mut objects = RowSink::new(ResultFormat::Objects, &[], Vec::new(), 40);
+        assert!(objects.push(row) && !objects.push(row));
+        assert_eq!(objects.rows_json, row);
+    }
+
+    #[test]
+    fn readable_values_only_for_postgis_types() {
+        for ty in [
+            "int4",
+            "text",
+            "jsonb",
+            "_text",
+            "timestamptz",
+            "geometry_dump",
+        ] {
+            assert_eq!(readable_value_sql("v", "pg_catalog", ty), None, "{ty}");
+        }
+        let geography = readable_value_sql("v", "gis ext", "geography").unwrap();
+        assert!(
+            geography.contains(r#""gis ext".st_asgeojson(v::"gis ext".geometry, 20"#),
+            "{geography}"
+        );
+        let boxed = readable_value_sql("b", "public", "box3d").unwrap();
+        assert!(boxed
+            .contains(r#"format('{"xmin":%s,"ymin":%s,"zmin":%s,"xmax":%s,"ymax":%s,"zmax":%s}'"#));
+        let array = readable_value_sql("a", "public", "_box2d").unwrap();
+        assert!(array.contains("unnest(a) WITH ORDINALITY"), "{array}");
+        assert!(array.contains(r#""public".st_xmin(mcp_e.v)"#), "{array}");
+        assert!(readable_value_sql("r", "public", "raster")
+            .unwrap()
+            .contains("st_metadata(r)"));
     }
 
     #[test]

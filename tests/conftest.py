@@ -287,10 +287,11 @@ def pg():
 
 # Every extension Debian ships for PostgreSQL 15 in postgresql-15 (contrib), postgresql-15-postgis-3,
 # postgresql-15-hypopg, -partman and -repack (tests/system-deps.sh). pg_cron needs
-# shared_preload_libraries, so the guard audit reads its install script instead.
+# shared_preload_libraries, so the guard audit reads its install script instead; address_standardizer_data_us
+# holds only tables.
 EXT_DB = "analytics_ext"
 AUDITED_EXTENSIONS = (
-    "address_standardizer", "address_standardizer_data_us", "adminpack", "amcheck", "autoinc", "bloom",
+    "address_standardizer", "adminpack", "amcheck", "autoinc", "bloom",
     "btree_gin", "btree_gist", "citext", "cube", "dblink", "dict_int", "dict_xsyn", "earthdistance",
     "file_fdw", "fuzzystrmatch", "hstore", "hypopg", "insert_username", "intagg", "intarray", "isn", "lo",
     "ltree", "moddatetime", "old_snapshot", "pageinspect", "pg_buffercache", "pg_freespacemap",
@@ -313,6 +314,25 @@ def extension_db(pg) -> str:
     pg.psql("SET client_min_messages = warning;\nCREATE SCHEMA partman;\n" + creates, db=EXT_DB)
     pg.psql(f"GRANT CONNECT ON DATABASE {EXT_DB} TO {RO_ROLE}", db="postgres")
     return EXT_DB
+
+
+DEMO_DB = "analytics_demo"
+DEMO_SQL = REPO / "fixtures" / "demo.sql"
+
+
+@pytest.fixture(scope="session")
+def demo_db(pg) -> str:
+    """The fleet demo (fixtures/demo.sql, what ./bootstrap.sh demo loads) in its own database of the
+    session cluster, readable by the read-only role like role.sql would make it. Returns its name."""
+    pg.psql(f"CREATE DATABASE {DEMO_DB}", db="postgres")
+    pg.psql_file(DEMO_SQL, db=DEMO_DB)
+    pg.psql(f"""
+        GRANT CONNECT ON DATABASE {DEMO_DB} TO {RO_ROLE};
+        GRANT USAGE ON SCHEMA fleet, tickets, reporting TO {RO_ROLE};
+        GRANT SELECT ON ALL TABLES IN SCHEMA fleet, tickets, reporting TO {RO_ROLE};
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA reporting TO {RO_ROLE};
+    """, db=DEMO_DB)
+    return DEMO_DB
 
 
 CANARY_CHECKSUM_SQL = "SELECT md5(string_agg(c::text, '|' ORDER BY id)) || ':' || count(*) FROM {t} c"
@@ -481,8 +501,14 @@ class Server:
         else:
             assert not is_error, f"{name}{args}: unexpected isError: {content[0]['text']}"
             assert "structuredContent" in result, result
-            assert loads_exact(content[0]["text"]) == result["structuredContent"], \
-                "text block must carry the same JSON as structuredContent"
+            structured = result["structuredContent"]
+            if structured.get("format") in ("csv", "markdown"):
+                # the text block is the CSV/Markdown; a second block is the answer without its rows
+                assert len(content) == 2 and content[1]["type"] == "text", content
+                assert loads_exact(content[1]["text"]) == {k: v for k, v in structured.items() if k != "rows"}
+            else:
+                assert loads_exact(content[0]["text"]) == structured, \
+                    "text block must carry the same JSON as structuredContent"
         return result
 
     def tool(self, name: str, args: dict | None = None, **kw) -> dict:
@@ -493,10 +519,12 @@ class Server:
         """Text of an isError tool result."""
         return self.call_tool(name, args, expect_error=True, **kw)["content"][0]["text"]
 
-    def query(self, sql: str, max_rows: int | None = None) -> dict:
+    def query(self, sql: str, max_rows: int | None = None, format: str | None = None) -> dict:
         args: dict[str, Any] = {"sql": sql}
         if max_rows is not None:
             args["max_rows"] = max_rows
+        if format is not None:
+            args["format"] = format
         return self.tool("query", args)
 
     # -- process --
