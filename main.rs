@@ -1262,7 +1262,8 @@ Typical flow: list_schemas → list_tables(schema) → describe_table(schema, ta
 `query` runs one SELECT / WITH / VALUES / TABLE statement in PostgreSQL syntax inside a read-only \
 transaction that is always rolled back; nothing can be changed. Results are capped (max_rows, \
 default 1000; truncated=true says a cap was hit, so aggregate or filter instead of paging through \
-raw rows). Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
+raw rows). For many rows pass format=csv (or arrays): the same exact values in about half the \
+tokens, so about twice the rows fit. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
@@ -4221,12 +4222,15 @@ impl RowSink {
             self.rows_json.push(',');
         }
         self.push_formatted(object);
-        let size = if self.format.is_text() {
-            self.text.len()
+        let fits = if self.format.is_text() {
+            // The structured copy is bounded too: JSON spells NULL as null and control characters
+            // as \u00XX, so it is at most a few times the text; past 8× the answer is cut.
+            self.text.len() as u64 <= self.budget
+                && self.rows_json.len() as u64 <= self.budget.saturating_mul(8)
         } else {
-            self.rows_json.len()
+            self.rows_json.len() as u64 <= self.budget
         };
-        if size as u64 <= self.budget {
+        if fits {
             return true;
         }
         self.rows_json.truncate(json_mark);
