@@ -2207,12 +2207,12 @@ impl std::fmt::Display for ToolFailure {
                     Some(cost) => write!(
                         f,
                         "not run: the planner estimates this query at cost {cost:.0}, above this server's \
-                         limit of {limit:.0} (MCP_MAX_PLAN_COST)"
+                         limit of {limit} (MCP_MAX_PLAN_COST)"
                     )?,
                     None => write!(
                         f,
                         "not run: the planner's cost estimate could not be read, and this server \
-                         refuses queries above cost {limit:.0} (MCP_MAX_PLAN_COST)"
+                         refuses queries above cost {limit} (MCP_MAX_PLAN_COST)"
                     )?,
                 }
                 f.write_str(
