@@ -4,7 +4,8 @@
 #   chromium, chromium-driver (real-browser tests of the sign-in pages and the result view)
 #   postgresql-15-postgis-3   (PostGIS values: geometry, geography, box2d/box3d; the guard audit)
 #   postgresql-15-hypopg, -partman, -repack, -cron  (the guard audit's extensions, tests/test_guard_audit.py)
-#   openssl                   (test certificates for TLS to PostgreSQL)
+#   openssl                   (test certificates for TLS to PostgreSQL and the OAuth tests' identity provider)
+#   musl-dev, musl-tools      (the C compiler wrapper ring's build needs for the static musl binary)
 # A fresh CI machine has none of them; tests/run calls this first. Idempotent and quiet when
 # everything is present; concurrent runs are serialised with flock. Needs root (or sudo).
 #
@@ -24,6 +25,8 @@ declare -A PROVIDES=(
   ["postgresql-$PG_MAJOR-repack"]=/usr/share/postgresql/$PG_MAJOR/extension/pg_repack.control
   ["postgresql-$PG_MAJOR-cron"]=/usr/share/postgresql/$PG_MAJOR/extension/pg_cron.control
   [openssl]=/usr/bin/openssl
+  [musl-dev]=/usr/bin/x86_64-linux-musl-gcc
+  [musl-tools]=/usr/bin/musl-gcc
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 )
 
