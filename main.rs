@@ -857,7 +857,11 @@ fn readiness(app: &'static App, request: &Request) -> Response {
         return Response::json(200, r#"{"ok":true,"database":"up"}"#);
     };
     let mut body = json!({"ok": false, "database": "down", "reason": down.reason});
-    if app.auth.authenticate(request.header("authorization")).is_some() {
+    if app
+        .auth
+        .authenticate(request.header("authorization"))
+        .is_some()
+    {
         body["error"] = json!(down.message);
     }
     Response::json(503, body.to_string())
@@ -3218,7 +3222,9 @@ fn parse_keyword_dsn(dsn: &str) -> Result<Vec<(String, String)>, String> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(format!("missing \"=\" after {key:?} in the connection string"));
+            return Err(format!(
+                "missing \"=\" after {key:?} in the connection string"
+            ));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -3317,8 +3323,9 @@ impl DbSettings {
             },
         };
         if sslmode >= SslMode::VerifyCa && roots.is_none() {
-            let path = default_file("root.crt")
-                .map_or("~/.postgresql/root.crt".to_string(), |p| p.display().to_string());
+            let path = default_file("root.crt").map_or("~/.postgresql/root.crt".to_string(), |p| {
+                p.display().to_string()
+            });
             return Err(format!(
                 "sslmode={}: root certificate file \"{path}\" does not exist; either provide the file \
                  (sslrootcert=/path/ca.pem), use the system's trusted roots with sslrootcert=system, \
@@ -3334,17 +3341,24 @@ impl DbSettings {
                 let key_path = key
                     .as_ref()
                     .map(|(k, from)| (k.clone(), from.clone()))
-                    .or_else(|| default_file("postgresql.key").map(|p| (p.display().to_string(), "sslkey (default)".into())))
+                    .or_else(|| {
+                        default_file("postgresql.key")
+                            .map(|p| (p.display().to_string(), "sslkey (default)".into()))
+                    })
                     .ok_or_else(|| format!("{cert_from} is set but sslkey is not"))?;
-                Some(load_identity(cert, &key_path.0).map_err(|e| format!("{cert_from}/{}: {e}", key_path.1))?)
+                Some(
+                    load_identity(cert, &key_path.0)
+                        .map_err(|e| format!("{cert_from}/{}: {e}", key_path.1))?,
+                )
             }
             (None, Some((_, from))) => return Err(format!("{from} is set but sslcert is not")),
             (None, None) => match default_file("postgresql.crt").filter(|p| p.is_file()) {
                 Some(cert) => {
                     let key = default_file("postgresql.key").unwrap_or_default();
-                    Some(load_identity(&cert.to_string_lossy(), &key.to_string_lossy()).map_err(|e| {
-                        format!("sslcert (default {}): {e}", cert.display())
-                    })?)
+                    Some(
+                        load_identity(&cert.to_string_lossy(), &key.to_string_lossy())
+                            .map_err(|e| format!("sslcert (default {}): {e}", cert.display()))?,
+                    )
                 }
                 None => None,
             },
@@ -3404,34 +3418,39 @@ impl DbSettings {
             }
         };
         // rustls speaks TLS 1.2 and 1.3 only (libpq's default minimum is 1.2 as well).
-        let versions: &'static [&'static rustls::SupportedProtocolVersion] =
-            match (version("ssl_min_protocol_version")?, version("ssl_max_protocol_version")?) {
-                (Some(3), Some(2)) => {
-                    return Err("ssl_min_protocol_version is above ssl_max_protocol_version".into())
-                }
-                (Some(3), _) => TLS13_ONLY,
-                (_, Some(2)) => TLS12_ONLY,
-                _ => rustls::ALL_VERSIONS,
-            };
+        let versions: &'static [&'static rustls::SupportedProtocolVersion] = match (
+            version("ssl_min_protocol_version")?,
+            version("ssl_max_protocol_version")?,
+        ) {
+            (Some(3), Some(2)) => {
+                return Err("ssl_min_protocol_version is above ssl_max_protocol_version".into())
+            }
+            (Some(3), _) => TLS13_ONLY,
+            (_, Some(2)) => TLS12_ONLY,
+            _ => rustls::ALL_VERSIONS,
+        };
         if let Some((v, from)) = setting("sslcompression").filter(|(v, _)| v != "0" && v != "1") {
-            return Err(format!("{from}={v:?}: use 0 or 1 (TLS compression is never used)"));
+            return Err(format!(
+                "{from}={v:?}: use 0 or 1 (TLS compression is never used)"
+            ));
         }
         match setting("gssencmode") {
             None => {}
             Some((v, _)) if v == "disable" || v == "prefer" => {}
             Some((v, from)) if v == "require" => {
-                return Err(format!("{from}=require: GSSAPI encryption is not supported; use TLS (sslmode)"))
+                return Err(format!(
+                    "{from}=require: GSSAPI encryption is not supported; use TLS (sslmode)"
+                ))
             }
             Some((v, from)) => return Err(format!("{from}={v:?}: use disable, prefer or require")),
         }
 
         let password_file = get("MCP_DATABASE_PASSWORD_FILE");
         let password = match password_file {
-            Some(_) if base.get_password().is_some() => {
-                return Err(
-                    "DATABASE_URL carries a password and MCP_DATABASE_PASSWORD_FILE is set: keep one".into(),
-                )
-            }
+            Some(_) if base.get_password().is_some() => return Err(
+                "DATABASE_URL carries a password and MCP_DATABASE_PASSWORD_FILE is set: keep one"
+                    .into(),
+            ),
             Some(path) => {
                 read_password_file(&path)?;
                 PasswordSource::File(path)
@@ -3528,7 +3547,10 @@ impl DbSettings {
                 };
                 DbDown {
                     reason: second.down.reason,
-                    message: format!("{one}: {}; then {two}: {}", first.down.message, second.down.message),
+                    message: format!(
+                        "{one}: {}; then {two}: {}",
+                        first.down.message, second.down.message
+                    ),
                 }
             }),
         }
@@ -3540,11 +3562,12 @@ impl DbSettings {
     ) -> Result<(postgres::Client, Negotiated), AttemptFailure> {
         let mut config = self.base.clone();
         config.ssl_mode(mode);
-        self.fill_password(&mut config).map_err(|down| AttemptFailure {
-            down,
-            tls_started: false,
-            server_answered: false,
-        })?;
+        self.fill_password(&mut config)
+            .map_err(|down| AttemptFailure {
+                down,
+                tls_started: false,
+                server_answered: false,
+            })?;
         let tls = PgTls::new(self, self.verify_level());
         let record = tls.record.clone();
         let result = config.connect(tls);
@@ -3568,7 +3591,8 @@ impl DbSettings {
         match &self.password {
             PasswordSource::Dsn => {}
             PasswordSource::File(path) => {
-                let password = read_password_file(path).map_err(|e| DbDown::new("password_file", e))?;
+                let password =
+                    read_password_file(path).map_err(|e| DbDown::new("password_file", e))?;
                 config.password(password);
             }
             PasswordSource::PgPass(path) => {
@@ -3609,15 +3633,22 @@ impl DbSettings {
             } else if code == "28P01" {
                 let source = match &self.password {
                     PasswordSource::Dsn => "the password in DATABASE_URL".to_string(),
-                    PasswordSource::File(path) => format!("the password from MCP_DATABASE_PASSWORD_FILE ({path})"),
-                    PasswordSource::PgPass(path) => format!("the password from {} (or none: no matching line)", path.display()),
+                    PasswordSource::File(path) => {
+                        format!("the password from MCP_DATABASE_PASSWORD_FILE ({path})")
+                    }
+                    PasswordSource::PgPass(path) => format!(
+                        "the password from {} (or none: no matching line)",
+                        path.display()
+                    ),
                 };
                 DbDown::new("authentication_failed", format!("{message}; used {source}"))
             } else {
                 DbDown::new("refused", message)
             };
         }
-        let source = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();
+        let source = std::error::Error::source(error)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         let head = error.to_string();
         if head.starts_with("error performing TLS handshake") {
             if source == "server does not support TLS" {
@@ -3626,7 +3657,10 @@ impl DbSettings {
                 ));
             }
             let reason = handshake.refusal.as_ref().map_or("tls_failed", |(r, _)| *r);
-            return DbDown::new(reason, format!("TLS handshake with the database failed: {source}"));
+            return DbDown::new(
+                reason,
+                format!("TLS handshake with the database failed: {source}"),
+            );
         }
         if source.contains("channel binding") || head.contains("channel binding") {
             let why = if handshake.protocol.is_none() {
@@ -3634,7 +3668,10 @@ impl DbSettings {
             } else {
                 "the server did not offer SCRAM-SHA-256-PLUS: the role needs a SCRAM password (password_encryption = scram-sha-256) and pg_hba.conf the scram-sha-256 method"
             };
-            return DbDown::new("channel_binding", format!("channel_binding=require, but {why}"));
+            return DbDown::new(
+                "channel_binding",
+                format!("channel_binding=require, but {why}"),
+            );
         }
         if let Some(alert) = received_alert(error) {
             if handshake.protocol.is_some() {
@@ -3649,7 +3686,6 @@ impl DbSettings {
         };
         DbDown::new(reason, describe_db_error(error))
     }
-
 }
 
 /// The server's verdict on our client certificate, sent as a TLS alert: during the handshake
@@ -3708,9 +3744,13 @@ fn read_password_file(path: &str) -> Result<String, String> {
 /// libpq ignores a password file others can read (and says so); so do we.
 fn check_pgpass_file(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !meta.is_file() {
-        return Err(format!("password file {} is not a plain file; ignored", path.display()));
+        return Err(format!(
+            "password file {} is not a plain file; ignored",
+            path.display()
+        ));
     }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
@@ -3730,7 +3770,12 @@ fn pgpass_lookup(path: &std::path::Path, config: &postgres::Config) -> Option<St
         .map(str::to_string)
         .or_else(|| std::env::var("USER").ok())?;
     let dbname = config.get_dbname().unwrap_or(&user).to_string();
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     // libpq matches a Unix socket (or no host at all) as "localhost".
     let mut hosts: Vec<String> = config
         .get_hosts()
@@ -3764,7 +3809,10 @@ fn split_pgpass_line(line: &str) -> Vec<String> {
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => fields.last_mut().into_iter().for_each(|f| f.extend(chars.next())),
+            '\\' => fields
+                .last_mut()
+                .into_iter()
+                .for_each(|f| f.extend(chars.next())),
             ':' if fields.len() < 5 => fields.push(String::new()),
             c => fields.last_mut().into_iter().for_each(|f| f.push(c)),
         }
@@ -3779,7 +3827,8 @@ fn check_key_permissions(path: &str) -> Result<(), String> {
     extern "C" {
         fn geteuid() -> u32;
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read private key file \"{path}\": {e}"))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read private key file \"{path}\": {e}"))?;
     if !meta.is_file() {
         return Err(format!("private key file \"{path}\" is not a regular file"));
     }
@@ -3803,21 +3852,25 @@ fn load_identity(cert_path: &str, key_path: &str) -> Result<ClientIdentity, Stri
     use rustls::pki_types::pem::PemObject;
     let chain = read_pem_certificates(std::path::Path::new(cert_path))?;
     check_key_permissions(key_path)?;
-    let pem = std::fs::read(key_path).map_err(|e| format!("cannot read private key file \"{key_path}\": {e}"))?;
+    let pem = std::fs::read(key_path)
+        .map_err(|e| format!("cannot read private key file \"{key_path}\": {e}"))?;
     if pem.windows(9).any(|w| w == b"ENCRYPTED") {
         return Err(format!(
             "private key file \"{key_path}\" is encrypted: decrypt it (openssl pkey -in {key_path} -out plain.pem) and protect it with chmod 600"
         ));
     }
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| format!("private key file \"{key_path}\" holds no usable PEM private key: {e}"))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        format!("private key file \"{key_path}\" holds no usable PEM private key: {e}")
+    })?;
     // Fail now, not on the first connect, if the key does not fit the certificate.
     rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_client_auth_cert(chain.clone(), key.clone_key())
-        .map_err(|e| format!("sslcert \"{cert_path}\" and sslkey \"{key_path}\" do not fit together: {e}"))?;
+        .map_err(|e| {
+            format!("sslcert \"{cert_path}\" and sslkey \"{key_path}\" do not fit together: {e}")
+        })?;
     Ok(ClientIdentity {
         chain,
         key,
@@ -3856,7 +3909,11 @@ fn system_root_certificates() -> Result<Vec<rustls::pki_types::CertificateDer<'s
         let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
         return Err(format!(
             "sslrootcert=system: no trusted certificates found in the system trust store{}",
-            if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) }
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
         ));
     }
     Ok(found.certs)
@@ -3873,7 +3930,10 @@ fn roots_store(
     }
     Ok(TrustRoots {
         store,
-        label: format!("{label} ({added} CA certificate{})", if added == 1 { "" } else { "s" }),
+        label: format!(
+            "{label} ({added} CA certificate{})",
+            if added == 1 { "" } else { "s" }
+        ),
     })
 }
 
@@ -4024,9 +4084,8 @@ struct PgTlsConnect {
     host: String,
 }
 
-type TlsFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<PgTlsStream, TlsFailure>> + Send>,
->;
+type TlsFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PgTlsStream, TlsFailure>> + Send>>;
 
 impl postgres::tls::TlsConnect<postgres::Socket> for PgTlsConnect {
     type Stream = PgTlsStream;
@@ -4041,12 +4100,18 @@ impl postgres::tls::TlsConnect<postgres::Socket> for PgTlsConnect {
             let config = match (self.tls.config, self.tls.failure) {
                 (Some(config), _) => config,
                 (None, failure) => {
-                    return Err(TlsFailure(failure.unwrap_or_else(|| "TLS is not configured".into())))
+                    return Err(TlsFailure(
+                        failure.unwrap_or_else(|| "TLS is not configured".into()),
+                    ))
                 }
             };
-            let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|_| {
-                TlsFailure(format!("{:?} is not a host name or address TLS can verify", self.host))
-            })?;
+            let name =
+                rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|_| {
+                    TlsFailure(format!(
+                        "{:?} is not a host name or address TLS can verify",
+                        self.host
+                    ))
+                })?;
             let connector = tokio_rustls::TlsConnector::from(config);
             match connector.connect(name, stream).await {
                 Ok(tls) => {
@@ -4216,9 +4281,7 @@ impl CertificateSummary {
 }
 
 /// One DER element: (tag, contents). Definite lengths up to 16 MiB, as certificates need.
-fn der_element<'a>(
-    reader: &mut untrusted::Reader<'a>,
-) -> Result<(u8, untrusted::Input<'a>), ()> {
+fn der_element<'a>(reader: &mut untrusted::Reader<'a>) -> Result<(u8, untrusted::Input<'a>), ()> {
     let tag = reader.read_byte().map_err(|_| ())?;
     let first = reader.read_byte().map_err(|_| ())?;
     let length = match first {
@@ -4286,7 +4349,14 @@ fn der_time((tag, value): (u8, untrusted::Input<'_>)) -> String {
         0x18 => digits.to_string(),
         _ => return text,
     };
-    match (full.get(0..4), full.get(4..6), full.get(6..8), full.get(8..10), full.get(10..12), full.get(12..14)) {
+    match (
+        full.get(0..4),
+        full.get(4..6),
+        full.get(6..8),
+        full.get(8..10),
+        full.get(10..12),
+        full.get(12..14),
+    ) {
         (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) => {
             format!("{y}-{mo}-{d} {h}:{mi}:{s} UTC")
         }
@@ -4363,7 +4433,11 @@ impl ServerCertificateCheck {
         }
         let Some(roots) = self.roots.as_ref() else {
             let message = "no trust roots configured (sslrootcert)".to_string();
-            return Err((rustls::Error::General(message.clone()), "tls_failed", message));
+            return Err((
+                rustls::Error::General(message.clone()),
+                "tls_failed",
+                message,
+            ));
         };
         let parsed = rustls::server::ParsedCertificate::try_from(end_entity).map_err(|e| {
             let message = format!("the server's certificate cannot be parsed: {e}");
@@ -4396,22 +4470,30 @@ fn explain_certificate_error(
 ) -> (&'static str, String) {
     use rustls::CertificateError as E;
     let summary = CertificateSummary::parse(end_entity);
-    let subject = summary.as_ref().map_or("?".to_string(), |s| s.subject.clone());
-    let issuer = summary.as_ref().map_or("?".to_string(), |s| s.issuer.clone());
-    let validity = summary
+    let subject = summary
         .as_ref()
-        .map_or(String::new(), |s| format!("valid from {} until {}", s.not_before, s.not_after));
+        .map_or("?".to_string(), |s| s.subject.clone());
+    let issuer = summary
+        .as_ref()
+        .map_or("?".to_string(), |s| s.issuer.clone());
+    let validity = summary.as_ref().map_or(String::new(), |s| {
+        format!("valid from {} until {}", s.not_before, s.not_after)
+    });
     let now = format_unix_time(now.as_secs());
     let rustls::Error::InvalidCertificate(certificate_error) = error else {
-        return ("tls_bad_certificate", format!("the server's certificate was refused: {error}"));
+        return (
+            "tls_bad_certificate",
+            format!("the server's certificate was refused: {error}"),
+        );
     };
+    let self_signed = summary.as_ref().is_some_and(|s| s.subject == s.issuer);
     match certificate_error {
+        E::UnknownIssuer | E::Other(_) if self_signed => ("tls_untrusted_certificate", format!(
+            "the server's certificate is self-signed ({subject}) and not in {}: put that certificate (or the CA that should issue the server's) into the sslrootcert file, or use sslmode=require to encrypt without checking",
+            roots.label
+        )),
         E::UnknownIssuer => {
-            let what = if subject == issuer {
-                format!("is self-signed ({subject})")
-            } else {
-                format!("({subject}) was issued by \"{issuer}\"")
-            };
+            let what = format!("({subject}) was issued by '{issuer}'");
             ("tls_untrusted_certificate", format!(
                 "the server's certificate {what}, which is not a CA in {}: add the CA certificate that issued it to the sslrootcert file (managed services publish a CA bundle), or use sslrootcert=system if a public CA issued it",
                 roots.label
@@ -4423,13 +4505,21 @@ fn explain_certificate_error(
                 rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
                 other => format!("{other:?}"),
             };
-            let names = if presented.is_empty() {
+            // rustls lists them as `DnsName("db.example.com")` / `IpAddress(…)`: keep the name.
+            let names: Vec<&str> = presented
+                .iter()
+                .map(|p| {
+                    let inner = p.split_once('(').map_or(p.as_str(), |(_, rest)| rest);
+                    inner.trim_end_matches(')').trim_matches('"')
+                })
+                .collect();
+            let names = if names.is_empty() {
                 "no host names (no subjectAltName)".to_string()
             } else {
-                presented.join(", ")
+                names.join(", ")
             };
             ("tls_hostname_mismatch", format!(
-                "the server's certificate is for {names}, not for \"{expected}\" (sslmode=verify-full checks the host name): connect with a host name the certificate lists, or reissue the certificate with \"{expected}\" in its subjectAltName"
+                "the server's certificate is for {names}, not for '{expected}' (sslmode=verify-full checks the host name): connect with a host name the certificate lists, or reissue the certificate with '{expected}' in its subjectAltName"
             ))
         }
         E::NotValidForName => ("tls_hostname_mismatch", format!(
@@ -4441,7 +4531,7 @@ fn explain_certificate_error(
         E::NotValidYet | E::NotValidYetContext { .. } => ("tls_certificate_not_yet_valid", format!(
             "the server's certificate ({subject}) is not valid yet: it is {validity}, and now is {now}; check the clocks of both machines"
         )),
-        other => ("tls_bad_certificate", format!("the server's certificate ({subject}, issued by \"{issuer}\") was refused: {other:?}")),
+        other => ("tls_bad_certificate", format!("the server's certificate ({subject}, issued by '{issuer}') was refused: {other:?}")),
     }
 }
 
