@@ -4555,6 +4555,10 @@ static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 struct PooledClient {
     client: postgres::Client,
     idle_since: Instant,
+    /// The backend of its previous transaction (a change means a transaction pooler).
+    backend_pid: Option<i32>,
+    /// The backend where the driver prepared its cached type-lookup statements, if it did.
+    driver_cache_pid: Option<i32>,
 }
 
 impl Drop for PooledClient {
@@ -4571,6 +4575,10 @@ struct Pool {
     wait_limit: Duration,
     statement_timeout_ms: u64,
     begin_sql: String,
+    /// Behind a transaction pooler every transaction starts by clearing the server session of
+    /// statements another client's driver left there.
+    begin_sql_pooled: String,
+    behind_pooler: AtomicBool,
     allow_privileged_role: bool,
     role_checked: AtomicBool,
     retries: AtomicU64,
@@ -4594,6 +4602,13 @@ impl Pool {
         }
         base.keepalives_idle(Duration::from_secs(60));
         let timeout = config.statement_timeout_ms;
+        let settings = format!(
+            "SELECT pg_backend_pid(), extract(epoch FROM now())::text, \
+             set_config('statement_timeout', '{timeout}', true), \
+             set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
+             set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
+             set_config('extra_float_digits', '1', true)"
+        );
         Pool {
             negotiated: Mutex::new(None),
             tls_level: AtomicI32::new(-1),
@@ -4603,12 +4618,9 @@ impl Pool {
             idle_limit: config.pool_idle,
             wait_limit: config.pool_wait,
             statement_timeout_ms: timeout,
-            begin_sql: format!(
-                "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout}', true), \
-                 set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
-                 set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
-                 set_config('extra_float_digits', '1', true)"
-            ),
+            begin_sql: format!("BEGIN READ ONLY; {settings}"),
+            begin_sql_pooled: format!("BEGIN READ ONLY; DEALLOCATE ALL; {settings}"),
+            behind_pooler: AtomicBool::new(false),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
             retries: AtomicU64::new(0),
@@ -4628,9 +4640,14 @@ impl Pool {
             .acquire_timeout(self.wait_limit)
             .ok_or(ToolFailure::Busy(self.wait_limit))?;
         let mut attempt = 0;
+        let mut fresh_only = false;
         loop {
             // The retry always takes a fresh connection: the idle ones may have died together.
-            let reusable = if attempt == 0 { self.take_idle() } else { None };
+            let reusable = if attempt == 0 && !fresh_only {
+                self.take_idle()
+            } else {
+                None
+            };
             let mut pooled = match reusable {
                 Some(pooled) => pooled,
                 None => self
@@ -4641,19 +4658,47 @@ impl Pool {
                 &pooled.client,
                 Duration::from_millis(self.statement_timeout_ms) + Duration::from_secs(5),
             );
+            let begun = self.begin(&mut pooled, &watch);
             let mut session = Session {
                 client: &mut pooled.client,
+                custom_types: false,
             };
-            let result = session
-                .client
-                .batch_execute(&self.begin_sql)
-                .and_then(|()| work(&mut session));
-            let ended = end_transaction(session.client, result.is_err());
+            let result = match begun {
+                Ok(Begun::Ready) => work(&mut session),
+                Ok(Begun::StaleDriverCache) => {
+                    // This connection's driver cache belongs to another server session: replace
+                    // the connection before any work (a fresh one has no cache).
+                    let _ = end_transaction(session.client, true, false);
+                    drop(watch);
+                    drop(pooled);
+                    fresh_only = true;
+                    continue;
+                }
+                Err(error) => Err(error),
+            };
+            // Behind a pooler the driver's type-lookup statements must not outlive this
+            // transaction: they are deallocated here and the connection is not reused.
+            let drop_driver_cache = session.custom_types && self.behind_pooler();
+            let ended = end_transaction(session.client, result.is_err(), drop_driver_cache);
+            if session.custom_types && pooled.driver_cache_pid.is_none() {
+                pooled.driver_cache_pid = pooled.backend_pid;
+            }
             drop(watch);
             match result {
                 Ok(value) => {
-                    self.give_back(pooled, ended.is_ok());
+                    self.give_back(pooled, ended.is_ok() && !drop_driver_cache);
                     return Ok(value);
+                }
+                Err(error) if is_stale_driver_statement(&error) => {
+                    // A pooler the port check could not see: from now on it is known.
+                    self.note_pooler("a driver statement was missing on, or already taken in, the server session");
+                    drop(pooled);
+                    if attempt == 0 {
+                        attempt += 1;
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    return Err(self.failure_from(&error));
                 }
                 Err(error) if is_disconnect(&error) || pooled.client.is_closed() => {
                     self.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -4675,9 +4720,86 @@ impl Pool {
                     )));
                 }
                 Err(error) => {
-                    self.give_back(pooled, ended.is_ok());
+                    self.give_back(pooled, ended.is_ok() && !drop_driver_cache);
                     return Err(self.failure_from(&error));
                 }
+            }
+        }
+    }
+
+    /// Opens the unit of work. Each transaction learns its backend pid at no extra round trip;
+    /// a change between two transactions of one connection means a transaction pooler.
+    fn begin(&self, pooled: &mut PooledClient, watch: &WatchGuard) -> Result<Begun, DbError> {
+        use postgres::SimpleQueryMessage::Row;
+        let sql = if self.behind_pooler() {
+            &self.begin_sql_pooled
+        } else {
+            &self.begin_sql
+        };
+        let backend = pooled
+            .client
+            .simple_query(sql)?
+            .iter()
+            .find_map(|m| match m {
+                Row(row) => Some((
+                    row.get(0).and_then(|pid| pid.parse::<i32>().ok())?,
+                    row.get(1)?.to_string(),
+                )),
+                _ => None,
+            });
+        let pid = backend.as_ref().map(|(pid, _)| *pid);
+        watch.identify(backend);
+        let previous = std::mem::replace(&mut pooled.backend_pid, pid);
+        if previous.is_some() && pid.is_some() && previous != pid {
+            self.note_pooler("one connection's transactions ran on different backends");
+        }
+        match pooled.driver_cache_pid {
+            Some(cached) if self.behind_pooler() || Some(cached) != pid => {
+                Ok(Begun::StaleDriverCache)
+            }
+            _ => Ok(Begun::Ready),
+        }
+    }
+
+    fn behind_pooler(&self) -> bool {
+        self.behind_pooler.load(Ordering::Relaxed)
+    }
+
+    /// Switches to pooler-safe transactions (once, logged).
+    fn note_pooler(&self, why: &str) {
+        if !self.behind_pooler.swap(true, Ordering::SeqCst) {
+            log_event(
+                "info",
+                "database connections go through a pooler or proxy: the driver's cached type-lookup statements \
+                 (enums, domains, PostGIS types) now live for one transaction only",
+                &[("why", why)],
+            );
+        }
+    }
+
+    /// At the first connection: a server port other than the one dialled means something (a
+    /// pooler such as PgBouncer, or a port mapping) sits in between.
+    fn check_for_pooler(&self, client: &mut postgres::Client) {
+        let dialled = self
+            .database
+            .base
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432);
+        let tcp = matches!(
+            self.database.base.get_hosts().first(),
+            Some(postgres::config::Host::Tcp(_))
+        );
+        let Ok(rows) = client.query_typed("SELECT inet_server_port()", &[]) else {
+            return;
+        };
+        let port: Option<i32> = rows.first().and_then(|row| row.try_get(0).ok());
+        if let (true, Some(port)) = (tcp, port) {
+            if port != i32::from(dialled) {
+                self.note_pooler(&format!(
+                    "the server reports port {port}, the connection was made to port {dialled}"
+                ));
             }
         }
     }
@@ -4719,7 +4841,8 @@ impl Pool {
     }
 
     fn give_back(&self, mut pooled: PooledClient, healthy: bool) {
-        if healthy && !pooled.client.is_closed() {
+        let stale_cache = pooled.driver_cache_pid.is_some() && self.behind_pooler();
+        if healthy && !pooled.client.is_closed() && !stale_cache {
             pooled.idle_since = Instant::now();
             lock(&self.idle).push(pooled);
         }
@@ -4752,8 +4875,11 @@ impl Pool {
         let mut pooled = PooledClient {
             client,
             idle_since: Instant::now(),
+            backend_pid: None,
+            driver_cache_pid: None,
         };
         if !self.role_checked.load(Ordering::SeqCst) {
+            self.check_for_pooler(&mut pooled.client);
             self.check_role(&mut pooled.client);
         }
         Ok(pooled)
@@ -4826,18 +4952,33 @@ macro_rules! session_cleanup_sql {
 /// cleanup runs inside the transaction (cheaper than opening another one after ROLLBACK); after
 /// a failed one, or if that fails (the transaction was aborted), it runs after ROLLBACK.
 /// The driver's protocol-level statements (`from_sql = false`) are left alone.
-fn end_transaction(client: &mut postgres::Client, work_failed: bool) -> Result<(), DbError> {
+/// With `drop_driver_statements` every prepared statement of the server session goes too (see
+/// `Pool::read_only`: behind a pooler nothing of this connection's driver may stay behind).
+fn end_transaction(
+    client: &mut postgres::Client,
+    work_failed: bool,
+    drop_driver_statements: bool,
+) -> Result<(), DbError> {
     use postgres::SimpleQueryMessage::Row;
+    let (inside_sql, after_sql) = if drop_driver_statements {
+        (
+            concat!("DEALLOCATE ALL; ", session_cleanup_sql!(), "; ROLLBACK"),
+            concat!("ROLLBACK; DEALLOCATE ALL; ", session_cleanup_sql!()),
+        )
+    } else {
+        (
+            concat!(session_cleanup_sql!(), "; ROLLBACK"),
+            concat!("ROLLBACK; ", session_cleanup_sql!()),
+        )
+    };
     let inside = if work_failed {
         None
     } else {
-        client
-            .simple_query(concat!(session_cleanup_sql!(), "; ROLLBACK"))
-            .ok()
+        client.simple_query(inside_sql).ok()
     };
     let messages = match inside {
         Some(messages) => messages,
-        None => client.simple_query(concat!("ROLLBACK; ", session_cleanup_sql!()))?,
+        None => client.simple_query(after_sql)?,
     };
     let leftover = messages
         .iter()
@@ -4853,6 +4994,32 @@ fn end_transaction(client: &mut postgres::Client, work_failed: bool) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The driver's own named statement (`s<N>`) missing from, or already present in, the server
+/// session: what a transaction pooler does to statements cached across transactions.
+fn is_stale_driver_statement(error: &DbError) -> bool {
+    let Some(db) = error.as_db_error() else {
+        return false;
+    };
+    if !matches!(db.code().code(), "26000" | "42P05") {
+        return false;
+    }
+    let Some(name) = db
+        .message()
+        .strip_prefix("prepared statement \"")
+        .and_then(|rest| rest.split('"').next())
+    else {
+        return false;
+    };
+    name.len() > 1 && name.starts_with('s') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// What beginning a unit of work found.
+enum Begun {
+    Ready,
+    /// The connection's driver cache refers to statements of another server session.
+    StaleDriverCache,
 }
 
 /// A genuine loss of the connection, as opposed to an error the session survives (57014
@@ -4903,6 +5070,9 @@ struct WatchedQuery {
     deadline: Instant,
     /// The HTTP connection the answer goes back to (-1: none).
     peer_fd: i32,
+    /// The backend running it and its transaction's start (epoch seconds as PostgreSQL prints
+    /// them): together they name this one transaction, for a cancel in SQL.
+    backend: Option<(i32, String)>,
 }
 
 thread_local! {
@@ -4923,6 +5093,15 @@ impl Drop for WatchGuard<'_> {
     }
 }
 
+impl WatchGuard<'_> {
+    /// Names the transaction once it has begun (see `Pool::cancel`).
+    fn identify(&self, backend: Option<(i32, String)>) {
+        if let Some(query) = lock(&self.watchdog.in_flight).get_mut(&self.id) {
+            query.backend = backend;
+        }
+    }
+}
+
 impl Watchdog {
     fn watch(&self, client: &postgres::Client, limit: Duration) -> WatchGuard<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -4930,21 +5109,22 @@ impl Watchdog {
             cancel: client.cancel_token(),
             deadline: Instant::now() + limit,
             peer_fd: PEER_FD.with(|fd| fd.get()),
+            backend: None,
         };
         lock(&self.in_flight).insert(id, query);
         WatchGuard { watchdog: self, id }
     }
 
-    /// Background loop: four times a second, cancel what is overdue or orphaned. Cancel
-    /// requests go over the same TLS settings as the connections.
-    fn run(&self, database: &DbSettings) {
+    /// Background loop: four times a second, cancel what is overdue or orphaned.
+    fn run(&self, pool: &Pool) {
         loop {
             std::thread::sleep(Duration::from_millis(250));
             let now = Instant::now();
             // While draining, connections' read sides are shut down on purpose: that is not a
             // client leaving, and the answers in progress must still be delivered.
             let draining = SHUTDOWN_REQUESTED.load(Ordering::SeqCst);
-            let doomed: Vec<(u64, postgres::CancelToken, &str)> = lock(&self.in_flight)
+            type Doomed = (u64, WatchedCancel, &'static str);
+            let doomed: Vec<Doomed> = lock(&self.in_flight)
                 .iter()
                 .filter_map(|(id, q)| {
                     let why = if now > q.deadline {
@@ -4954,24 +5134,59 @@ impl Watchdog {
                     } else {
                         return None;
                     };
-                    Some((*id, q.cancel.clone(), why))
+                    Some((*id, (q.cancel.clone(), q.backend.clone()), why))
                 })
                 .collect();
             for (id, cancel, why) in doomed {
                 lock(&self.in_flight).remove(&id);
                 log_event("warn", "cancelling a backend query", &[("why", why)]);
-                let _ = cancel.cancel_query(database.cancel_connector());
+                pool.cancel(&cancel);
             }
         }
     }
 
-    fn cancel_all(&self, database: &DbSettings) {
-        let doomed: Vec<postgres::CancelToken> = lock(&self.in_flight)
+    fn cancel_all(&self, pool: &Pool) {
+        let doomed: Vec<WatchedCancel> = lock(&self.in_flight)
             .values()
-            .map(|q| q.cancel.clone())
+            .map(|q| (q.cancel.clone(), q.backend.clone()))
             .collect();
-        for cancel in doomed {
-            let _ = cancel.cancel_query(database.cancel_connector());
+        for cancel in &doomed {
+            pool.cancel(cancel);
+        }
+    }
+}
+
+/// What it takes to cancel one watched query.
+type WatchedCancel = (postgres::CancelToken, Option<(i32, String)>);
+
+impl Pool {
+    /// Cancels a running query: a cancel request over the connections' own TLS settings, and
+    /// behind a pooler also `pg_cancel_backend` for that exact transaction, because PgBouncer
+    /// (1.18 at least) drops a cancel request whose client hangs up at once, as the driver's does.
+    fn cancel(&self, (token, backend): &WatchedCancel) {
+        let _ = token.cancel_query(self.database.cancel_connector());
+        let Some((pid, started)) = backend.as_ref().filter(|_| self.behind_pooler()) else {
+            return;
+        };
+        let sql = "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                   WHERE pid = $1 AND extract(epoch FROM xact_start)::text = $2";
+        let result = self.database.connect().and_then(|(mut client, _)| {
+            client
+                .query_typed(
+                    sql,
+                    &[
+                        (pid, postgres::types::Type::INT4),
+                        (started, postgres::types::Type::TEXT),
+                    ],
+                )
+                .map_err(|e| DbDown::new("other", describe_db_error(&e)))
+        });
+        if let Err(down) = result {
+            log_event(
+                "warn",
+                "could not cancel the query in SQL",
+                &[("error", &down.message)],
+            );
         }
     }
 }
@@ -4996,6 +5211,9 @@ fn peer_has_closed(fd: i32) -> bool {
 /// One read-only transaction on one connection.
 struct Session<'c> {
     client: &'c mut postgres::Client,
+    /// The statement's columns had types the driver looked up (enums, domains, extension types),
+    /// which leaves its type-lookup statements prepared in the server session.
+    custom_types: bool,
 }
 
 /// A query's answer: column metadata and the rows as PostgreSQL serialised them, already joined
@@ -5064,6 +5282,10 @@ impl Session<'_> {
         budget: u64,
     ) -> Result<QueryResult, DbError> {
         let described = self.client.prepare(statement)?;
+        self.custom_types |= described
+            .columns()
+            .iter()
+            .any(|c| postgres::types::Type::from_oid(c.type_().oid()).is_none());
         let columns: Vec<(String, String)> = described
             .columns()
             .iter()
@@ -5178,8 +5400,12 @@ impl Pool {
     /// Runs the role check on the first connection that succeeds. A refused role ends the
     /// process: serving with it would break the server's one promise.
     fn check_role(&self, client: &mut postgres::Client) {
-        let row = match client.query_one(ROLE_CHECK_SQL, &[]) {
-            Ok(row) => row,
+        // Unnamed statement, one round trip: safe behind a transaction pooler.
+        let row = match client.query_typed(ROLE_CHECK_SQL, &[]) {
+            Ok(rows) => match rows.into_iter().next() {
+                Some(row) => row,
+                None => return, // the role is not in pg_roles: nothing to judge yet
+            },
             Err(e) => {
                 log_event(
                     "warn",
@@ -5725,9 +5951,7 @@ fn serve(env: EnvLookup) {
     signals::install();
     spawn_background("rejector", move || app.rejector.run());
     spawn_background("token-watcher", move || app.auth.watch());
-    spawn_background("query-watchdog", move || {
-        app.pool.watchdog.run(&app.pool.database)
-    });
+    spawn_background("query-watchdog", move || app.pool.watchdog.run(&app.pool));
     spawn_background("pool-reaper", move || loop {
         std::thread::sleep(
             (app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
@@ -5826,7 +6050,7 @@ fn drain(app: &'static App) {
         .connection_slots
         .wait_idle(Instant::now() + app.config.shutdown_grace);
     if !finished {
-        app.pool.watchdog.cancel_all(&app.pool.database);
+        app.pool.watchdog.cancel_all(&app.pool);
     }
     app.pool.discard_idle();
     if finished {
