@@ -239,6 +239,7 @@ fn help_text() -> String {
          USAGE:\n  {SERVER_NAME}                    serve MCP on http://MCP_HOST:MCP_PORT/mcp\n  \
          {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
+         {SERVER_NAME} check-db [N]       connect with DATABASE_URL (N times), print what was negotiated and the connect time (exit 0/1)\n  \
          {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
     );
     for (name, default, what) in ENV_VARS {
@@ -5836,6 +5837,7 @@ fn main() {
         Some("--version") | Some("-V") => println!("{SERVER_NAME} {VERSION}"),
         Some("check-sql") => std::process::exit(run_check_sql(&args[1..], &env)),
         Some("healthcheck") => std::process::exit(run_healthcheck(&env)),
+        Some("check-db") => std::process::exit(run_check_db(&args[1..], &env)),
         Some(other) => {
             eprintln!("{SERVER_NAME}: unknown argument {other:?}; see --help");
             std::process::exit(2);
@@ -5867,6 +5869,54 @@ fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
             1
         }
     }
+}
+
+/// Connects with the server's own database settings, without serving: what was negotiated
+/// (or why it failed) and how long a connect takes, for operators and bench/run.sh.
+fn run_check_db(args: &[String], env: EnvLookup) -> i32 {
+    let repeat = match args.first().map(|n| n.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            eprintln!("usage: {SERVER_NAME} check-db [N]   (N from 1 to 1000)");
+            return 2;
+        }
+    };
+    let config = match Config::from_env(env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return 2;
+        }
+    };
+    let pool = Pool::new(&config);
+    let mut times = Vec::with_capacity(repeat);
+    let mut described = String::new();
+    for _ in 0..repeat {
+        let started = Instant::now();
+        match pool.database.connect() {
+            Ok((client, negotiated)) => {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                described = negotiated.describe(&pool.database).1;
+                drop(client);
+            }
+            Err(down) => {
+                eprintln!(
+                    "database unavailable: {} (reason: {})",
+                    down.message, down.reason
+                );
+                return 1;
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{described}; connect median {median:.2} ms (min {:.2}, max {:.2}, n={repeat})",
+        times[0],
+        times[times.len() - 1]
+    );
+    0
 }
 
 /// Probes /healthz of a running server, for container HEALTHCHECKs with no shell or curl.

@@ -4,6 +4,7 @@
 #   chromium, chromium-driver (real-browser tests of the sign-in pages and the result view)
 #   postgresql-15-postgis-3   (PostGIS values: geometry, geography, box2d/box3d)
 #   openssl                   (test certificates for TLS to PostgreSQL)
+#   musl-tools                (a musl C compiler for ring in the static musl build)
 # A fresh CI machine has none of them; tests/run calls this first. Idempotent and quiet when
 # everything is present; concurrent runs are serialised with flock. Needs root (or sudo).
 #
@@ -19,6 +20,7 @@ declare -A PROVIDES=(
   [chromium-driver]=/usr/bin/chromedriver
   ["postgresql-$PG_MAJOR-postgis-3"]=/usr/share/postgresql/$PG_MAJOR/extension/postgis.control
   [openssl]=/usr/bin/openssl
+  [musl-tools]=/usr/bin/musl-gcc
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 )
 

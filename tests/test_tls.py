@@ -444,3 +444,13 @@ def test_watchdog_cancel_works_over_tls(tls, start_server):
     sock.close()  # the analyst gave up
     wait_until(lambda: tls.pg.psql(running, db=DB_NAME) == "0", 10, "the watchdog to cancel it over TLS")
     assert "cancelling a backend query" in srv.stderr_text()
+
+
+def test_check_db_reports_what_was_negotiated_and_why_not(tls, pg):
+    tls.reconfigure()
+    r = run_binary(["check-db", "3"], env={"DATABASE_URL": tls.dsn(sslmode="verify-full", sslrootcert=tls.ca())})
+    assert r.returncode == 0, r.stderr
+    assert "TLS 1.3, certificate verified (verify-full); connect median" in r.stdout and "n=3" in r.stdout, r.stdout
+    r = run_binary(["check-db"], env={"DATABASE_URL": tls.dsn(sslmode="verify-full", sslrootcert=tls.ca("other-ca"))})
+    assert r.returncode == 1 and "reason: tls_untrusted_certificate" in r.stderr, r.stderr
+    assert tls.pg.ro_password not in r.stdout + r.stderr
