@@ -2991,20 +2991,18 @@ fn check_function_arguments(
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
-// Database connection: libpq settings, passwords, TLS
+// Database connection: libpq settings and passwords
 // Contract: DATABASE_URL (URL or key=value form) means what it means to libpq, so a DSN that
 // works with psql works here: sslmode disable/allow/prefer (the default)/require/verify-ca/
 // verify-full, sslrootcert (a PEM file or `system`), sslcert + sslkey, sslnegotiation,
 // channel_binding, sslsni, ssl_min/max_protocol_version, and libpq's PGSSL* variables where the
 // DSN is silent. The `postgres` crate knows only disable/prefer/require, so `DbSettings` takes
-// these settings out of the DSN and every connection attempt hands the crate a plain mode plus
-// `PgTls`, a rustls connector (ring provider) that checks the server's certificate as the mode
-// demands and records what was negotiated. Passwords come from the DSN, MCP_DATABASE_PASSWORD_FILE
-// or PGPASSFILE/~/.pgpass, are read at each connect (a rotated secret is picked up) and never
-// appear in a log line, an error or /metrics. A failure is a `DbDown`: a stable reason code plus
-// a message for the operator that names the names (CA, host names, dates, settings).
-// `read_pem_certificates`, `system_root_certificates` and `crypto_provider` are the trust roots
-// and crypto of every outbound TLS connection the server makes.
+// these settings out of the DSN, and `DbSettings::connect` runs libpq's attempts (allow: plain,
+// then TLS; prefer: TLS, then plain), each handing the crate a plain mode plus the TLS section's
+// connector. Passwords come from the DSN, MCP_DATABASE_PASSWORD_FILE or PGPASSFILE/~/.pgpass,
+// are read at each connect (a rotated secret is picked up) and never appear in a log line, an
+// error or /metrics. A failure is a `DbDown`: a stable reason code (for /readyz without a token)
+// and a message for the operator that names the names (settings, CA, host names, dates).
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
 /// libpq's sslmode, in increasing order of protection.
@@ -3037,38 +3035,6 @@ impl SslMode {
             SslMode::VerifyCa => "verify-ca",
             SslMode::VerifyFull => "verify-full",
         }
-    }
-}
-
-/// How much of the server's certificate a connection checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Verify {
-    /// Encrypted, but anyone could be at the other end.
-    #[default]
-    Nothing,
-    /// Signed by a trusted CA (verify-ca, or require/prefer with an sslrootcert file).
-    Chain,
-    /// Signed by a trusted CA and issued for the host we dialled (verify-full).
-    ChainAndName,
-}
-
-/// Trust roots and how to name them in a message.
-#[derive(Debug)]
-struct TrustRoots {
-    store: rustls::RootCertStore,
-    label: String,
-}
-
-/// The client certificate chain and its key (sslcert/sslkey).
-struct ClientIdentity {
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-    label: String,
-}
-
-impl std::fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClientIdentity({}, <key>)", self.label)
     }
 }
 
@@ -3143,9 +3109,6 @@ const LIBPQ_REFUSED_SETTINGS: &[(&str, &str)] = &[
     ("krbsrvname", "GSSAPI/Kerberos is not supported"),
     ("gsslib", "GSSAPI/Kerberos is not supported"),
 ];
-
-const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
-const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// A DSN split into the part the crate parses and the settings handled here.
 #[derive(Debug, Default, PartialEq)]
@@ -3271,51 +3234,68 @@ fn percent_decode(text: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("percent-encoding of {text:?} is not UTF-8"))
 }
 
-impl DbSettings {
-    /// Parses DATABASE_URL with libpq's rules; `env` supplies PGSSL*, PGPASSFILE and HOME.
-    fn from_env(dsn: &str, env: EnvLookup) -> Result<DbSettings, String> {
-        let get = |name: &str| env(name).filter(|v| !v.is_empty());
-        let split = split_dsn(dsn)?;
-        // Each setting and where it came from, for messages.
-        let setting = |key: &str| -> Option<(String, String)> {
-            if let Some(value) = split.own.get(key) {
-                return Some((value.clone(), format!("DATABASE_URL {key}")));
-            }
-            let (_, var) = LIBPQ_TLS_SETTINGS.iter().find(|(k, _)| *k == key)?;
-            get(var).map(|value| (value, var.to_string()))
-        };
-        let mut base: postgres::Config = split
-            .rest
-            .parse()
-            .map_err(|e| format!("not a valid PostgreSQL connection string: {e}"))?;
-        let home = get("HOME").map(std::path::PathBuf::from);
-        let default_file = |name: &str| home.as_ref().map(|h| h.join(".postgresql").join(name));
-        let mut warnings = Vec::new();
+/// The libpq settings of one DSN: the DSN's own, else libpq's environment variable.
+struct LibpqSettings<'a> {
+    dsn: BTreeMap<String, String>,
+    env: EnvLookup<'a>,
+    home: Option<std::path::PathBuf>,
+}
 
-        let root_setting = setting("sslrootcert");
-        let system_roots = root_setting.as_ref().is_some_and(|(v, _)| v == "system");
-        let sslmode = match setting("sslmode") {
-            Some((value, from)) => {
-                let mode = SslMode::ALL
-                    .into_iter()
-                    .find(|m| m.name() == value)
-                    .ok_or_else(|| {
-                        format!("{from}={value:?}: use disable, allow, prefer, require, verify-ca or verify-full")
-                    })?;
-                if system_roots && mode != SslMode::VerifyFull {
-                    return Err(format!(
-                        "weak sslmode \"{value}\" may not be used with sslrootcert=system (use \"verify-full\")"
-                    ));
-                }
-                mode
-            }
-            None if system_roots => SslMode::VerifyFull,
-            None => SslMode::Prefer,
+impl LibpqSettings<'_> {
+    /// (value, where it came from) — the origin names the setting in every message.
+    fn get(&self, key: &str) -> Option<(String, String)> {
+        if let Some(value) = self.dsn.get(key) {
+            return Some((value.clone(), format!("DATABASE_URL {key}")));
+        }
+        let (_, var) = LIBPQ_TLS_SETTINGS.iter().find(|(k, _)| *k == key)?;
+        (self.env)(var).map(|value| (value, var.to_string()))
+    }
+
+    /// One of `choices` (the first is the default).
+    fn choice(&self, key: &str, choices: &[&'static str]) -> Result<&'static str, String> {
+        match self.get(key) {
+            None => Ok(choices[0]),
+            Some((value, from)) => choices
+                .iter()
+                .find(|c| **c == value)
+                .copied()
+                .ok_or_else(|| format!("{from}={value:?}: use {}", choices.join(", "))),
+        }
+    }
+
+    /// libpq's default file under ~/.postgresql.
+    fn default_file(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.home.as_ref().map(|h| h.join(".postgresql").join(name))
+    }
+
+    /// libpq: the default is prefer, or verify-full with sslrootcert=system, which allows no other.
+    fn sslmode(&self) -> Result<SslMode, String> {
+        let system_roots = self.get("sslrootcert").is_some_and(|(v, _)| v == "system");
+        let Some((value, from)) = self.get("sslmode") else {
+            return Ok(if system_roots {
+                SslMode::VerifyFull
+            } else {
+                SslMode::Prefer
+            });
         };
-        let roots = match &root_setting {
+        let mode = SslMode::ALL.into_iter().find(|m| m.name() == value).ok_or_else(|| {
+            format!("{from}={value:?}: use disable, allow, prefer, require, verify-ca or verify-full")
+        })?;
+        if system_roots && mode != SslMode::VerifyFull {
+            return Err(format!(
+                "weak sslmode \"{value}\" may not be used with sslrootcert=system (use \"verify-full\")"
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// The trust roots: a PEM file, the system store, or libpq's default file if it exists.
+    /// verify-ca and verify-full without any are refused, with libpq's advice.
+    fn roots(&self, sslmode: SslMode) -> Result<Option<TrustRoots>, String> {
+        let roots = match self.get("sslrootcert") {
             Some((value, _)) if value == "system" => Some(system_roots_store()?),
-            Some((path, from)) => Some(pem_roots_store(path).map_err(|e| format!("{from}: {e}"))?),
-            None => match default_file("root.crt").filter(|p| p.is_file()) {
+            Some((path, from)) => Some(pem_roots_store(&path).map_err(|e| format!("{from}: {e}"))?),
+            None => match self.default_file("root.crt").filter(|p| p.is_file()) {
                 Some(path) => Some(
                     pem_roots_store(&path.to_string_lossy())
                         .map_err(|e| format!("sslrootcert (default {}): {e}", path.display()))?,
@@ -3324,9 +3304,11 @@ impl DbSettings {
             },
         };
         if sslmode >= SslMode::VerifyCa && roots.is_none() {
-            let path = default_file("root.crt").map_or("~/.postgresql/root.crt".to_string(), |p| {
-                p.display().to_string()
-            });
+            let path = self
+                .default_file("root.crt")
+                .map_or("~/.postgresql/root.crt".to_string(), |p| {
+                    p.display().to_string()
+                });
             return Err(format!(
                 "sslmode={}: root certificate file \"{path}\" does not exist; either provide the file \
                  (sslrootcert=/path/ca.pem), use the system's trusted roots with sslrootcert=system, \
@@ -3334,82 +3316,68 @@ impl DbSettings {
                 sslmode.name()
             ));
         }
+        Ok(roots)
+    }
 
-        let cert_setting = setting("sslcert");
-        let key_setting = setting("sslkey");
-        let identity = match (&cert_setting, &key_setting) {
-            (Some((cert, cert_from)), key) => {
-                let key_path = key
-                    .as_ref()
-                    .map(|(k, from)| (k.clone(), from.clone()))
-                    .or_else(|| {
-                        default_file("postgresql.key")
-                            .map(|p| (p.display().to_string(), "sslkey (default)".into()))
-                    })
-                    .ok_or_else(|| format!("{cert_from} is set but sslkey is not"))?;
-                Some(
-                    load_identity(cert, &key_path.0)
-                        .map_err(|e| format!("{cert_from}/{}: {e}", key_path.1))?,
-                )
+    /// sslcert + sslkey, or libpq's default files when the certificate file exists.
+    fn identity(&self) -> Result<Option<ClientIdentity>, String> {
+        let key = self.get("sslkey");
+        let Some((cert, cert_from)) = self.get("sslcert") else {
+            if let Some((_, from)) = key {
+                return Err(format!("{from} is set but sslcert is not"));
             }
-            (None, Some((_, from))) => return Err(format!("{from} is set but sslcert is not")),
-            (None, None) => match default_file("postgresql.crt").filter(|p| p.is_file()) {
-                Some(cert) => {
-                    let key = default_file("postgresql.key").unwrap_or_default();
-                    Some(
-                        load_identity(&cert.to_string_lossy(), &key.to_string_lossy())
-                            .map_err(|e| format!("sslcert (default {}): {e}", cert.display()))?,
-                    )
-                }
-                None => None,
-            },
+            let Some(cert) = self.default_file("postgresql.crt").filter(|p| p.is_file()) else {
+                return Ok(None);
+            };
+            let key = self.default_file("postgresql.key").unwrap_or_default();
+            return load_identity(&cert.to_string_lossy(), &key.to_string_lossy())
+                .map(Some)
+                .map_err(|e| format!("sslcert (default {}): {e}", cert.display()));
         };
+        let (key, key_from) = key
+            .or_else(|| {
+                let path = self.default_file("postgresql.key")?;
+                Some((path.display().to_string(), "sslkey (default)".to_string()))
+            })
+            .ok_or_else(|| format!("{cert_from} is set but sslkey is not"))?;
+        load_identity(&cert, &key)
+            .map(Some)
+            .map_err(|e| format!("{cert_from}/{key_from}: {e}"))
+    }
 
-        let direct = match setting("sslnegotiation") {
-            None => false,
-            Some((v, _)) if v == "postgres" => false,
-            Some((v, _)) if v == "direct" => {
-                if sslmode < SslMode::Require {
-                    return Err(format!(
-                        "weak sslmode \"{}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")",
-                        sslmode.name()
-                    ));
-                }
-                true
-            }
-            Some((v, from)) => return Err(format!("{from}={v:?}: use postgres or direct")),
-        };
-        base.ssl_negotiation(if direct {
-            postgres::config::SslNegotiation::Direct
-        } else {
-            postgres::config::SslNegotiation::Postgres
-        });
-        match setting("channel_binding") {
-            None => {}
-            Some((v, from)) => {
-                use postgres::config::ChannelBinding;
-                let binding = match v.as_str() {
-                    "disable" => ChannelBinding::Disable,
-                    "prefer" => ChannelBinding::Prefer,
-                    "require" if sslmode == SslMode::Disable => {
-                        return Err(format!(
-                            "{from}=require needs TLS (SCRAM-SHA-256-PLUS binds to the TLS session), but sslmode=disable"
-                        ))
-                    }
-                    "require" => ChannelBinding::Require,
-                    _ => return Err(format!("{from}={v:?}: use disable, prefer or require")),
-                };
-                base.channel_binding(binding);
-            }
+    /// sslnegotiation=direct (TLS from the first byte, PostgreSQL 17) needs require or stronger.
+    fn direct_negotiation(&self, sslmode: SslMode) -> Result<bool, String> {
+        let direct = self.choice("sslnegotiation", &["postgres", "direct"])? == "direct";
+        if direct && sslmode < SslMode::Require {
+            return Err(format!(
+                "weak sslmode \"{}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")",
+                sslmode.name()
+            ));
         }
-        let sni = match setting("sslsni") {
-            None => true,
-            Some((v, _)) if v == "1" => true,
-            Some((v, _)) if v == "0" => false,
-            Some((v, from)) => return Err(format!("{from}={v:?}: use 0 or 1")),
-        };
+        Ok(direct)
+    }
+
+    fn channel_binding(
+        &self,
+        sslmode: SslMode,
+    ) -> Result<postgres::config::ChannelBinding, String> {
+        use postgres::config::ChannelBinding;
+        match self.choice("channel_binding", &["prefer", "disable", "require"])? {
+            "disable" => Ok(ChannelBinding::Disable),
+            "require" if sslmode == SslMode::Disable => Err(
+                "channel_binding=require needs TLS (SCRAM-SHA-256-PLUS binds to the TLS session), but sslmode=disable".into(),
+            ),
+            "require" => Ok(ChannelBinding::Require),
+            _ => Ok(ChannelBinding::Prefer),
+        }
+    }
+
+    /// rustls speaks TLS 1.2 and 1.3 (libpq's default minimum is 1.2 as well).
+    fn protocol_versions(
+        &self,
+    ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
         let version = |key: &str| -> Result<Option<u8>, String> {
-            match setting(key) {
+            match self.get(key) {
                 None => Ok(None),
                 Some((v, from)) => match v.as_str() {
                     "TLSv1" | "TLSv1.1" | "TLSv1.2" => Ok(Some(2)),
@@ -3418,68 +3386,61 @@ impl DbSettings {
                 },
             }
         };
-        // rustls speaks TLS 1.2 and 1.3 only (libpq's default minimum is 1.2 as well).
-        let versions: &'static [&'static rustls::SupportedProtocolVersion] = match (
+        match (
             version("ssl_min_protocol_version")?,
             version("ssl_max_protocol_version")?,
         ) {
             (Some(3), Some(2)) => {
-                return Err("ssl_min_protocol_version is above ssl_max_protocol_version".into())
+                Err("ssl_min_protocol_version is above ssl_max_protocol_version".into())
             }
-            (Some(3), _) => TLS13_ONLY,
-            (_, Some(2)) => TLS12_ONLY,
-            _ => rustls::ALL_VERSIONS,
-        };
-        if let Some((v, from)) = setting("sslcompression").filter(|(v, _)| v != "0" && v != "1") {
-            return Err(format!(
-                "{from}={v:?}: use 0 or 1 (TLS compression is never used)"
-            ));
+            (Some(3), _) => Ok(TLS13_ONLY),
+            (_, Some(2)) => Ok(TLS12_ONLY),
+            _ => Ok(rustls::ALL_VERSIONS),
         }
-        match setting("gssencmode") {
-            None => {}
-            Some((v, _)) if v == "disable" || v == "prefer" => {}
-            Some((v, from)) if v == "require" => {
-                return Err(format!(
-                    "{from}=require: GSSAPI encryption is not supported; use TLS (sslmode)"
-                ))
-            }
-            Some((v, from)) => return Err(format!("{from}={v:?}: use disable, prefer or require")),
+    }
+
+    /// Settings libpq accepts that change nothing here: checked, so a typo is still caught.
+    fn check_inert(&self) -> Result<(), String> {
+        self.choice("sslcompression", &["0", "1"])?;
+        if self.choice("gssencmode", &["prefer", "disable", "require"])? == "require" {
+            return Err(
+                "gssencmode=require: GSSAPI encryption is not supported; use TLS (sslmode)".into(),
+            );
         }
+        Ok(())
+    }
+}
 
-        let password_file = get("MCP_DATABASE_PASSWORD_FILE");
-        let password = match password_file {
-            Some(_) if base.get_password().is_some() => return Err(
-                "DATABASE_URL carries a password and MCP_DATABASE_PASSWORD_FILE is set: keep one"
-                    .into(),
-            ),
-            Some(path) => {
-                read_password_file(&path)?;
-                PasswordSource::File(path)
-            }
-            None if base.get_password().is_some() => PasswordSource::Dsn,
-            None => {
-                let path = get("PGPASSFILE")
-                    .map(std::path::PathBuf::from)
-                    .or_else(|| home.as_ref().map(|h| h.join(".pgpass")));
-                match path {
-                    Some(path) if path.exists() => {
-                        if let Err(why) = check_pgpass_file(&path) {
-                            warnings.push(why);
-                        }
-                        PasswordSource::PgPass(path)
-                    }
-                    _ => PasswordSource::Dsn,
-                }
-            }
+impl DbSettings {
+    /// Parses DATABASE_URL with libpq's rules; `env` supplies PGSSL*, PGPASSFILE and HOME.
+    fn from_env(dsn: &str, env: EnvLookup) -> Result<DbSettings, String> {
+        let get = |name: &str| env(name).filter(|v| !v.is_empty());
+        let split = split_dsn(dsn)?;
+        let mut base: postgres::Config = split
+            .rest
+            .parse()
+            .map_err(|e| format!("not a valid PostgreSQL connection string: {e}"))?;
+        let settings = LibpqSettings {
+            dsn: split.own,
+            env: &get,
+            home: get("HOME").map(std::path::PathBuf::from),
         };
-
-        let hosts = base.get_hosts();
-        let is_unix = |h: &postgres::config::Host| matches!(h, postgres::config::Host::Unix(_));
-        let unix_only = !hosts.is_empty() && hosts.iter().all(is_unix);
-        let local_only = hosts.iter().all(|h| match h {
-            postgres::config::Host::Tcp(name) => is_loopback_host(name),
-            postgres::config::Host::Unix(_) => true,
-        }) && base.get_hostaddrs().iter().all(|a| a.is_loopback());
+        let sslmode = settings.sslmode()?;
+        let roots = settings.roots(sslmode)?;
+        let identity = settings.identity()?;
+        let direct = settings.direct_negotiation(sslmode)?;
+        base.ssl_negotiation(if direct {
+            postgres::config::SslNegotiation::Direct
+        } else {
+            postgres::config::SslNegotiation::Postgres
+        });
+        base.channel_binding(settings.channel_binding(sslmode)?);
+        let sni = settings.choice("sslsni", &["1", "0"])? == "1";
+        let versions = settings.protocol_versions()?;
+        settings.check_inert()?;
+        let mut warnings = Vec::new();
+        let password = password_source(&base, &get, settings.home.as_deref(), &mut warnings)?;
+        let (unix_only, local_only) = host_kinds(&base);
         if unix_only && sslmode >= SslMode::Require {
             warnings.push(format!(
                 "sslmode={} has no effect over a Unix socket (as with libpq): the connection is local and unencrypted",
@@ -3689,22 +3650,6 @@ impl DbSettings {
     }
 }
 
-/// The server's verdict on our client certificate, sent as a TLS alert: during the handshake
-/// with TLS 1.2, on the first read after it with TLS 1.3.
-fn client_certificate_refused(identity: Option<&str>, alert: rustls::AlertDescription) -> DbDown {
-    use rustls::AlertDescription as A;
-    let message = match (identity, alert) {
-            (None, A::CertificateRequired) => "the server requires a client certificate: set sslcert and sslkey in DATABASE_URL (or PGSSLCERT/PGSSLKEY)".to_string(),
-            (Some(label), A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::DecryptError) => format!(
-                "the server refused our client certificate ({label}): it is not signed by a CA in the server's ssl_ca_file (TLS alert {alert:?})"
-            ),
-            (Some(label), A::CertificateExpired) => format!("the server refused our client certificate ({label}): it has expired"),
-            (Some(label), _) => format!("the server refused our client certificate ({label}): TLS alert {alert:?}"),
-            (None, _) => format!("the server ended the TLS session: TLS alert {alert:?}"),
-        };
-    DbDown::new("client_certificate_refused", message)
-}
-
 /// One failed connection attempt, and what decides libpq's second try.
 struct AttemptFailure {
     down: DbDown,
@@ -3712,23 +3657,53 @@ struct AttemptFailure {
     server_answered: bool,
 }
 
-/// A TLS alert the server sent, found inside a driver I/O error.
-fn received_alert(error: &DbError) -> Option<rustls::AlertDescription> {
-    let mut source = std::error::Error::source(error);
-    while let Some(current) = source {
-        if let Some(rustls::Error::AlertReceived(alert)) = current.downcast_ref::<rustls::Error>() {
-            return Some(*alert);
+/// Where the password comes from: DATABASE_URL, MCP_DATABASE_PASSWORD_FILE (never both), or
+/// libpq's password file when it exists.
+fn password_source(
+    base: &postgres::Config,
+    env: EnvLookup,
+    home: Option<&std::path::Path>,
+    warnings: &mut Vec<String>,
+) -> Result<PasswordSource, String> {
+    let in_dsn = base.get_password().is_some();
+    match env("MCP_DATABASE_PASSWORD_FILE") {
+        Some(_) if in_dsn => Err(
+            "DATABASE_URL carries a password and MCP_DATABASE_PASSWORD_FILE is set: keep one"
+                .into(),
+        ),
+        Some(path) => {
+            read_password_file(&path)?;
+            Ok(PasswordSource::File(path))
         }
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            if let Some(rustls::Error::AlertReceived(alert)) =
-                io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
-            {
-                return Some(*alert);
+        None if in_dsn => Ok(PasswordSource::Dsn),
+        None => {
+            let path = env("PGPASSFILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| home.map(|h| h.join(".pgpass")));
+            match path {
+                Some(path) if path.exists() => {
+                    if let Err(why) = check_pgpass_file(&path) {
+                        warnings.push(why);
+                    }
+                    Ok(PasswordSource::PgPass(path))
+                }
+                _ => Ok(PasswordSource::Dsn),
             }
         }
-        source = current.source();
     }
-    None
+}
+
+/// (every host is a Unix socket, every host is local): libpq never uses TLS on a Unix socket,
+/// and plaintext to a local host is no cause for a warning.
+fn host_kinds(base: &postgres::Config) -> (bool, bool) {
+    use postgres::config::Host;
+    let hosts = base.get_hosts();
+    let unix_only = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+    let local_only = hosts.iter().all(|h| match h {
+        Host::Tcp(name) => is_loopback_host(name),
+        Host::Unix(_) => true,
+    }) && base.get_hostaddrs().iter().all(|a| a.is_loopback());
+    (unix_only, local_only)
 }
 
 /// The password file's content without its trailing newline (Docker and Kubernetes secrets).
@@ -3819,6 +3794,126 @@ fn split_pgpass_line(line: &str) -> Vec<String> {
         }
     }
     fields
+}
+
+/// What one connection negotiated: TLS protocol and certificate check, or plaintext.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Negotiated {
+    tls: Option<(&'static str, Verify)>,
+}
+
+impl Negotiated {
+    /// For the gauge: 0 plaintext, 1 encrypted only, 2 CA checked, 3 CA and host name checked.
+    fn level(self) -> i32 {
+        match self.tls {
+            None => 0,
+            Some((_, Verify::Nothing)) => 1,
+            Some((_, Verify::Chain)) => 2,
+            Some((_, Verify::ChainAndName)) => 3,
+        }
+    }
+
+    /// The start-up line: (level, message).
+    fn describe(self, settings: &DbSettings) -> (&'static str, String) {
+        let mode = settings.sslmode.name();
+        match self.tls {
+            Some((protocol, Verify::ChainAndName)) => {
+                ("info", format!("database connection: {protocol}, certificate verified (verify-full)"))
+            }
+            Some((protocol, Verify::Chain)) => ("info", format!(
+                "database connection: {protocol}, certificate verified against the CA, host name not checked (sslmode={mode})"
+            )),
+            Some((protocol, Verify::Nothing)) => ("warn", format!(
+                "database connection: {protocol} encrypted, certificate NOT verified (sslmode={mode}); use verify-full with sslrootcert to know who you talk to"
+            )),
+            None if settings.local_only => ("info", format!("database connection: unencrypted (sslmode={mode}, local)")),
+            None => ("warn", format!(
+                "database connection: unencrypted (sslmode={mode}) to a host that is not loopback: passwords and data cross the network in clear"
+            )),
+        }
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// TLS to PostgreSQL
+// Contract: `PgTls` is the driver's TLS hook for one connection or cancel request: rustls with
+// the ring provider over tokio-rustls (the driver's runtime). `ServerCertificateCheck` checks the
+// server's certificate as far as the sslmode asks (nothing; the chain; the chain and the host
+// name), webpki making every trust decision, and explains a refusal in the operator's terms;
+// `HandshakeRecord` tells the caller what was negotiated or why not; `PgTlsStream` gives the
+// driver the tls-server-end-point channel binding. `crypto_provider`, `read_pem_certificates`
+// and `system_root_certificates` are the crypto and trust roots of every outbound TLS connection
+// the server makes, whatever the client.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// How much of the server's certificate a connection checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Verify {
+    /// Encrypted, but anyone could be at the other end.
+    #[default]
+    Nothing,
+    /// Signed by a trusted CA (verify-ca, or require/prefer with an sslrootcert file).
+    Chain,
+    /// Signed by a trusted CA and issued for the host we dialled (verify-full).
+    ChainAndName,
+}
+
+/// Trust roots and how to name them in a message.
+#[derive(Debug)]
+struct TrustRoots {
+    store: rustls::RootCertStore,
+    label: String,
+}
+
+/// The client certificate chain and its key (sslcert/sslkey).
+struct ClientIdentity {
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    label: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientIdentity({}, <key>)", self.label)
+    }
+}
+
+const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// The server's verdict on our client certificate, sent as a TLS alert: during the handshake
+/// with TLS 1.2, on the first read after it with TLS 1.3.
+fn client_certificate_refused(identity: Option<&str>, alert: rustls::AlertDescription) -> DbDown {
+    use rustls::AlertDescription as A;
+    let message = match (identity, alert) {
+            (None, A::CertificateRequired) => "the server requires a client certificate: set sslcert and sslkey in DATABASE_URL (or PGSSLCERT/PGSSLKEY)".to_string(),
+            (Some(label), A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::DecryptError) => format!(
+                "the server refused our client certificate ({label}): it is not signed by a CA in the server's ssl_ca_file (TLS alert {alert:?})"
+            ),
+            (Some(label), A::CertificateExpired) => format!("the server refused our client certificate ({label}): it has expired"),
+            (Some(label), _) => format!("the server refused our client certificate ({label}): TLS alert {alert:?}"),
+            (None, _) => format!("the server ended the TLS session: TLS alert {alert:?}"),
+        };
+    DbDown::new("client_certificate_refused", message)
+}
+
+/// A TLS alert the server sent, found inside a driver I/O error.
+fn received_alert(error: &DbError) -> Option<rustls::AlertDescription> {
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        if let Some(rustls::Error::AlertReceived(alert)) = current.downcast_ref::<rustls::Error>() {
+            return Some(*alert);
+        }
+        if let Some(io) = current.downcast_ref::<io::Error>() {
+            if let Some(rustls::Error::AlertReceived(alert)) =
+                io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
+                return Some(*alert);
+            }
+        }
+        source = current.source();
+    }
+    None
 }
 
 /// libpq refuses a private key that others can read: u=rw (0600) or less if owned by the
@@ -3945,44 +4040,6 @@ fn pem_roots_store(path: &str) -> Result<TrustRoots, String> {
 
 fn system_roots_store() -> Result<TrustRoots, String> {
     roots_store(system_root_certificates()?, "the system trust store".into())
-}
-
-/// What one connection negotiated: TLS protocol and certificate check, or plaintext.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Negotiated {
-    tls: Option<(&'static str, Verify)>,
-}
-
-impl Negotiated {
-    /// For the gauge: 0 plaintext, 1 encrypted only, 2 CA checked, 3 CA and host name checked.
-    fn level(self) -> i32 {
-        match self.tls {
-            None => 0,
-            Some((_, Verify::Nothing)) => 1,
-            Some((_, Verify::Chain)) => 2,
-            Some((_, Verify::ChainAndName)) => 3,
-        }
-    }
-
-    /// The start-up line: (level, message).
-    fn describe(self, settings: &DbSettings) -> (&'static str, String) {
-        let mode = settings.sslmode.name();
-        match self.tls {
-            Some((protocol, Verify::ChainAndName)) => {
-                ("info", format!("database connection: {protocol}, certificate verified (verify-full)"))
-            }
-            Some((protocol, Verify::Chain)) => ("info", format!(
-                "database connection: {protocol}, certificate verified against the CA, host name not checked (sslmode={mode})"
-            )),
-            Some((protocol, Verify::Nothing)) => ("warn", format!(
-                "database connection: {protocol} encrypted, certificate NOT verified (sslmode={mode}); use verify-full with sslrootcert to know who you talk to"
-            )),
-            None if settings.local_only => ("info", format!("database connection: unencrypted (sslmode={mode}, local)")),
-            None => ("warn", format!(
-                "database connection: unencrypted (sslmode={mode}) to a host that is not loopback: passwords and data cross the network in clear"
-            )),
-        }
-    }
 }
 
 /// What the connector saw during one connect: filled in by the handshake and the verifier.
