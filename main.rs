@@ -6797,6 +6797,169 @@ mod tests {
         );
     }
 
+    /// A certificate made with openssl for these tests: ecdsa-with-SHA384, issued by
+    /// "O=Example, CN=Example Test CA" to CN=db.example.com, 2026-12-01 until 2036-11-28.
+    const TEST_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBkDCCATegAwIBAgIBATAKBggqhkjOPQQDAzAsMRAwDgYDVQQKDAdFeGFtcGxl
+MRgwFgYDVQQDDA9FeGFtcGxlIFRlc3QgQ0EwHhcNMjYxMjAxMTAwMDQxWhcNMzYx
+MTI4MTAwMDQxWjAZMRcwFQYDVQQDDA5kYi5leGFtcGxlLmNvbTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABMhzyxO0ddanf7WzciWNtFnIMdoY4p1FkoCZnVMD0FqU
+yAW9xUHhdeKzpN+Yk3myIceHFE+ys4bZeM6USEgQBtajXTBbMBkGA1UdEQQSMBCC
+DmRiLmV4YW1wbGUuY29tMB0GA1UdDgQWBBSBYIGZifvS7mPpAz9mbFsBwPyI4TAf
+BgNVHSMEGDAWgBTvpsuxVNxh2PVQM7/rCvmPNWh67zAKBggqhkjOPQQDAwNHADBE
+AiAhoDLKoqoff96Puuq/IXT2BAudOyuMH76miGGnnOc+VgIgRvlo7eyqIWmEidzH
+CkEpgUtEWNoaFY+f6dB2brfYBAw=
+-----END CERTIFICATE-----
+";
+
+    fn test_cert_der() -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(TEST_CERT_PEM.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn certificate_summary_reads_names_and_dates() {
+        let summary = CertificateSummary::parse(&test_cert_der()).unwrap();
+        assert_eq!(summary.issuer, "O=Example, CN=Example Test CA");
+        assert_eq!(summary.subject, "CN=db.example.com");
+        assert_eq!(summary.not_before, "2026-12-01 10:00:41 UTC");
+        assert_eq!(summary.not_after, "2036-11-28 10:00:41 UTC");
+        // truncated or garbage input is no certificate, never a panic
+        let der = test_cert_der();
+        for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
+            assert!(
+                CertificateSummary::parse(&der[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
+        assert!(CertificateSummary::parse(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        let generalized = der_time((0x18, untrusted::Input::from(b"20510102030405Z")));
+        assert_eq!(generalized, "2051-01-02 03:04:05 UTC");
+    }
+
+    #[test]
+    fn channel_binding_hashes_the_certificate_with_its_signature_hash() {
+        // ecdsa-with-SHA384: RFC 5929 tls-server-end-point is the SHA-384 of the DER (as
+        // `openssl x509 -outform der | sha384sum` computes it)
+        assert_eq!(
+            hex(&tls_server_end_point(&test_cert_der()).unwrap()),
+            "0b58ae992d78bc3993016d7ba1abbaa1d262e77a21bd6a3af56933d25430625b4c21d15d3f5ee584d1237d605c8263db"
+        );
+        assert_eq!(tls_server_end_point(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn tls_settings_leave_the_dsn_and_the_rest_stays() {
+        let url = split_dsn("postgresql://u:p?w@h:5432/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fca.pem").unwrap();
+        assert_eq!(url.rest, "postgresql://u:p?w@h:5432/db?application_name=x");
+        assert_eq!(
+            url.own.get("sslmode").map(String::as_str),
+            Some("verify-full")
+        );
+        assert_eq!(
+            url.own.get("sslrootcert").map(String::as_str),
+            Some("/ca.pem")
+        );
+        let bare = split_dsn("postgres://h/db").unwrap();
+        assert_eq!((bare.rest.as_str(), bare.own.len()), ("postgres://h/db", 0));
+        let kv =
+            split_dsn(r"host=h  password = 'it''s \' a\\b' sslmode=require dbname=d").unwrap_err();
+        assert!(kv.contains("missing"), "{kv}"); // '' is not an escape in libpq's grammar
+        let kv = split_dsn(r"host=h password = 'it\'s a\\b' sslmode=require dbname=d").unwrap();
+        assert_eq!(kv.rest, r"host='h' password='it\'s a\\b' dbname='d'");
+        assert_eq!(kv.own.get("sslmode").map(String::as_str), Some("require"));
+        let parsed: postgres::Config = kv.rest.parse().unwrap();
+        assert_eq!(parsed.get_password(), Some(&b"it's a\\b"[..]));
+        assert!(split_dsn("host=h sslpassword=x")
+            .unwrap_err()
+            .contains("encrypted client keys"));
+        assert!(split_dsn("host=h password='open")
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(split_dsn("postgresql://h/db?sslmode=%zz")
+            .unwrap_err()
+            .contains("percent"));
+    }
+
+    #[test]
+    fn libpq_rules_for_tls_settings() {
+        let settings = |dsn: &str, vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let env =
+                move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            DbSettings::from_env(dsn, &env)
+        };
+        let url = "postgresql://u:p@db.example.com/app";
+        assert_eq!(settings(url, &[]).unwrap().sslmode, SslMode::Prefer);
+        assert_eq!(
+            settings(url, &[("PGSSLMODE", "require")]).unwrap().sslmode,
+            SslMode::Require
+        );
+        let dsn_wins = settings(
+            &format!("{url}?sslmode=disable"),
+            &[("PGSSLMODE", "require")],
+        );
+        assert_eq!(dsn_wins.unwrap().sslmode, SslMode::Disable);
+        let cases = [
+            ("?sslmode=verify", "DATABASE_URL sslmode=\"verify\""),
+            (
+                "?sslmode=require&sslrootcert=system",
+                "weak sslmode \"require\"",
+            ),
+            (
+                "?sslnegotiation=direct",
+                "weak sslmode \"prefer\" may not be used with sslnegotiation=direct",
+            ),
+            ("?sslmode=disable&channel_binding=require", "needs TLS"),
+            ("?sslmode=verify-ca", "root certificate file"),
+            ("?sslkey=/k.pem", "sslkey is set but sslcert is not"),
+            (
+                "?ssl_min_protocol_version=TLSv1.3&ssl_max_protocol_version=TLSv1.2",
+                "above",
+            ),
+            ("?sslsni=2", "use 1, 0"),
+        ];
+        for (query, needle) in cases {
+            let error =
+                settings(&format!("{url}{query}"), &[("HOME", "/nonexistent")]).unwrap_err();
+            assert!(error.contains(needle), "{query}: {error}");
+        }
+        let error = settings(url, &[("PGSSLMODE", "bogus")]).unwrap_err();
+        assert!(error.starts_with("PGSSLMODE=\"bogus\""), "{error}");
+        let unix = settings("host=/run/postgresql dbname=app sslmode=require", &[]).unwrap();
+        assert!(unix.unix_only && unix.local_only && !unix.warnings.is_empty());
+        assert!(!settings(url, &[]).unwrap().local_only);
+        let secret =
+            settings(url, &[("MCP_DATABASE_PASSWORD_FILE", "/nonexistent/pw")]).unwrap_err();
+        assert!(secret.contains("keep one"), "{secret}");
+    }
+
+    #[test]
+    fn pgpass_lines_and_matching() {
+        assert_eq!(
+            split_pgpass_line(r"h\:1:*:db:u:p\\w:x"),
+            ["h:1", "*", "db", "u", r"p\w:x"]
+        );
+        let path = std::env::temp_dir().join(format!("amcp-pgpass-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nother:*:*:*:no\n*:5432:app:alice:yes\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
+        let config: postgres::Config = "host=db.example.com user=alice dbname=app".parse().unwrap();
+        assert_eq!(pgpass_lookup(&path, &config).as_deref(), Some("yes"));
+        let config: postgres::Config = "host=db.example.com user=bob dbname=app port=6432"
+            .parse()
+            .unwrap();
+        assert_eq!(pgpass_lookup(&path, &config).as_deref(), Some("fallback"));
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn semaphore_bounds_and_times_out() {
         let semaphore = Semaphore::new(1);
