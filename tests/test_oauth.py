@@ -48,7 +48,8 @@ def srv(server_factory, tmp_path_factory, key, tokens_file):
 
 
 def fresh_ip() -> str:
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    """An address of its own /64 (the throttle counts an IPv6 /64 as one address)."""
+    return f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
 
 
 @pytest.fixture
