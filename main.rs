@@ -2234,9 +2234,10 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             (ParamKind::Names { max, choices }, Some(Value::Array(items)))
                 if items.len() <= max && items.iter().all(Value::is_string) =>
             {
-                let unknown = items.iter().filter_map(Value::as_str).find(|item| {
-                    !choices.is_empty() && !choices.contains(item)
-                });
+                let unknown = items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .find(|item| !choices.is_empty() && !choices.contains(item));
                 if let Some(unknown) = unknown {
                     return Err(wrong(&format!(
                         "a list of {} (not {unknown:?})",
@@ -2494,7 +2495,8 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
 fn tool_list_schemas(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let readable = ctx.config().readable_schemas.clone();
     let after = cursor_text(args, "list_schemas", &[])?;
-    let limits = PageLimits::new(ctx.config().max_result_bytes);
+    let limits =
+        PageLimits::new(ctx.config().max_result_bytes).leaving_room(16, "list_schemas", &[]);
     let page = ctx.read_only(|session| {
         session.json_page(
             &LIST_SCHEMAS_SQL,
@@ -2510,7 +2512,11 @@ fn tool_list_tables(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, T
     let schema = args.text("schema").unwrap_or("");
     let readable = ctx.config().readable_schemas.clone();
     let after = cursor_text(args, "list_tables", &[schema])?;
-    let limits = PageLimits::new(ctx.config().max_result_bytes);
+    let limits = PageLimits::new(ctx.config().max_result_bytes).leaving_room(
+        32 + schema.len() * 2,
+        "list_tables",
+        &[schema],
+    );
     let page = ctx.read_only(|session| {
         let page = session.json_page(
             &LIST_TABLES_SQL,
@@ -2544,7 +2550,11 @@ fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
     );
     let readable = ctx.config().readable_schemas.clone();
     let after = cursor_number(args, "describe_table", &[schema, table])?;
-    let limits = PageLimits::new(ctx.config().max_result_bytes);
+    let limits = PageLimits::new(ctx.config().max_result_bytes).leaving_room(
+        32,
+        "describe_table",
+        &[schema, table],
+    );
     let (head, keys, page) = ctx.read_only(|session| {
         let found = session.client.query_opt(
             DESCRIBE_TABLE_SQL.as_str(),
@@ -2557,7 +2567,9 @@ fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         // The header and the keys are small: compacted, they leave the budget to the columns.
         let columns_limits = PageLimits {
-            budget: limits.budget.saturating_sub((head.len() + keys.len()) as u64),
+            budget: limits
+                .budget
+                .saturating_sub((head.len() + keys.len()) as u64),
             ..limits
         };
         let page = session.json_page(
@@ -2581,16 +2593,12 @@ fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
     let wanted = explicit.clone().unwrap_or_else(|| "reporting".into());
     let fall_back = explicit.is_none();
     let readable = ctx.config().readable_schemas.clone();
-    let after = cursor_key(args, "list_functions", &[&wanted])?;
-    let (after_name, after_arguments) = match &after {
-        None => (None, None),
-        Some(Value::Array(key)) if key.len() == 2 && key.iter().all(Value::is_string) => (
-            key[0].as_str().map(String::from),
-            key[1].as_str().map(String::from),
-        ),
-        Some(_) => return Err(foreign_cursor()),
-    };
-    let limits = PageLimits::new(ctx.config().max_result_bytes);
+    let offset = i64::from(cursor_number(args, "list_functions", &[&wanted])?.unwrap_or(0));
+    let limits = PageLimits::new(ctx.config().max_result_bytes).leaving_room(
+        32 + wanted.len() * 2,
+        "list_functions",
+        &[&wanted],
+    );
     let (schema, page) = ctx.read_only(|session| {
         let chosen = session.client.query_opt(
             CHOOSE_FUNCTION_SCHEMA_SQL.as_str(),
@@ -2605,8 +2613,7 @@ fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
             &[
                 &readable,
                 &schema,
-                &after_name,
-                &after_arguments,
+                &offset,
                 &limits.comment_chars,
                 &limits.rows,
             ],
@@ -2672,6 +2679,8 @@ fn relation_not_found(
 
 /// The smallest item a listing produces: bounds how many rows a page asks PostgreSQL for.
 const MIN_ITEM_BYTES: u64 = 40;
+/// The longest key a cursor carries (a name of at most 63 bytes, JSON-escaped, or a number).
+const MAX_KEY_BYTES: usize = 400;
 
 /// What one page may hold, derived from MCP_MAX_RESULT_BYTES (and a caller's limit).
 #[derive(Clone, Copy)]
@@ -2691,6 +2700,16 @@ struct PageLimits {
 impl PageLimits {
     fn new(budget: u64) -> PageLimits {
         PageLimits::with_items(budget, budget / MIN_ITEM_BYTES + 1, "max_bytes")
+    }
+
+    /// The same limits with room left for what surrounds the items: `around` bytes of the
+    /// answer's other fields, and the paging fields (whose cursor repeats the call's scope).
+    fn leaving_room(self, around: usize, tool: &str, scope: &[&str]) -> PageLimits {
+        let tail = 100 + (json!([tool, scope]).to_string().len() + MAX_KEY_BYTES) * 4 / 3;
+        PageLimits {
+            budget: self.budget.saturating_sub((around + tail) as u64),
+            ..self
+        }
     }
 
     /// At most `items` items (a caller's limit) and what fits the budget.
@@ -2720,7 +2739,10 @@ impl Page {
     /// Closes an answer opened by `head` (an object missing its final `}`) with the paging
     /// fields: truncated, truncated_reason, next_cursor.
     fn finish(self, mut head: String, tool: &str, scope: &[&str]) -> ToolOutput {
-        let cursor = self.next.as_ref().map(|key| encode_cursor(tool, scope, key));
+        let cursor = self
+            .next
+            .as_ref()
+            .map(|key| encode_cursor(tool, scope, key));
         let _ = write!(
             head,
             r#","truncated":{},"truncated_reason":{},"next_cursor":{}}}"#,
@@ -2768,7 +2790,11 @@ impl Session<'_> {
             if page.count > 0 {
                 let full = page.count as u64 >= limits.items;
                 if full || (page.items.len() + item.len() + 1) as u64 > limits.budget {
-                    page.truncated = Some(if full { limits.items_reason } else { "max_bytes" });
+                    page.truncated = Some(if full {
+                        limits.items_reason
+                    } else {
+                        "max_bytes"
+                    });
                     page.next = last_key.take();
                     break;
                 }
@@ -2783,11 +2809,7 @@ impl Session<'_> {
 }
 
 /// The `cursor` argument decoded for `tool` and the arguments in `scope`: None without one.
-fn cursor_key(
-    args: &Arguments,
-    tool: &str,
-    scope: &[&str],
-) -> Result<Option<Value>, ToolFailure> {
+fn cursor_key(args: &Arguments, tool: &str, scope: &[&str]) -> Result<Option<Value>, ToolFailure> {
     let Some(cursor) = args.text("cursor") else {
         return Ok(None);
     };
@@ -2830,11 +2852,7 @@ fn cursor_text(
 }
 
 /// A cursor whose key is a position (a column number, an offset).
-fn cursor_number(
-    args: &Arguments,
-    tool: &str,
-    scope: &[&str],
-) -> Result<Option<i32>, ToolFailure> {
+fn cursor_number(args: &Arguments, tool: &str, scope: &[&str]) -> Result<Option<i32>, ToolFailure> {
     match cursor_key(args, tool, scope)? {
         None => Ok(None),
         Some(key) => key
@@ -2852,8 +2870,7 @@ fn encode_cursor(tool: &str, scope: &[&str], key: &Value) -> String {
 
 /// base64url without padding (RFC 4648 §5); base64_decode reads it back.
 fn base64url_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -2973,14 +2990,19 @@ fn tool_explain(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolF
         "EXPLAIN (FORMAT JSON, VERBOSE, ANALYZE {analyze}, BUFFERS {buffers})\n{statement}"
     );
     let (mut plan, relations) = ctx.read_only(|session| {
-        let JsonText(text) = session.client.query_one(explain.as_str(), &[])?.try_get(0)?;
+        let JsonText(text) = session
+            .client
+            .query_one(explain.as_str(), &[])?
+            .try_get(0)?;
         let plan: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let scanned = seq_scanned_relations(&plan);
         let relations = if scanned.is_empty() {
             Vec::new()
         } else {
-            let (schemas, names): (Vec<&str>, Vec<&str>) =
-                scanned.iter().map(|(s, n)| (s.as_str(), n.as_str())).unzip();
+            let (schemas, names): (Vec<&str>, Vec<&str>) = scanned
+                .iter()
+                .map(|(s, n)| (s.as_str(), n.as_str()))
+                .unzip();
             session
                 .client
                 .query(RELATION_SIZES_SQL, &[&schemas, &names])?
@@ -3042,7 +3064,12 @@ fn plan_nodes(plan: &Value) -> Vec<&Map<String, Value>> {
     fn walk<'a>(node: &'a Value, out: &mut Vec<&'a Map<String, Value>>) {
         if let Some(object) = node.as_object() {
             out.push(object);
-            for child in object.get("Plans").and_then(Value::as_array).into_iter().flatten() {
+            for child in object
+                .get("Plans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 walk(child, out);
             }
         }
@@ -3103,7 +3130,9 @@ fn node_label(node: &Map<String, Value>) -> (String, Option<String>) {
     let text = |key: &str| node.get(key).and_then(Value::as_str);
     let kind = text("Node Type").unwrap_or("?").to_string();
     let relation = match (text("Schema"), text("Relation Name")) {
-        (Some(schema), Some(name)) => Some(format!("{}.{}", display_ident(schema), display_ident(name))),
+        (Some(schema), Some(name)) => {
+            Some(format!("{}.{}", display_ident(schema), display_ident(name)))
+        }
         (None, Some(name)) => Some(display_ident(name)),
         _ => text("CTE Name")
             .or(text("Function Name"))
@@ -3145,12 +3174,21 @@ fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSiz
     let total_cost = node_number(root, "Total Cost");
     let mut summary = Map::new();
     summary.insert("total_cost".into(), json!(round_to(total_cost, 2)));
-    summary.insert("startup_cost".into(), json!(round_to(node_number(root, "Startup Cost"), 2)));
-    summary.insert("estimated_rows".into(), json!(node_number(root, "Plan Rows") as u64));
+    summary.insert(
+        "startup_cost".into(),
+        json!(round_to(node_number(root, "Startup Cost"), 2)),
+    );
+    summary.insert(
+        "estimated_rows".into(),
+        json!(node_number(root, "Plan Rows") as u64),
+    );
     if analyze {
         let rows = node_number(root, "Actual Rows") * node_number(root, "Actual Loops");
         summary.insert("actual_rows".into(), json!(rows as u64));
-        for (key, field) in [("planning_time_ms", "Planning Time"), ("execution_time_ms", "Execution Time")] {
+        for (key, field) in [
+            ("planning_time_ms", "Planning Time"),
+            ("execution_time_ms", "Execution Time"),
+        ] {
             let ms = statement.get(field).and_then(Value::as_f64).unwrap_or(0.0);
             summary.insert(key.into(), json!(round_to(ms, 3)));
         }
@@ -3167,8 +3205,12 @@ fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSiz
     // A node's own share: its total minus its children's (times loops, when analysed).
     let own = |node: &Map<String, Value>| {
         let cost = node_number(node, "Total Cost")
-            - node_children(node).map(|c| node_number(c, "Total Cost")).sum::<f64>();
-        let time = |n: &Map<String, Value>| node_number(n, "Actual Total Time") * node_number(n, "Actual Loops");
+            - node_children(node)
+                .map(|c| node_number(c, "Total Cost"))
+                .sum::<f64>();
+        let time = |n: &Map<String, Value>| {
+            node_number(n, "Actual Total Time") * node_number(n, "Actual Loops")
+        };
         let own_time = time(node) - node_children(node).map(time).sum::<f64>();
         (cost.max(0.0), own_time.max(0.0))
     };
@@ -3178,11 +3220,20 @@ fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSiz
             let (cost, time) = own(node);
             (*node, cost, time)
         })
-        .filter(|(_, cost, time)| if analyze { *time > 0.0 || *cost > 0.0 } else { *cost > 0.0 })
+        .filter(|(_, cost, time)| {
+            if analyze {
+                *time > 0.0 || *cost > 0.0
+            } else {
+                *cost > 0.0
+            }
+        })
         .collect();
     ranked.sort_by(|a, b| {
-        let key = |x: &(&Map<String, Value>, f64, f64)| if analyze { (x.2, x.1) } else { (x.1, x.2) };
-        key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal)
+        let key =
+            |x: &(&Map<String, Value>, f64, f64)| if analyze { (x.2, x.1) } else { (x.1, x.2) };
+        key(b)
+            .partial_cmp(&key(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
     });
     let most_expensive: Vec<Value> = ranked
         .iter()
@@ -3193,12 +3244,22 @@ fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSiz
             entry.insert("node".into(), json!(kind));
             entry.insert("relation".into(), json!(relation));
             entry.insert("self_cost".into(), json!(round_to(*cost, 2)));
-            let share = if total_cost > 0.0 { cost / total_cost } else { 0.0 };
+            let share = if total_cost > 0.0 {
+                cost / total_cost
+            } else {
+                0.0
+            };
             entry.insert("cost_share".into(), json!(round_to(share, 2)));
-            entry.insert("estimated_rows".into(), json!(node_number(node, "Plan Rows") as u64));
+            entry.insert(
+                "estimated_rows".into(),
+                json!(node_number(node, "Plan Rows") as u64),
+            );
             if analyze {
                 let loops = node_number(node, "Actual Loops");
-                entry.insert("actual_rows".into(), json!((node_number(node, "Actual Rows") * loops) as u64));
+                entry.insert(
+                    "actual_rows".into(),
+                    json!((node_number(node, "Actual Rows") * loops) as u64),
+                );
                 entry.insert("loops".into(), json!(loops as u64));
                 entry.insert("self_time_ms".into(), json!(round_to(*time, 3)));
             }
@@ -3248,7 +3309,11 @@ fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSiz
             })
             .collect();
         misses.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-        let misses: Vec<Value> = misses.into_iter().take(EXPLAIN_TOP_MISSES).map(|(_, v)| v).collect();
+        let misses: Vec<Value> = misses
+            .into_iter()
+            .take(EXPLAIN_TOP_MISSES)
+            .map(|(_, v)| v)
+            .collect();
         summary.insert("estimate_misses".into(), Value::Array(misses));
     }
     Value::Object(summary)
@@ -3277,6 +3342,8 @@ struct ProfiledColumn {
     readable: bool,
     /// Has a default btree operator class: ORDER BY, least/greatest and DISTINCT work.
     orderable: bool,
+    /// min() and max() are defined for it (not for every orderable type: uuid, boolean, ranges).
+    has_min_max: bool,
     is_array: bool,
     /// pg_stats' part of the profile as JSON object text, when the column has statistics.
     stats: Option<String>,
@@ -3296,6 +3363,7 @@ impl ProfiledColumn {
             is_array: row.try_get(6)?,
             stats: row.try_get(7)?,
             stats_values: row.try_get(8)?,
+            has_min_max: row.try_get(9)?,
         })
     }
 
@@ -3333,7 +3401,10 @@ impl ProfiledRelation {
     }
 
     fn samplable(&self) -> bool {
-        matches!(self.kind.as_str(), "table" | "partitioned table" | "materialized view")
+        matches!(
+            self.kind.as_str(),
+            "table" | "partitioned table" | "materialized view"
+        )
     }
 
     /// TABLESAMPLE SYSTEM's percentage: enough pages for SAMPLE_ROWS rows at the table's
@@ -3372,7 +3443,12 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
         .map(|names| names.into_iter().map(String::from).collect());
     let sample = args.flag("sample");
     let wanted_key = json!(wanted).to_string();
-    let scope = [schema, table, if sample { "sample" } else { "stats" }, wanted_key.as_str()];
+    let scope = [
+        schema,
+        table,
+        if sample { "sample" } else { "stats" },
+        wanted_key.as_str(),
+    ];
     let after = cursor_number(args, "profile_columns", &scope)?;
     let readable = ctx.config().readable_schemas.clone();
     let budget = ctx.config().max_result_bytes;
@@ -3422,11 +3498,18 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
         json_text(schema),
         json_text(table),
         json_text(&relation.kind),
-        relation.estimated_rows.map_or("null".into(), |n| n.to_string()),
-        relation.analyzed_at.as_deref().map_or("null".into(), json_text),
-        sampled.as_ref().map_or("null".into(), |s| s.description.clone()),
+        relation
+            .estimated_rows
+            .map_or("null".into(), |n| n.to_string()),
+        relation
+            .analyzed_at
+            .as_deref()
+            .map_or("null".into(), json_text),
+        sampled
+            .as_ref()
+            .map_or("null".into(), |s| s.description.clone()),
     );
-    let opening = head.len();
+    let tail = 100 + (json!(["profile_columns", scope]).to_string().len() + MAX_KEY_BYTES) * 4 / 3;
     let mut shown = 0usize;
     let mut truncated = more.then_some("max_columns");
     for column in &columns {
@@ -3436,7 +3519,7 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
             extremes.get(&column.attnum),
             sampled.as_ref().and_then(|s| s.columns.get(&column.attnum)),
         );
-        if shown > 0 && (head.len() - opening + item.len() + 1) as u64 + 200 > budget {
+        if shown > 0 && (head.len() + item.len() + 1 + tail) as u64 > budget {
             truncated = Some("max_bytes");
             break;
         }
@@ -3473,13 +3556,16 @@ fn column_profile_json(
         column.readable
     );
     if !column.readable {
-        out.push_str(r#","statistics":false,"note":"no SELECT privilege on this column: not profiled"}"#);
+        out.push_str(
+            r#","statistics":false,"note":"no SELECT privilege on this column: not profiled"}"#,
+        );
         return out;
     }
     match &column.stats {
         Some(stats) => {
             let _ = write!(out, r#","statistics":true,{}"#, object_body(stats));
-            let (min, max) = extremes.map_or(("null", "null"), |(lo, hi)| (lo.as_str(), hi.as_str()));
+            let (min, max) =
+                extremes.map_or(("null", "null"), |(lo, hi)| (lo.as_str(), hi.as_str()));
             let _ = write!(out, r#","min":{min},"max":{max}"#);
         }
         None => {
@@ -3531,14 +3617,21 @@ fn stats_extremes(
             )
         })
         .collect();
+    let attnums: Vec<i16> = wanted.iter().map(|c| c.attnum).collect();
     let sql = format!("{STATS_VALUES_CTE} {}", branches.join(" UNION ALL "));
-    for row in session.client.query(sql.as_str(), &[&schema, &table, &relation.oid])? {
+    for row in session
+        .client
+        .query(sql.as_str(), &[&schema, &table, &relation.oid, &attnums])?
+    {
         let attnum: i16 = row.try_get(0)?;
         let lo: Option<String> = row.try_get(1)?;
         let hi: Option<String> = row.try_get(2)?;
         extremes.insert(
             attnum,
-            (lo.unwrap_or_else(|| "null".into()), hi.unwrap_or_else(|| "null".into())),
+            (
+                lo.unwrap_or_else(|| "null".into()),
+                hi.unwrap_or_else(|| "null".into()),
+            ),
         );
     }
     Ok(extremes)
@@ -3553,7 +3646,9 @@ struct Sampled {
 /// Exact null fraction, distinct count, min/max and top values over a bounded sample:
 /// TABLESAMPLE SYSTEM of about SAMPLE_ROWS rows (REPEATABLE, so the pages of a wide table
 /// describe the same rows), or the first SAMPLE_ROWS rows of a view or foreign table. One
-/// statement for the whole page of columns.
+/// statement for the whole page of columns, kept cheap to plan: counts and min/max are plain
+/// aggregates over the sample, and the top values of every column come from one pass over the
+/// sample unpivoted to (column, value as JSON).
 fn sample_columns(
     session: &mut Session,
     relation: &ProfiledRelation,
@@ -3563,11 +3658,20 @@ fn sample_columns(
     let (from, method) = if relation.samplable() {
         let percent = relation.sample_percent();
         (
-            format!("{} TABLESAMPLE SYSTEM ({percent:.4}) REPEATABLE (0)", relation.quoted),
-            format!(r#""method":"TABLESAMPLE SYSTEM","percent":{}"#, round_to(percent, 4)),
+            format!(
+                "{} TABLESAMPLE SYSTEM ({percent:.4}) REPEATABLE (0)",
+                relation.quoted
+            ),
+            format!(
+                r#""method":"TABLESAMPLE SYSTEM","percent":{}"#,
+                round_to(percent, 4)
+            ),
         )
     } else {
-        (relation.quoted.clone(), r#""method":"first rows","percent":null"#.to_string())
+        (
+            relation.quoted.clone(),
+            r#""method":"first rows","percent":null"#.to_string(),
+        )
     };
     let list = if readable.is_empty() {
         "1 AS mcp_none".to_string()
@@ -3579,70 +3683,86 @@ fn sample_columns(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let bounded = |json: String| {
+    // A value as JSON text, shown as the start of its text when longer than SAMPLE_VALUE_BYTES.
+    let bounded = |json: &str| {
         format!(
-            "(SELECT CASE WHEN octet_length(j) <= {SAMPLE_VALUE_BYTES} THEN j \
-             ELSE to_json(left(j, 200) || '…')::text END FROM (SELECT ({json})::text AS j) b)"
+            "CASE WHEN octet_length(({json})::text) <= {SAMPLE_VALUE_BYTES} THEN ({json})::text \
+             ELSE to_json(left(({json})::text, 200) || '…')::text END"
         )
     };
-    let mut outputs = vec!["(SELECT count(*) FROM s)".to_string()];
+    let mut outputs = vec!["count(*)".to_string()];
+    let mut unpivot = Vec::with_capacity(readable.len());
     for (i, c) in readable.iter().enumerate() {
         let v = format!("s.c{i}");
-        let (distinct, ordered, value) = if c.comparable() {
-            (format!("count(DISTINCT {v})"), v.clone(), value_json_sql("t.v", &c.type_sql))
+        let comparable = c.comparable();
+        outputs.push(format!("count({v})"));
+        outputs.push(if comparable {
+            format!("count(DISTINCT {v})")
         } else {
-            (format!("count(DISTINCT {v}::text)"), format!("{v}::text"), "to_json(t.v)".to_string())
+            format!("count(DISTINCT {v}::text)")
+        });
+        let extreme = |direction: &str, aggregate: &str| {
+            if !comparable {
+                "NULL::text".to_string()
+            } else if c.has_min_max {
+                bounded(&value_json_sql(&format!("{aggregate}({v})"), &c.type_sql))
+            } else {
+                let first = format!("(SELECT x.c{i} FROM s x WHERE x.c{i} IS NOT NULL ORDER BY x.c{i} {direction} LIMIT 1)");
+                bounded(&value_json_sql(&first, &c.type_sql))
+            }
         };
-        let (min, max) = if c.comparable() {
-            (
-                bounded(value_json_sql(&format!("(SELECT {v} FROM s WHERE {v} IS NOT NULL ORDER BY {v} LIMIT 1)"), &c.type_sql)),
-                bounded(value_json_sql(&format!("(SELECT {v} FROM s WHERE {v} IS NOT NULL ORDER BY {v} DESC LIMIT 1)"), &c.type_sql)),
-            )
+        outputs.push(extreme("ASC", "min"));
+        outputs.push(extreme("DESC", "max"));
+        let value = if comparable {
+            value_json_sql(&v, &c.type_sql)
         } else {
-            ("'null'".to_string(), "'null'".to_string())
+            format!("to_json({v}::text)")
         };
-        outputs.push(format!("(SELECT count(*) FILTER (WHERE {v} IS NULL) FROM s)"));
-        outputs.push(format!("(SELECT {distinct} FROM s)"));
-        outputs.push(min);
-        outputs.push(max);
-        let value_bounded = format!(
-            "(SELECT CASE WHEN octet_length(j::text) <= {SAMPLE_VALUE_BYTES} THEN j \
-             ELSE to_json(left(j::text, 200) || '…') END FROM (SELECT {value} AS j) b)"
-        );
-        outputs.push(format!(
-            "(SELECT coalesce(array_to_json(array_agg(row_to_json(t2))), '[]')::text FROM (
-               SELECT {value_bounded} AS value, t.n AS count FROM (
-                 SELECT {ordered} AS v, count(*) AS n FROM s WHERE {v} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}) t) t2)"
-        ));
+        unpivot.push(format!("({i}, {})", bounded(&value)));
     }
+    let top = if unpivot.is_empty() {
+        "ARRAY[]::text[]".to_string()
+    } else {
+        format!(
+            "(SELECT array_agg(coalesce(t.top, '[]') ORDER BY g.i) FROM generate_series(0, {last}) g(i) LEFT JOIN (
+               SELECT r.i, '[' || string_agg(format('{{\"value\":%s,\"count\":%s}}', r.v, r.n), ',' ORDER BY r.rank) || ']' AS top
+                 FROM (SELECT u.i, u.v, count(*) AS n, row_number() OVER (PARTITION BY u.i ORDER BY count(*) DESC, u.v) AS rank
+                         FROM s CROSS JOIN LATERAL (VALUES {values}) u(i, v) WHERE u.v IS NOT NULL GROUP BY u.i, u.v) r
+                WHERE r.rank <= {TOP_VALUES} GROUP BY r.i) t USING (i))",
+            last = unpivot.len() - 1,
+            values = unpivot.join(", "),
+        )
+    };
+    outputs.push(top);
     let sql = format!(
-        "WITH s AS MATERIALIZED (SELECT {list} FROM {from} LIMIT {SAMPLE_ROWS}) SELECT {}",
+        "WITH s AS MATERIALIZED (SELECT {list} FROM {from} LIMIT {SAMPLE_ROWS}) SELECT {} FROM s",
         outputs.join(",\n ")
     );
     let row = session.client.query_one(sql.as_str(), &[])?;
     let total: i64 = row.try_get(0)?;
+    let tops: Vec<String> = row.try_get(1 + readable.len() * 4)?;
     let mut sampled = Sampled {
         description: format!(r#"{{{method},"rows":{total},"max_rows":{SAMPLE_ROWS}}}"#),
         columns: BTreeMap::new(),
     };
     for (i, c) in readable.iter().enumerate() {
-        let base = 1 + i * 5;
-        let nulls: i64 = row.try_get(base)?;
+        let base = 1 + i * 4;
+        let present: i64 = row.try_get(base)?;
         let distinct: i64 = row.try_get(base + 1)?;
         let min: Option<String> = row.try_get(base + 2)?;
         let max: Option<String> = row.try_get(base + 3)?;
-        let top: String = row.try_get(base + 4)?;
         let fraction = if total > 0 {
-            round_to(nulls as f64 / total as f64, 4)
+            round_to((total - present) as f64 / total as f64, 4)
         } else {
             0.0
         };
         sampled.columns.insert(
             c.attnum,
             format!(
-                r#"{{"null_fraction":{fraction},"distinct":{distinct},"min":{},"max":{},"most_common":{top}}}"#,
+                r#"{{"null_fraction":{fraction},"distinct":{distinct},"min":{},"max":{},"most_common":{}}}"#,
                 min.as_deref().unwrap_or("null"),
                 max.as_deref().unwrap_or("null"),
+                tops.get(i).map_or("[]", String::as_str),
             ),
         );
     }
@@ -3710,7 +3830,9 @@ fn parse_relation_name(text: &str) -> Result<(Option<String>, String), String> {
             let table = parts.remove(1);
             Ok((Some(parts.remove(0)), table))
         }
-        _ => Err(format!("{text:?}: write schema.table (quote a name that contains a dot)")),
+        _ => Err(format!(
+            "{text:?}: write schema.table (quote a name that contains a dot)"
+        )),
     }
 }
 
@@ -3729,7 +3851,11 @@ fn resolve_join_end(
 ) -> Result<Result<JoinEnd, ToolFailure>, DbError> {
     let (schema, table) = match parse_relation_name(text) {
         Ok(parts) => parts,
-        Err(why) => return Ok(Err(ToolFailure::InvalidArgument(format!("{argument}: {why}")))),
+        Err(why) => {
+            return Ok(Err(ToolFailure::InvalidArgument(format!(
+                "{argument}: {why}"
+            ))))
+        }
     };
     let rows = session
         .client
@@ -3783,15 +3909,32 @@ fn shortest_fk_paths(edges: &[FkEdge], from: u32, to: u32, max_hops: usize) -> V
         return edges
             .iter()
             .filter(|e| e.child == from && e.parent == from)
-            .map(|e| vec![Hop { edge: *e, towards_parent: true }])
+            .map(|e| {
+                vec![Hop {
+                    edge: *e,
+                    towards_parent: true,
+                }]
+            })
             .collect();
     }
     let mut neighbours: BTreeMap<u32, Vec<Hop>> = BTreeMap::new();
     for edge in edges.iter().filter(|e| e.child != e.parent) {
-        neighbours.entry(edge.child).or_default().push(Hop { edge: *edge, towards_parent: true });
-        neighbours.entry(edge.parent).or_default().push(Hop { edge: *edge, towards_parent: false });
+        neighbours.entry(edge.child).or_default().push(Hop {
+            edge: *edge,
+            towards_parent: true,
+        });
+        neighbours.entry(edge.parent).or_default().push(Hop {
+            edge: *edge,
+            towards_parent: false,
+        });
     }
-    let far_end = |hop: &Hop| if hop.towards_parent { hop.edge.parent } else { hop.edge.child };
+    let far_end = |hop: &Hop| {
+        if hop.towards_parent {
+            hop.edge.parent
+        } else {
+            hop.edge.child
+        }
+    };
     // Breadth first: the distance of every node reached, and the hops that reach it from the
     // previous layer (several when there are several shortest paths).
     let mut distance: BTreeMap<u32, usize> = BTreeMap::from([(from, 0)]);
@@ -3822,7 +3965,13 @@ fn shortest_fk_paths(edges: &[FkEdge], from: u32, to: u32, max_hops: usize) -> V
         return Vec::new();
     }
     // Walk back from `to` along arrivals; a hop's near end is the node it leaves.
-    let near_end = |hop: &Hop| if hop.towards_parent { hop.edge.child } else { hop.edge.parent };
+    let near_end = |hop: &Hop| {
+        if hop.towards_parent {
+            hop.edge.child
+        } else {
+            hop.edge.parent
+        }
+    };
     let mut paths = Vec::new();
     let mut stack: Vec<(u32, Vec<Hop>)> = vec![(to, Vec::new())];
     while let Some((node, suffix)) = stack.pop() {
@@ -3837,7 +3986,10 @@ fn shortest_fk_paths(edges: &[FkEdge], from: u32, to: u32, max_hops: usize) -> V
         }
         for hop in arrivals.get(&node).into_iter().flatten().rev() {
             let previous = near_end(hop);
-            if distance.get(&previous).is_some_and(|d| d + 1 == distance[&node]) {
+            if distance
+                .get(&previous)
+                .is_some_and(|d| d + 1 == distance[&node])
+            {
                 let mut longer = suffix.clone();
                 longer.push(*hop);
                 stack.push((previous, longer));
@@ -3860,7 +4012,10 @@ struct FkDetail {
 }
 
 fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
-    let (from_text, to_text) = (args.text("from").unwrap_or(""), args.text("to").unwrap_or(""));
+    let (from_text, to_text) = (
+        args.text("from").unwrap_or(""),
+        args.text("to").unwrap_or(""),
+    );
     let max_hops = (args.integer("max_hops").max(1) as usize).min(MAX_JOIN_HOPS);
     let readable = ctx.config().readable_schemas.clone();
     let found = ctx.read_only(|session| {
@@ -3916,7 +4071,11 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         .collect();
     rendered.sort_by(|a, b| a.0.cmp(&b.0));
     rendered.dedup_by(|a, b| a.0 == b.0);
-    let paths: Vec<Value> = rendered.into_iter().take(MAX_JOIN_PATHS).map(|(_, p)| p).collect();
+    let paths: Vec<Value> = rendered
+        .into_iter()
+        .take(MAX_JOIN_PATHS)
+        .map(|(_, p)| p)
+        .collect();
     let note = if !paths.is_empty() {
         None
     } else if ["view", "materialized view", "foreign table"].contains(&from.kind.as_str())
@@ -3924,7 +4083,10 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
     {
         Some("views, materialized views and foreign tables have no foreign keys: join them on columns that share names (describe_table shows them)".to_string())
     } else if from.oid == to.oid {
-        Some(format!("{} has no self-referencing foreign key", from.quoted))
+        Some(format!(
+            "{} has no self-referencing foreign key",
+            from.quoted
+        ))
     } else {
         Some(format!(
             "no foreign-key path of at most {max_hops} hops between {} and {} (raise max_hops, up to {MAX_JOIN_HOPS}, or join on columns that share names)",
@@ -3990,7 +4152,10 @@ fn render_join_path(path: &[Hop], details: &BTreeMap<u32, FkDetail>) -> Option<(
             .iter()
             .zip(&fk.parent_columns)
             .map(|(child, parent)| {
-                let (child_side, parent_side) = (format!("{child_alias}.{child}"), format!("{parent_alias}.{parent}"));
+                let (child_side, parent_side) = (
+                    format!("{child_alias}.{child}"),
+                    format!("{parent_alias}.{parent}"),
+                );
                 if hop.towards_parent {
                     format!("{parent_side} = {child_side}")
                 } else {
@@ -4004,13 +4169,22 @@ fn render_join_path(path: &[Hop], details: &BTreeMap<u32, FkDetail>) -> Option<(
             (false, true) => "many-to-one",
             (false, false) => "one-to-many",
         };
-        let _ = write!(sql, " JOIN {} ON {on}", named(next_quoted, next_base, &next_alias));
-        steps.push(json!({ "from": previous_quoted, "to": next_quoted, "constraint": fk.name,
-                           "on": on, "cardinality": cardinality }));
+        let _ = write!(
+            sql,
+            " JOIN {} ON {on}",
+            named(next_quoted, next_base, &next_alias)
+        );
+        steps.push(
+            json!({ "from": previous_quoted, "to": next_quoted, "constraint": fk.name,
+                           "on": on, "cardinality": cardinality }),
+        );
         previous_alias = next_alias;
         previous_quoted = next_quoted.clone();
     }
-    Some((sql.clone(), json!({ "hops": path.len(), "join": sql, "steps": steps })))
+    Some((
+        sql.clone(),
+        json!({ "hops": path.len(), "join": sql, "steps": steps }),
+    ))
 }
 
 // ── search_objects ───────────────────────────────────────────────────────────────────────────
@@ -4091,12 +4265,20 @@ fn tool_search_objects(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         .map(|k| k.into_iter().map(String::from).collect());
     let limit = (args.integer("limit").max(1) as u64).min(MAX_SEARCH_LIMIT);
     let kinds_key = json!(kinds).to_string();
-    let scope = [query.as_str(), schema.as_deref().unwrap_or(""), kinds_key.as_str()];
+    let scope = [
+        query.as_str(),
+        schema.as_deref().unwrap_or(""),
+        kinds_key.as_str(),
+    ];
     let offset = cursor_number(args, "search_objects", &scope)?.unwrap_or(0);
     let terms = search_terms(&query);
     let limits = PageLimits {
         comment_chars: SEARCH_COMMENT_CHARS,
-        ..PageLimits::with_items(ctx.config().max_result_bytes, limit, "limit")
+        ..PageLimits::with_items(ctx.config().max_result_bytes, limit, "limit").leaving_room(
+            64 + query.len() * 2,
+            "search_objects",
+            &scope,
+        )
     };
     let readable = ctx.config().readable_schemas.clone();
     let offset = i64::from(offset);
@@ -4152,10 +4334,9 @@ const READABLE: &str = "(CASE WHEN $1::text[] IS NULL \
 
 /// READABLE for a schema row aliased `alias` (READABLE is `readable_schema_sql("n")`).
 fn readable_schema_sql(alias: &str) -> String {
-    READABLE.replace("(n.oid", &format!("({alias}.oid")).replace(
-        " n.nspname",
-        &format!(" {alias}.nspname"),
-    )
+    READABLE
+        .replace("(n.oid", &format!("({alias}.oid"))
+        .replace(" n.nspname", &format!(" {alias}.nspname"))
 }
 
 const RELATION_KIND: &str =
@@ -4275,20 +4456,19 @@ static CHOOSE_FUNCTION_SCHEMA_SQL: Lazy<String> = Lazy::new(|| {
     )
 });
 
-/// $2 schema (chosen by CHOOSE_FUNCTION_SCHEMA_SQL), $3/$4 after (name, arguments), $5 comment
-/// cap, $6 rows.
+/// $2 schema (chosen by CHOOSE_FUNCTION_SCHEMA_SQL), $3 offset, $4 comment cap, $5 rows. Paged by
+/// position: overloads share a name, and their argument lists are too long for a cursor.
 static LIST_FUNCTIONS_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT json_build_array(x.name, x.arguments)::text, row_to_json(x)::text FROM (
+        "SELECT (row_number() OVER (ORDER BY x.name, x.arguments))::text, row_to_json(x)::text FROM (
            SELECT p.proname AS name, pg_get_function_arguments(p.oid) AS arguments,
                   pg_get_function_result(p.oid) AS returns,
                   CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END AS kind,
                   {comment} AS comment
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace {join}
             WHERE n.nspname = $2 AND {READABLE} AND {NOT_EXTENSION_MEMBER}) x
-          WHERE $3::text IS NULL OR (x.name, x.arguments) > ($3::text::name, $4::text)
-          ORDER BY x.name, x.arguments LIMIT $6",
-        comment = capped_comment("d.description", "$5"),
+          ORDER BY x.name, x.arguments OFFSET $3 LIMIT $5",
+        comment = capped_comment("d.description", "$4"),
         join = comment_join("d", "pg_proc", "p.oid", "0"),
     )
 });
@@ -4354,25 +4534,34 @@ const ORDERABLE_TYPE: &str = "EXISTS (SELECT 1 FROM pg_type bt, pg_opclass oc JO
           OR (oc.opcintype = 'anymultirange'::regtype AND bt.typtype = 'm')
           OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b')))";
 
-/// pg_stats of relation $1.$2 (inherited statistics first: for a partitioned or parent table
-/// they describe what a query of it reads).
-const STATS_OF_RELATION: &str = "SELECT DISTINCT ON (s.attname) s.* FROM pg_stats s
-  WHERE s.schemaname = $1 AND s.tablename = $2 ORDER BY s.attname, s.inherited DESC";
+/// Whether min() (and with it max()) takes type row `t`, as PostgreSQL resolves the call: the
+/// type itself, its domain's base type, anyenum, or a binary-coercible cast.
+const HAS_MIN_MAX: &str = "EXISTS (SELECT 1 FROM pg_type bt, pg_proc m
+   WHERE bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+     AND m.proname = 'min' AND m.prokind = 'a' AND m.pronargs = 1 AND m.pronamespace = 'pg_catalog'::regnamespace
+     AND (m.proargtypes[0] = bt.oid OR (m.proargtypes[0] = 'anyenum'::regtype AND bt.typtype = 'e')
+          OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid AND k.casttarget = m.proargtypes[0] AND k.castmethod = 'b')))";
 
 /// A page of columns to profile: $1 schema, $2 table, $3 oid, $4 wanted names (NULL: all),
 /// $5 after (column number), $6 rows, $7 the table's rows (for n_distinct ratios) → (attnum,
 /// name, type, type as a cast target, readable, orderable, array, pg_stats profile as JSON,
-/// has values for min/max).
+/// has values for min/max, min()/max() exist).
 static PROFILE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
-    let quantile = |p: u32| format!("hb.h -> (round({p} / 100.0 * (json_array_length(hb.h) - 1)))::int AS p{p}");
+    let quantile = |p: u32| {
+        format!("hb.h -> (round({p} / 100.0 * (json_array_length(hb.h) - 1)))::int AS p{p}")
+    };
     format!(
-        "WITH st AS ({STATS_OF_RELATION})
-         SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
+        "SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
                 has_column_privilege(a.attrelid, a.attnum, 'SELECT'), {ORDERABLE_TYPE}, t.typcategory = 'A',
                 CASE WHEN st.attname IS NOT NULL AND has_column_privilege(a.attrelid, a.attnum, 'SELECT') THEN row_to_json(p)::text END,
-                st.histogram_bounds IS NOT NULL OR st.most_common_vals IS NOT NULL
-           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-           LEFT JOIN st ON st.attname = a.attname
+                st.histogram_bounds IS NOT NULL OR st.most_common_vals IS NOT NULL, {HAS_MIN_MAX}
+           FROM (SELECT * FROM pg_attribute a
+                  WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped
+                    AND ($4::text[] IS NULL OR a.attname = ANY($4::text[])) AND ($5::int IS NULL OR a.attnum > $5)
+                  ORDER BY a.attnum LIMIT $6) a
+           JOIN pg_type t ON t.oid = a.atttypid
+           LEFT JOIN LATERAL (SELECT s.* FROM pg_stats s WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
+                               ORDER BY s.inherited DESC LIMIT 1) st ON true
           CROSS JOIN LATERAL (SELECT array_to_json(st.histogram_bounds) AS h) hb
           CROSS JOIN LATERAL (SELECT
                 round(st.null_frac::numeric, 4) AS null_fraction,
@@ -4384,9 +4573,7 @@ static PROFILE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
                     ORDER BY ord LIMIT {TOP_VALUES}) m) AS most_common,
                 (SELECT row_to_json(q) FROM (SELECT {p10}, {p25}, {p50}, {p75}, {p90}) q WHERE hb.h IS NOT NULL) AS quantiles,
                 st.avg_width AS average_width, round(st.correlation::numeric, 4) AS correlation) p
-          WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped
-            AND ($4::text[] IS NULL OR a.attname = ANY($4::text[])) AND ($5::int IS NULL OR a.attnum > $5)
-          ORDER BY a.attnum LIMIT $6",
+          ORDER BY a.attnum",
         p10 = quantile(10),
         p25 = quantile(25),
         p50 = quantile(50),
@@ -4395,10 +4582,14 @@ static PROFILE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
     )
 });
 
-/// The CTE the min/max statement of profile_columns builds on: $1 schema, $2 table, $3 oid.
-const STATS_VALUES_CTE: &str = "WITH st AS (SELECT DISTINCT ON (s.attname) a.attnum, s.histogram_bounds, s.most_common_vals
-    FROM pg_stats s JOIN pg_attribute a ON a.attrelid = $3 AND a.attname = s.attname
-   WHERE s.schemaname = $1 AND s.tablename = $2 ORDER BY s.attname, s.inherited DESC)";
+/// The CTE the min/max statement of profile_columns builds on: $1 schema, $2 table, $3 oid, $4
+/// the columns (numbers) wanted. pg_stats is read column by column (an index lookup each),
+/// never for the whole of a 1,600-column table. Inherited statistics come first: for a
+/// partitioned or parent table they describe what a query of it reads.
+const STATS_VALUES_CTE: &str = "WITH st AS (SELECT a.attnum, s.histogram_bounds, s.most_common_vals
+    FROM pg_attribute a CROSS JOIN LATERAL (SELECT s.histogram_bounds, s.most_common_vals FROM pg_stats s
+      WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname ORDER BY s.inherited DESC LIMIT 1) s
+   WHERE a.attrelid = $3 AND a.attnum = ANY($4::int2[]))";
 
 // ── find_join_path ──
 
@@ -4876,6 +5067,13 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
     match tokens.iter().find(|t| **t != Tok::LParen) {
         None => return Err("empty query: send one SELECT/WITH statement".into()),
         Some(Tok::Word(w)) if is_read_keyword(w) => {}
+        Some(Tok::Word(w)) if w == "explain" => {
+            return Err(
+                "only a single SELECT/WITH statement is allowed (this one starts with EXPLAIN: \
+                 for a plan, call the explain tool with the statement itself)"
+                    .into(),
+            )
+        }
         Some(Tok::Word(w)) => {
             return Err(format!(
                 "only a single SELECT/WITH statement is allowed (this one starts with {})",
@@ -7007,5 +7205,248 @@ mod tests {
             .acquire_timeout(Duration::from_millis(10))
             .is_some());
         assert_eq!(semaphore.usage(), (0, 0));
+    }
+
+    #[test]
+    fn readable_clause_renames_its_alias() {
+        assert_eq!(readable_schema_sql("n"), READABLE);
+        let other = readable_schema_sql("fn");
+        assert!(
+            other.contains("has_schema_privilege(fn.oid")
+                && other.contains("ELSE fn.nspname = ANY")
+        );
+        assert!(!other.contains(" n.") && !other.contains("(n."));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_bound_to_their_call() {
+        for bytes in [&b""[..], b"f", b"fo", b"foo", b"foob", "ünï🚀".as_bytes()] {
+            assert_eq!(
+                base64_decode(&base64url_encode(bytes)).as_deref(),
+                Some(bytes)
+            );
+        }
+        assert!(!base64url_encode(&[0xfb, 0xff]).contains(['+', '/', '=']));
+        let args =
+            |cursor: &str| Arguments(Map::from_iter([("cursor".to_string(), json!(cursor))]));
+        let cursor = encode_cursor("list_tables", &["fleet"], &json!("trips"));
+        let key = cursor_key(&args(&cursor), "list_tables", &["fleet"]).unwrap();
+        assert_eq!(key, Some(json!("trips")));
+        for (tool, scope) in [
+            ("list_tables", &["other"][..]),
+            ("describe_table", &["fleet"][..]),
+            ("list_tables", &[][..]),
+        ] {
+            assert!(matches!(
+                cursor_key(&args(&cursor), tool, scope),
+                Err(ToolFailure::InvalidArgument(_))
+            ));
+        }
+        for garbage in ["", "***", "bnVsbA", "WzFd"] {
+            assert!(matches!(
+                cursor_key(&args(garbage), "list_tables", &["fleet"]),
+                Err(ToolFailure::InvalidArgument(_))
+            ));
+        }
+        let numbered = encode_cursor("describe_table", &["a", "b"], &json!(12));
+        assert_eq!(
+            cursor_number(&args(&numbered), "describe_table", &["a", "b"]).unwrap(),
+            Some(12)
+        );
+        let negative = encode_cursor("describe_table", &["a", "b"], &json!(-1));
+        assert!(cursor_number(&args(&negative), "describe_table", &["a", "b"]).is_err());
+    }
+
+    #[test]
+    fn relation_names_parse_like_sql_identifiers_without_folding() {
+        let ok = |text: &str| parse_relation_name(text).unwrap();
+        assert_eq!(ok("fleet.trips"), (Some("fleet".into()), "trips".into()));
+        assert_eq!(ok(" trips "), (None, "trips".into()));
+        assert_eq!(
+            ok("Sales.Customers"),
+            (Some("Sales".into()), "Customers".into())
+        );
+        assert_eq!(
+            ok(r#""Sales"."Cust.omers""#),
+            (Some("Sales".into()), "Cust.omers".into())
+        );
+        assert_eq!(
+            ok(r#"reporting."weird""name""#),
+            (Some("reporting".into()), "weird\"name".into())
+        );
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".b",
+            "a.b.c",
+            r#""a"#,
+            r#"a"b.c"#,
+            r#""a"b.c"#,
+            r#""".x"#,
+        ] {
+            assert!(parse_relation_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn join_paths_are_shortest_in_either_direction() {
+        let edge = |constraint, child, parent| FkEdge {
+            constraint,
+            child,
+            parent,
+        };
+        // 1 → 2 → 3, 4 → 3, 5 → 1 and 5 ← 3 (a cycle 1 → 2 → 3 → 5 → 1), 2 → 2 (self)
+        let edges = [
+            edge(10, 1, 2),
+            edge(11, 2, 3),
+            edge(12, 4, 3),
+            edge(13, 5, 1),
+            edge(14, 3, 5),
+            edge(15, 2, 2),
+        ];
+        let route = |from, to, hops| -> Vec<Vec<(u32, bool)>> {
+            shortest_fk_paths(&edges, from, to, hops)
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|h| (h.edge.constraint, h.towards_parent))
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(route(1, 2, 3), vec![vec![(10, true)]]);
+        assert_eq!(route(2, 1, 3), vec![vec![(10, false)]]);
+        let mut to_four = route(1, 4, 3);
+        to_four.sort();
+        assert_eq!(
+            to_four,
+            vec![
+                vec![(10, true), (11, true), (12, false)],
+                vec![(13, false), (14, false), (12, false)]
+            ]
+        );
+        assert_eq!(route(1, 4, 2), Vec::<Vec<(u32, bool)>>::new());
+        // two shortest ways round the cycle from 1 to 3: through 2, or through 5
+        let mut both = route(1, 3, 3);
+        both.sort();
+        assert_eq!(
+            both,
+            vec![vec![(10, true), (11, true)], vec![(13, false), (14, false)]]
+        );
+        assert_eq!(route(2, 2, 3), vec![vec![(15, true)]]);
+        assert_eq!(route(1, 1, 3), Vec::<Vec<(u32, bool)>>::new());
+        assert_eq!(route(1, 99, 6), Vec::<Vec<(u32, bool)>>::new());
+    }
+
+    #[test]
+    fn dense_graphs_stop_enumerating() {
+        // a ladder of 12 rungs between 0 and 100 has 2^12 shortest paths
+        let mut edges = Vec::new();
+        let mut constraint = 0;
+        let mut previous = vec![0u32];
+        for layer in 1..=12u32 {
+            let nodes = vec![layer * 10, layer * 10 + 1];
+            for from in &previous {
+                for to in &nodes {
+                    constraint += 1;
+                    edges.push(FkEdge {
+                        constraint,
+                        child: *from,
+                        parent: *to,
+                    });
+                }
+            }
+            previous = nodes;
+        }
+        for from in &previous {
+            constraint += 1;
+            edges.push(FkEdge {
+                constraint,
+                child: *from,
+                parent: 1000,
+            });
+        }
+        assert_eq!(shortest_fk_paths(&edges, 0, 1000, 6).len(), 0);
+        let paths = shortest_fk_paths(&edges, 0, 1000, MAX_JOIN_HOPS + 7);
+        assert_eq!(paths.len(), MAX_ENUMERATED_PATHS);
+        assert!(paths.iter().all(|p| p.len() == 13));
+    }
+
+    #[test]
+    fn search_terms_escape_like_and_match_plurals() {
+        let terms = search_terms("  Fuel Costs ");
+        assert_eq!(terms.exact, vec!["fuel costs", "fuel_costs"]);
+        assert_eq!(terms.prefix, "fuel\\_costs%");
+        assert_eq!(terms.words, vec!["%fuel%", "%cost%"]);
+        assert_eq!(search_terms("categories").words, vec!["%category%"]);
+        assert_eq!(search_terms("class").words, vec!["%class%"]);
+        assert_eq!(search_terms("gas").words, vec!["%gas%"]);
+        assert_eq!(
+            search_terms("100%_a\\b").words,
+            vec!["%100\\%%", "%a\\\\b%"]
+        );
+        assert_eq!(
+            search_terms("fleet.trips").exact,
+            vec!["fleet.trips", "fleet_trips"]
+        );
+    }
+
+    #[test]
+    fn plan_summary_ranks_nodes_by_their_own_cost() {
+        let plan = json!([{ "Plan": {
+            "Node Type": "Hash Join", "Startup Cost": 1.0, "Total Cost": 100.0, "Plan Rows": 10,
+            "Hash Cond": "(a.id = b.a_id)",
+            "Plans": [
+                { "Node Type": "Seq Scan", "Schema": "s", "Relation Name": "big", "Total Cost": 70.0, "Plan Rows": 5000, "Filter": "(x > 1)" },
+                { "Node Type": "Hash", "Total Cost": 20.0, "Plan Rows": 10, "Plans": [
+                    { "Node Type": "Index Scan", "Schema": "s", "Relation Name": "Small", "Index Name": "small_pkey", "Total Cost": 19.0, "Plan Rows": 10 } ] }
+            ] } }]);
+        let sizes = [RelationSize {
+            schema: "s".into(),
+            name: "big".into(),
+            rows: Some(50_000.0),
+            pages: 400,
+            indexes: vec!["big_x btree (x)".into()],
+        }];
+        let summary = plan_summary(&plan, false, false, &sizes);
+        assert_eq!(summary["total_cost"], json!(100.0));
+        let top: Vec<(&str, f64)> = summary["most_expensive"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["node"].as_str().unwrap(),
+                    n["self_cost"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            top,
+            vec![
+                ("Seq Scan", 70.0),
+                ("Index Scan", 19.0),
+                ("Hash Join", 10.0),
+                ("Hash", 1.0)
+            ]
+        );
+        assert_eq!(
+            summary["most_expensive"][1]["relation"],
+            json!("s.\"Small\"")
+        );
+        assert_eq!(
+            summary["most_expensive"][2]["condition"],
+            json!("(a.id = b.a_id)")
+        );
+        assert_eq!(
+            summary["seq_scans"],
+            json!([{ "relation": "s.big", "relation_rows": 50000, "relation_pages": 400,
+            "estimated_rows": 5000, "filter": "(x > 1)", "indexes": ["big_x btree (x)"] }])
+        );
+        assert!(summary.get("estimate_misses").is_none());
+        let mut small = plan.clone();
+        drop_node_outputs(&mut small);
+        assert_eq!(small, plan);
     }
 }

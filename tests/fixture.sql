@@ -302,6 +302,7 @@ CREATE TABLE "Sales".page_views (
     path        text NOT NULL
 );
 CREATE INDEX page_views_viewed_at_idx ON "Sales".page_views (viewed_at);
+CREATE INDEX page_views_path_lower_idx ON "Sales".page_views (lower(path));
 INSERT INTO "Sales".page_views
 SELECT i, 1 + i % 200, TIMESTAMPTZ '2024-03-01 00:00:00+00' + i * INTERVAL '1 minute', '/page/' || (i % 40)
 FROM generate_series(1, 20000) AS i;
