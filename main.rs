@@ -1218,11 +1218,18 @@ const SUPPORTED_VERSIONS: [&str; 4] = ["2026-07-28", "2025-11-25", "2025-06-18",
 const CACHE_TTL_MS: u64 = 3_600_000;
 
 const INSTRUCTIONS: &str = "Read-only access to an analytics PostgreSQL database. \
-Typical flow: list_schemas → list_tables(schema) → describe_table(schema, table) → query(sql). \
+Typical flow: search_objects(query) finds tables, views, columns and functions by name or comment \
+(\"which table has fuel costs?\" -> search_objects {query: \"fuel cost\"}); or browse with \
+list_schemas -> list_tables(schema). describe_table(schema, table) gives the columns and keys; \
+find_join_path(from, to) gives the ready-to-paste JOIN ... ON ... between two tables over their \
+foreign keys; profile_columns(schema, table) shows what the columns hold (nulls, distinct and most \
+common values, min/max, quantiles) from statistics without scanning; then query(sql). \
+explain(sql) shows the plan of a slow or heavy query (analyze: true measures it). \
 `query` runs one SELECT / WITH / VALUES / TABLE statement in PostgreSQL syntax inside a read-only \
 transaction that is always rolled back; nothing can be changed. Results are capped (max_rows, \
 default 1000; truncated=true says a cap was hit, so aggregate or filter instead of paging through \
-raw rows). Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
+raw rows). Listings too big for one answer are paged: pass next_cursor back as cursor. \
+Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
@@ -1880,7 +1887,8 @@ static TOOLS: &[ToolSpec] = &[
         description: "Find schemas, tables, views, materialized views, foreign tables, columns and functions by name \
             and by comment: the quickest way into a big or unfamiliar database (\"which table has fuel costs?\" -> \
             query \"fuel cost\"). Ranked: exact name, name prefix, name containing every word, comment containing \
-            every word, then names or comments containing some of the words (a word also matches its plural). Each hit has its kind, schema, table (for columns), name, \
+            every word, then names or comments containing some of the words, most words first (a word also matches its \
+            plural). Each hit has its kind, schema, table (for columns), name, \
             qualified_name (ready to paste), type (the data type of a column, the result of a function), comment \
             (cut to 300 characters) and the estimated rows of its table. limit hits per answer (default 20, at \
             most 100); next_cursor continues.",
@@ -4236,10 +4244,21 @@ fn search_terms(query: &str) -> SearchTerms {
     let joined = words.join("_");
     let mut exact = vec![lowered.clone(), joined.clone()];
     exact.dedup();
+    // A one-letter word ("t" of "t_01000") would match nearly every name: it only counts when
+    // the query has nothing longer.
+    let meaningful: Vec<&str> = if words.iter().any(|w| w.chars().count() > 1) {
+        words
+            .iter()
+            .copied()
+            .filter(|w| w.chars().count() > 1)
+            .collect()
+    } else {
+        words.clone()
+    };
     SearchTerms {
         exact,
         prefix: format!("{}%", like_escape(&joined)),
-        words: words
+        words: meaningful
             .iter()
             .map(|w| format!("%{}%", like_escape(&singular(w))))
             .collect(),
@@ -4354,7 +4373,19 @@ const NOT_EXTENSION_MEMBER: &str =
      AND d.objid = p.oid AND d.deptype = 'e')";
 
 /// The comment of object `oid` of catalog `catalog` (sub-object `sub`, e.g. a column number),
-/// as a join, shortened past `$cap` characters (see Paged answers).
+/// shortened past `cap` characters (see Paged answers), as a lookup per row: an index probe
+/// whatever the catalog's statistics say (freshly created thousands of objects can leave
+/// them stale enough for a join to scan pg_description once per row). Only what is shown
+/// pays: a listing's LIMIT comes first.
+fn comment_of(catalog: &str, oid: &str, sub: &str, cap: &str) -> String {
+    format!(
+        "(SELECT {text} FROM pg_description d WHERE d.objoid = {oid} AND d.classoid = '{catalog}'::regclass \
+         AND d.objsubid = {sub})",
+        text = capped_comment("d.description", cap)
+    )
+}
+
+/// The same as a join, for search_objects, which reads every comment to match it.
 fn comment_join(alias: &str, catalog: &str, oid: &str, sub: &str) -> String {
     format!(
         "LEFT JOIN pg_description {alias} ON {alias}.objoid = {oid} \
@@ -4384,10 +4415,9 @@ static LIST_SCHEMAS_SQL: Lazy<String> = Lazy::new(|| {
            SELECT s.nspname AS schema, coalesce(rel.tables, 0) AS tables, coalesce(rel.views, 0) AS views,
                   coalesce(rel.materialized_views, 0) AS materialized_views, coalesce(fun.functions, 0) AS functions,
                   {comment} AS comment
-             FROM s LEFT JOIN rel USING (oid) LEFT JOIN fun USING (oid) {join}) x
+             FROM s LEFT JOIN rel USING (oid) LEFT JOIN fun USING (oid)) x
          ORDER BY x.schema",
-        comment = capped_comment("d.description", "$3"),
-        join = comment_join("d", "pg_namespace", "s.oid", "0"),
+        comment = comment_of("pg_namespace", "s.oid", "0", "$3"),
     )
 });
 
@@ -4396,13 +4426,12 @@ static LIST_TABLES_SQL: Lazy<String> = Lazy::new(|| {
     format!(
         "SELECT to_json(x.name)::text, row_to_json(x)::text FROM (
            SELECT c.relname AS name, {RELATION_KIND} AS kind, {ESTIMATED_ROWS} AS estimated_rows, {comment} AS comment
-             FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid {join}
+             FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
             WHERE n.nspname = $2 AND {READABLE} AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
               AND ($3::text IS NULL OR c.relname > $3::text::name)
             ORDER BY c.relname LIMIT $5) x
          ORDER BY x.name",
-        comment = capped_comment("d.description", "$4"),
-        join = comment_join("d", "pg_class", "c.oid", "0"),
+        comment = comment_of("pg_class", "c.oid", "0", "$4"),
     )
 });
 
@@ -4424,10 +4453,9 @@ static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
                'references', json_build_object('schema', fn.nspname, 'table', fc.relname, 'columns', {fk_refs})) ORDER BY con.conname)
              FROM pg_constraint con JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
              WHERE con.conrelid = c.oid AND con.contype = 'f'), '[]'::json))::text
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {join}
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}",
-        comment = capped_comment("d.description", "$4"),
-        join = comment_join("d", "pg_class", "c.oid", "0"),
+        comment = comment_of("pg_class", "c.oid", "0", "$4"),
         pk = column_names("con.conkey", "con.conrelid"),
         fk_cols = column_names("con.conkey", "con.conrelid"),
         fk_refs = column_names("con.confkey", "con.confrelid"),
@@ -4438,13 +4466,15 @@ static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
 static DESCRIBE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
     format!(
         "SELECT a.attnum::text, row_to_json(x)::text
-           FROM pg_attribute a LEFT JOIN pg_attrdef def ON def.adrelid = a.attrelid AND def.adnum = a.attnum {join}
+           FROM pg_attribute a
           CROSS JOIN LATERAL (SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-                NOT a.attnotnull AS nullable, pg_get_expr(def.adbin, def.adrelid) AS default, {comment} AS comment) x
+                NOT a.attnotnull AS nullable,
+                (SELECT pg_get_expr(def.adbin, def.adrelid) FROM pg_attrdef def
+                  WHERE def.adrelid = a.attrelid AND def.adnum = a.attnum) AS default,
+                {comment} AS comment) x
           WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND ($2::int IS NULL OR a.attnum > $2)
           ORDER BY a.attnum LIMIT $4",
-        comment = capped_comment("d.description", "$3"),
-        join = comment_join("d", "pg_class", "a.attrelid", "a.attnum"),
+        comment = comment_of("pg_class", "a.attrelid", "a.attnum", "$3"),
     )
 });
 
@@ -4465,11 +4495,10 @@ static LIST_FUNCTIONS_SQL: Lazy<String> = Lazy::new(|| {
                   pg_get_function_result(p.oid) AS returns,
                   CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END AS kind,
                   {comment} AS comment
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace {join}
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = $2 AND {READABLE} AND {NOT_EXTENSION_MEMBER}) x
           ORDER BY x.name, x.arguments OFFSET $3 LIMIT $5",
-        comment = capped_comment("d.description", "$4"),
-        join = comment_join("d", "pg_proc", "p.oid", "0"),
+        comment = comment_of("pg_proc", "p.oid", "0", "$4"),
     )
 });
 
@@ -4640,7 +4669,8 @@ const FK_DETAILS_SQL: &str = "SELECT con.oid, con.conname::text,
 
 /// $2 schema (NULL: all readable), $3 kinds (NULL: all), $4 exact names (lower case), $5 prefix
 /// pattern, $6 word patterns, $7 offset, $8 rows, $9 comment cap → (position, hit, total).
-/// Each kind of object is ranked where it is read, so only matches pay for their details.
+/// Each kind of object is ranked where it is read, so only matches pay for their details;
+/// objects matching only some of the words come last, those matching more of them first.
 static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
     let rank = |name: &str, comment: &str| {
         format!(
@@ -4648,7 +4678,9 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
                  WHEN lower({name}) LIKE $5 THEN 1 WHEN lower({name}) LIKE ALL ($6::text[]) THEN 2
                  WHEN {comment} ILIKE ALL ($6::text[]) THEN 3
                  WHEN cardinality($6::text[]) > 1 AND (lower({name}) LIKE ANY ($6::text[]) OR {comment} ILIKE ANY ($6::text[])) THEN 4
-                 END AS rank) k"
+                 END AS rank) k
+             CROSS JOIN LATERAL (SELECT CASE WHEN k.rank = 4 THEN (SELECT count(*) FROM unnest($6::text[]) w
+                 WHERE lower({name}) LIKE w OR {comment} ILIKE w) END AS words) kw"
         )
     };
     let wants = |kind: &str| format!("($3::text[] IS NULL OR {kind} = ANY($3::text[]))");
@@ -4657,12 +4689,12 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
          hits AS (
            SELECT 'schema'::text AS kind, n.nspname::text AS schema, NULL::text AS table_name, n.nspname::text AS name,
                   quote_ident(n.nspname) AS qualified_name, NULL::text AS type, d.description AS comment,
-                  NULL::bigint AS estimated_rows, 0 AS kind_order, k.rank
+                  NULL::bigint AS estimated_rows, 0 AS kind_order, k.rank, kw.words
              FROM n {schema_comment} {schema_rank}
             WHERE k.rank IS NOT NULL AND {wants_schema}
            UNION ALL
            SELECT {RELATION_KIND}, n.nspname::text, NULL, c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-                  NULL, d.description, {ESTIMATED_ROWS}, 1, k.rank
+                  NULL, d.description, {ESTIMATED_ROWS}, 1, k.rank, kw.words
              FROM n JOIN pg_class c ON c.relnamespace = n.oid {relation_comment} {relation_rank}
             WHERE k.rank IS NOT NULL AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
               AND {wants_relation}
@@ -4670,24 +4702,24 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
            SELECT 'function', n.nspname::text, NULL, p.proname::text,
                   format('%I.%I(%s)', n.nspname, p.proname, (SELECT string_agg(format_type(t.oid, NULL), ', ' ORDER BY t.ord)
                            FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY t(oid, ord))),
-                  pg_get_function_result(p.oid), d.description, NULL, 2, k.rank
+                  pg_get_function_result(p.oid), d.description, NULL, 2, k.rank, kw.words
              FROM n JOIN pg_proc p ON p.pronamespace = n.oid {function_comment} {function_rank}
             WHERE k.rank IS NOT NULL AND {NOT_EXTENSION_MEMBER} AND {wants_function}
            UNION ALL
            SELECT 'column', n.nspname::text, c.relname::text, a.attname::text,
                   quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(a.attname),
-                  format_type(a.atttypid, a.atttypmod), d.description, {ESTIMATED_ROWS}, 3, k.rank
+                  format_type(a.atttypid, a.atttypmod), d.description, {ESTIMATED_ROWS}, 3, k.rank, kw.words
              FROM n JOIN pg_class c ON c.relnamespace = n.oid
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              {column_comment} {column_rank}
             WHERE k.rank IS NOT NULL AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
               AND {wants_column})
-         SELECT (row_number() OVER (ORDER BY h.rank, h.kind_order, h.qualified_name))::text, row_to_json(x)::text,
+         SELECT (row_number() OVER (ORDER BY h.rank, h.words DESC, h.kind_order, h.qualified_name))::text, row_to_json(x)::text,
                 count(*) OVER ()
            FROM hits h CROSS JOIN LATERAL (SELECT h.kind, h.schema, h.table_name AS table, h.name, h.qualified_name, h.type,
                 {comment} AS comment, h.estimated_rows,
                 (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[h.rank + 1] AS match) x
-          ORDER BY h.rank, h.kind_order, h.qualified_name
+          ORDER BY h.rank, h.words DESC, h.kind_order, h.qualified_name
          OFFSET $7 LIMIT $8",
         schema_comment = comment_join("d", "pg_namespace", "n.oid", "0"),
         schema_rank = rank("n.nspname", "d.description"),
