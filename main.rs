@@ -3243,8 +3243,19 @@ fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSiz
             .partial_cmp(&key(a))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
+    // Nodes under 1 % of the plan's cost (or of its time, when analysed) are noise to a reader;
+    // the most expensive node is always shown.
+    let total_time: f64 = ranked.iter().map(|(_, _, time)| time).sum();
+    let worth_naming = |(index, (_, cost, time)): &(usize, &(&Map<String, Value>, f64, f64))| {
+        *index == 0
+            || (total_cost > 0.0 && cost / total_cost >= 0.01)
+            || (analyze && total_time > 0.0 && time / total_time >= 0.01)
+    };
     let most_expensive: Vec<Value> = ranked
         .iter()
+        .enumerate()
+        .filter(worth_naming)
+        .map(|(_, node)| node)
         .take(EXPLAIN_TOP_NODES)
         .map(|(node, cost, time)| {
             let (kind, relation) = node_label(node);
@@ -3450,7 +3461,11 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
         .names("columns")
         .map(|names| names.into_iter().map(String::from).collect());
     let sample = args.flag("sample");
-    let wanted_key = json!(wanted).to_string();
+    // The cursor names the columns asked for by a digest: a list of 1,600 names would not fit one.
+    let wanted_key: String = sha256(json!(wanted).to_string().as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let scope = [
         schema,
         table,
@@ -4669,8 +4684,11 @@ const FK_DETAILS_SQL: &str = "SELECT con.oid, con.conname::text,
 
 /// $2 schema (NULL: all readable), $3 kinds (NULL: all), $4 exact names (lower case), $5 prefix
 /// pattern, $6 word patterns, $7 offset, $8 rows, $9 comment cap → (position, hit, total).
-/// Each kind of object is ranked where it is read, so only matches pay for their details;
+/// Each kind of object is ranked where it is read, in one pass over its catalog (columns: over
+/// pg_attribute, joined to their tables only when they match, never probed table by table);
 /// objects matching only some of the words come last, those matching more of them first.
+/// What a hit shows beyond its names (qualified name, type, estimated rows) is worked out for
+/// the page alone, after the ranking.
 static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
     let rank = |name: &str, comment: &str| {
         format!(
@@ -4686,41 +4704,50 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
     let wants = |kind: &str| format!("($3::text[] IS NULL OR {kind} = ANY($3::text[]))");
     format!(
         "WITH n AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {READABLE} AND ($2::text IS NULL OR n.nspname = $2::text::name)),
+         rel AS MATERIALIZED (SELECT c.oid, c.relname, c.relkind, n.nspname FROM n JOIN pg_class c ON c.relnamespace = n.oid
+                               WHERE c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition),
          hits AS (
-           SELECT 'schema'::text AS kind, n.nspname::text AS schema, NULL::text AS table_name, n.nspname::text AS name,
-                  quote_ident(n.nspname) AS qualified_name, NULL::text AS type, d.description AS comment,
-                  NULL::bigint AS estimated_rows, 0 AS kind_order, k.rank, kw.words
+           SELECT 'schema'::text AS kind, 0 AS kind_order, n.nspname::text AS schema, NULL::text AS table_name,
+                  n.nspname::text AS name, NULL::oid AS object, NULL::oid AS type_oid, NULL::int AS type_mod,
+                  d.description AS comment, k.rank, kw.words
              FROM n {schema_comment} {schema_rank}
             WHERE k.rank IS NOT NULL AND {wants_schema}
            UNION ALL
-           SELECT {RELATION_KIND}, n.nspname::text, NULL, c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-                  NULL, d.description, {ESTIMATED_ROWS}, 1, k.rank, kw.words
-             FROM n JOIN pg_class c ON c.relnamespace = n.oid {relation_comment} {relation_rank}
-            WHERE k.rank IS NOT NULL AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
-              AND {wants_relation}
+           SELECT {RELATION_KIND}, 1, c.nspname::text, NULL, c.relname::text, c.oid, NULL, NULL, d.description, k.rank, kw.words
+             FROM rel c {relation_comment} {relation_rank}
+            WHERE k.rank IS NOT NULL AND {wants_relation}
            UNION ALL
-           SELECT 'function', n.nspname::text, NULL, p.proname::text,
-                  format('%I.%I(%s)', n.nspname, p.proname, (SELECT string_agg(format_type(t.oid, NULL), ', ' ORDER BY t.ord)
-                           FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY t(oid, ord))),
-                  pg_get_function_result(p.oid), d.description, NULL, 2, k.rank, kw.words
+           SELECT 'function', 2, n.nspname::text, NULL, p.proname::text, p.oid, NULL, NULL, d.description, k.rank, kw.words
              FROM n JOIN pg_proc p ON p.pronamespace = n.oid {function_comment} {function_rank}
             WHERE k.rank IS NOT NULL AND {NOT_EXTENSION_MEMBER} AND {wants_function}
            UNION ALL
-           SELECT 'column', n.nspname::text, c.relname::text, a.attname::text,
-                  quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(a.attname),
-                  format_type(a.atttypid, a.atttypmod), d.description, {ESTIMATED_ROWS}, 3, k.rank, kw.words
-             FROM n JOIN pg_class c ON c.relnamespace = n.oid
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             {column_comment} {column_rank}
-            WHERE k.rank IS NOT NULL AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
-              AND {wants_column})
-         SELECT (row_number() OVER (ORDER BY h.rank, h.words DESC, h.kind_order, h.qualified_name))::text, row_to_json(x)::text,
-                count(*) OVER ()
-           FROM hits h CROSS JOIN LATERAL (SELECT h.kind, h.schema, h.table_name AS table, h.name, h.qualified_name, h.type,
-                {comment} AS comment, h.estimated_rows,
-                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[h.rank + 1] AS match) x
-          ORDER BY h.rank, h.words DESC, h.kind_order, h.qualified_name
-         OFFSET $7 LIMIT $8",
+           SELECT 'column', 3, c.nspname::text, c.relname::text, m.attname::text, c.oid, m.atttypid, m.atttypmod,
+                  m.description, m.rank, m.words
+             FROM (SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, d.description, k.rank, kw.words
+                     FROM pg_attribute a {column_comment} {column_rank}
+                    WHERE a.attnum > 0 AND NOT a.attisdropped AND k.rank IS NOT NULL AND {wants_column}
+                   OFFSET 0) m
+             JOIN rel c ON c.oid = m.attrelid),
+         page AS (
+           SELECT h.*, row_number() OVER w AS position, count(*) OVER () AS total FROM hits h
+           WINDOW w AS (ORDER BY h.rank, h.words DESC, h.kind_order, h.schema, h.table_name NULLS FIRST, h.name, h.object)
+           ORDER BY position OFFSET $7 LIMIT $8)
+         SELECT p.position::text, row_to_json(x)::text, p.total
+           FROM page p LEFT JOIN pg_class c ON c.oid = p.object AND p.kind <> 'function'
+          CROSS JOIN LATERAL (SELECT p.kind, p.schema, p.table_name AS table, p.name,
+                CASE p.kind WHEN 'schema' THEN quote_ident(p.schema)
+                     WHEN 'column' THEN quote_ident(p.schema) || '.' || quote_ident(p.table_name) || '.' || quote_ident(p.name)
+                     WHEN 'function' THEN format('%I.%I(%s)', p.schema, p.name,
+                          (SELECT string_agg(format_type(t.oid, NULL), ', ' ORDER BY t.ord)
+                             FROM pg_proc f CROSS JOIN LATERAL unnest(f.proargtypes::oid[]) WITH ORDINALITY t(oid, ord)
+                            WHERE f.oid = p.object))
+                     ELSE quote_ident(p.schema) || '.' || quote_ident(p.name) END AS qualified_name,
+                CASE p.kind WHEN 'column' THEN format_type(p.type_oid, p.type_mod)
+                     WHEN 'function' THEN pg_get_function_result(p.object) END AS type,
+                {comment} AS comment,
+                CASE WHEN p.kind NOT IN ('schema', 'function') THEN {ESTIMATED_ROWS} END AS estimated_rows,
+                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[p.rank + 1] AS match) x
+          ORDER BY p.position",
         schema_comment = comment_join("d", "pg_namespace", "n.oid", "0"),
         schema_rank = rank("n.nspname", "d.description"),
         wants_schema = wants("'schema'"),
@@ -4730,10 +4757,10 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
         function_comment = comment_join("d", "pg_proc", "p.oid", "0"),
         function_rank = rank("p.proname", "d.description"),
         wants_function = wants("'function'"),
-        column_comment = comment_join("d", "pg_class", "c.oid", "a.attnum"),
+        column_comment = comment_join("d", "pg_class", "a.attrelid", "a.attnum"),
         column_rank = rank("a.attname", "d.description"),
         wants_column = wants("'column'"),
-        comment = capped_comment("h.comment", "$9"),
+        comment = capped_comment("p.comment", "$9"),
     )
 });
 

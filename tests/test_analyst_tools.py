@@ -551,3 +551,13 @@ def test_listing_cursor_is_bound_to_its_arguments(start_server):
 def test_raw_answers_are_compact_json(server):
     r = server.rpc_raw("tools/call", {"name": "list_tables", "arguments": {"schema": "fleet"}})
     assert b'"structuredContent":{"schema":"fleet","tables":[{"name":"events","kind":"partitioned table",' in r.body
+
+
+def test_instructions_describe_the_flow_with_the_new_tools(server):
+    result = server.rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                       "clientInfo": {"name": "t", "version": "1"}})["result"]
+    instructions = result["instructions"]
+    for tool in ("search_objects", "describe_table", "find_join_path", "profile_columns", "query", "explain",
+                 "next_cursor"):
+        assert tool in instructions
+    assert instructions.index("search_objects") < instructions.index("find_join_path") < instructions.index("query(sql)")
