@@ -561,3 +561,25 @@ def test_instructions_describe_the_flow_with_the_new_tools(server):
                  "next_cursor"):
         assert tool in instructions
     assert instructions.index("search_objects") < instructions.index("find_join_path") < instructions.index("query(sql)")
+
+
+@pytest.mark.parametrize("tool,args", [
+    ("explain", {"sql": JOIN_SQL}),
+    ("explain", {"sql": JOIN_SQL, "analyze": True, "buffers": True}),
+    ("profile_columns", {"schema": "Sales", "table": "Customers", "sample": True}),
+    ("profile_columns", {"schema": "Sales", "table": "leads"}),
+    ("profile_columns", {"schema": "reporting", "table": "awkward"}),
+    ("find_join_path", {"from": '"Sales".shipments', "to": '"Sales"."Customers"'}),
+    ("find_join_path", {"from": "reporting.v_trips", "to": "fleet.trips"}),
+    ("search_objects", {"query": "trip id", "limit": 100}),
+    ("list_tables", {"schema": "Sales"}),
+    ("describe_table", {"schema": "Sales", "table": "Customers"}),
+    ("list_schemas", {}),
+    ("list_functions", {}),
+])
+def test_answers_match_their_output_schema(server, tool, args):
+    import jsonschema
+    schemas = {t["name"]: t["outputSchema"] for t in server.rpc("tools/list")["result"]["tools"]}
+    r = server.rpc_raw("tools/call", {"name": tool, "arguments": args})
+    answer = json.loads(r.body)["result"]["structuredContent"]  # floats as JSON Schema sees them
+    jsonschema.validate(answer, schemas[tool])
