@@ -9,7 +9,7 @@
 //! statement per Parse); and the SQL guard refuses, with a clear message, what a read-only
 //! transaction would not stop (session advisory locks, file access, dynamic SQL, …).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
@@ -46,12 +46,17 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_POOL_IDLE_S", "300", "close pooled connections idle longer than this"),
     ("MCP_POOL_WAIT_MS", "10000", "longest wait for a free connection before 'server busy'"),
     ("MCP_MAX_CONNECTIONS", "256", "most HTTP connections served at once (over: 503)"),
+    ("MCP_MAX_BATCH", "20", "most messages in one JSON-RPC batch (2025-03-26); a larger one is refused whole"),
+    ("MCP_MAX_INFLIGHT_PER_CALLER", "MCP_POOL_MAX/2, at least 1", "most database calls one analyst has running; more wait their turn"),
+    ("MCP_RATE_PER_CALLER", "0 (off)", "tool calls per minute per analyst (token bucket); over it: a tool error with the retry time"),
     ("MCP_DNS_REBINDING_PROTECTION", "0", "1: require Host to be in MCP_ALLOWED_HOSTS"),
     ("MCP_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "Host values allowed (host or host:port)"),
     ("MCP_ALLOWED_ORIGINS", "loopback only", "extra browser Origins allowed"),
     ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
     ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+    ("MCP_SERVER_LABEL", "none", "names this deployment in every query answer and in serverInfo.title"),
+    ("MCP_MAX_PLAN_COST", "off", "refuse queries whose estimated plan cost is above this (one EXPLAIN first)"),
     ("MCP_OAUTH", "off", "OAuth for claude.ai/Desktop: off, token (sign in with the personal token) or oidc"),
     ("MCP_PUBLIC_URL", "required with OAuth", "public origin of this server, e.g. https://analytics.example.org"),
     ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify); re-read on change"),
@@ -85,11 +90,19 @@ struct Config {
     pool_idle: Duration,
     pool_wait: Duration,
     max_connections: usize,
+    max_batch: usize,
+    max_inflight_per_caller: usize,
+    /// Tool calls per minute per analyst; 0 = no rate limit.
+    rate_per_caller: u64,
     dns_rebinding_protection: bool,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     allow_privileged_role: bool,
     shutdown_grace: Duration,
+    /// Names this deployment (say, "production replica") in answers and in serverInfo.
+    server_label: Option<String>,
+    /// Statements whose estimated plan cost is above this are refused before they run.
+    max_plan_cost: Option<f64>,
     /// None when MCP_OAUTH=off: then nothing of the OAuth section is reachable.
     oauth: Option<OAuthConfig>,
 }
@@ -144,6 +157,7 @@ impl Config {
                 "MCP_LOG_FORMAT must be text or json, not {format:?}"
             )));
         }
+        let pool_max = parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize;
         let config = Config {
             database_url,
             port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
@@ -165,7 +179,7 @@ impl Config {
                 86_400_000,
             )?,
             readable_schemas,
-            pool_max: parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize,
+            pool_max,
             pool_idle: Duration::from_secs(parse_number(&get, "MCP_POOL_IDLE_S", 300, 1, 86_400)?),
             pool_wait: Duration::from_millis(parse_number(
                 &get,
@@ -175,6 +189,15 @@ impl Config {
                 600_000,
             )?),
             max_connections: parse_number(&get, "MCP_MAX_CONNECTIONS", 256, 1, 100_000)? as usize,
+            max_batch: parse_number(&get, "MCP_MAX_BATCH", 20, 1, 1000)? as usize,
+            max_inflight_per_caller: parse_number(
+                &get,
+                "MCP_MAX_INFLIGHT_PER_CALLER",
+                (pool_max as u64 / 2).max(1),
+                1,
+                1000,
+            )? as usize,
+            rate_per_caller: parse_number(&get, "MCP_RATE_PER_CALLER", 0, 0, 1_000_000)?,
             dns_rebinding_protection: parse_flag(&get, "MCP_DNS_REBINDING_PROTECTION")?,
             allowed_hosts,
             allowed_origins,
@@ -188,6 +211,8 @@ impl Config {
             )?),
             oauth: OAuthConfig::from_env(&get)?,
             host,
+            server_label: parse_label(&get, "MCP_SERVER_LABEL")?,
+            max_plan_cost: parse_positive_float(&get, "MCP_MAX_PLAN_COST")?,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
         if no_tokens
@@ -247,6 +272,37 @@ fn parse_number(
     }
 }
 
+/// A short human label: printable, at most 100 characters.
+fn parse_label(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(label) = get(name) else {
+        return Ok(None);
+    };
+    if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(ConfigError(format!(
+            "{name} must be at most 100 printable characters (no newlines or control characters)"
+        )));
+    }
+    Ok(Some(label))
+}
+
+fn parse_positive_float(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(Some(n)),
+        _ => Err(ConfigError(format!(
+            "{name} must be a positive number (a PostgreSQL plan cost such as 1000000), not {raw:?}"
+        ))),
+    }
+}
+
 fn parse_flag(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
     match get(name).as_deref() {
         None | Some("0") | Some("false") | Some("no") | Some("off") => Ok(false),
@@ -270,6 +326,7 @@ fn help_text() -> String {
         "{SERVER_NAME} {VERSION} — read-only MCP server for PostgreSQL (streamable HTTP)\n\n\
          USAGE:\n  {SERVER_NAME}                    serve MCP on http://MCP_HOST:MCP_PORT/mcp\n  \
          {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
+         {SERVER_NAME} check-sql -        the same for every line of stdin (one statement per line)\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
          {SERVER_NAME} oauth-key          print a new random line for MCP_OAUTH_KEY_FILE\n  \
          {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
@@ -557,19 +614,45 @@ impl Conn {
             let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let body_deadline = Instant::now() + BODY_TIMEOUT;
-        while self.buf.len() < content_length {
-            match self.fill(body_deadline) {
-                Ok(true) => {}
-                Ok(false) => return Err(ReadError::Gone),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(reject(408, "request body not received within 30 s"))
+        request.body = self.read_body(content_length, Instant::now() + BODY_TIMEOUT)?;
+        Ok(request)
+    }
+
+    /// Reads exactly `length` body bytes into a buffer of that size: what came with the head
+    /// first, then straight from the socket, never past the body (so memory is the body, once).
+    fn read_body(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::with_capacity(length);
+        body.extend(self.buf.drain(..length.min(self.buf.len())));
+        while body.len() < length {
+            let now = Instant::now();
+            let timed_out = || reject(408, "request body not received within 30 s");
+            if now >= deadline {
+                return Err(timed_out());
+            }
+            self.stream
+                .set_read_timeout(Some(deadline - now))
+                .map_err(|_| ReadError::Gone)?;
+            let filled = body.len();
+            // Within the capacity reserved above: touches only the bytes about to be read.
+            body.resize(length.min(filled + 64 * 1024), 0);
+            let result = self.stream.read(&mut body[filled..]);
+            body.truncate(filled + *result.as_ref().unwrap_or(&0));
+            match result {
+                Ok(0) => return Err(ReadError::Gone),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timed_out())
                 }
                 Err(_) => return Err(ReadError::Gone),
             }
         }
-        request.body = self.buf.drain(..content_length).collect();
-        Ok(request)
+        Ok(body)
     }
 }
 
@@ -649,7 +732,7 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
             Ok(mut request) => {
                 request.peer = peer;
                 let keep_alive = request.wants_keep_alive() && !app.draining();
-                let response = route(app, &request);
+                let response = route(app, &mut request);
                 (request.method, response, keep_alive)
             }
             Err(ReadError::Gone) => break,
@@ -774,8 +857,8 @@ fn drain_available(mut stream: &TcpStream) -> bool {
 }
 
 // ── Counting semaphore ───────────────────────────────────────────────────────────────────────
-// Hand-rolled (Mutex + Condvar), as the design card asks: it bounds connection threads and pool
-// checkouts, and its waiter count feeds /metrics.
+// Hand-rolled (Mutex + Condvar), as the design card asks: it bounds connection threads (pool
+// checkouts go through the fair-share `Admission` instead).
 
 struct Semaphore {
     state: Mutex<SemaphoreState>,
@@ -785,7 +868,6 @@ struct Semaphore {
 
 struct SemaphoreState {
     in_use: usize,
-    waiting: usize,
 }
 
 struct Permit<'a> {
@@ -795,10 +877,7 @@ struct Permit<'a> {
 impl Semaphore {
     fn new(capacity: usize) -> Semaphore {
         Semaphore {
-            state: Mutex::new(SemaphoreState {
-                in_use: 0,
-                waiting: 0,
-            }),
+            state: Mutex::new(SemaphoreState { in_use: 0 }),
             changed: Condvar::new(),
             capacity,
         }
@@ -812,34 +891,6 @@ impl Semaphore {
         } else {
             None
         }
-    }
-
-    /// Waits in line for a permit, at most `timeout`.
-    fn acquire_timeout(&self, timeout: Duration) -> Option<Permit<'_>> {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.state);
-        state.waiting += 1;
-        while state.in_use >= self.capacity {
-            let now = Instant::now();
-            if now >= deadline {
-                state.waiting -= 1;
-                return None;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        state.waiting -= 1;
-        state.in_use += 1;
-        Some(Permit { semaphore: self })
-    }
-
-    /// (in use, waiting)
-    fn usage(&self) -> (usize, usize) {
-        let state = lock(&self.state);
-        (state.in_use, state.waiting)
     }
 
     /// Waits until no permit is held or the deadline passes; true when idle.
@@ -877,7 +928,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ── Routing ──────────────────────────────────────────────────────────────────────────────────
 
-fn route(app: &'static App, request: &Request) -> Response {
+fn route(app: &'static App, request: &mut Request) -> Response {
     if let Some(oauth) = &app.oauth {
         if let Some(response) = oauth_route(app, oauth, request) {
             return response;
@@ -896,7 +947,7 @@ fn route(app: &'static App, request: &Request) -> Response {
             Err(_) => Response::json(503, r#"{"ok":false,"database":"down"}"#),
         },
         "/metrics" if get_like => {
-            let mut text = app.metrics.render(&app.pool);
+            let mut text = app.metrics.render(&app.pool, &app.rates);
             if let Some(oauth) = &app.oauth {
                 text.push_str(&oauth.render_metrics());
             }
@@ -915,7 +966,7 @@ fn route(app: &'static App, request: &Request) -> Response {
 
 /// The MCP endpoint's HTTP checks, in order: Host (when DNS-rebinding protection is on), Origin,
 /// bearer token, content type. Then JSON-RPC takes over.
-fn handle_mcp_post(app: &'static App, request: &Request) -> Response {
+fn handle_mcp_post(app: &'static App, request: &mut Request) -> Response {
     if app.config.dns_rebinding_protection {
         let host = request.header("host").unwrap_or("");
         if !host_allowed(host, &app.config.allowed_hosts) {
@@ -4393,7 +4444,11 @@ impl OAuth {
 // MCP-Protocol-Version header: 2026-07-28 is served natively (per-request `_meta`, Mcp-Method /
 // Mcp-Name headers, server/discover, resultType, caching hints); an absent header (2025-03-26 is
 // assumed) or a 2025 revision gets the initialize-era protocol; anything else is a 400 naming the
-// versions we speak. Batches exist only in 2025-03-26.
+// versions we speak. Batches exist only in 2025-03-26, and are bounded: a body is measured before
+// it is parsed (at most MAX_JSON_VALUES values, at most MCP_MAX_BATCH messages, else refused whole
+// with nothing run); a batch's answers together stop at BATCH_ANSWERS_FACTOR × the result budget
+// and its calls share one deadline, the remaining requests being answered "not run". Error texts
+// echo at most a short excerpt of what the client sent.
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
 const MODERN_VERSION: &str = "2026-07-28";
@@ -4414,8 +4469,9 @@ explain(sql) shows the plan of a slow or heavy query (analyze: true measures it)
 `query` runs one SELECT / WITH / VALUES / TABLE statement in PostgreSQL syntax inside a read-only \
 transaction that is always rolled back; nothing can be changed. Results are capped (max_rows, \
 default 1000; truncated=true says a cap was hit, so aggregate or filter instead of paging through \
-raw rows). Listings too big for one answer are paged: pass next_cursor back as cursor. \
-Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
+raw rows). For many rows pass format=csv (or arrays): the same exact values in about half the \
+tokens, so about twice the rows fit. Listings too big for one answer are paged: pass next_cursor \
+back as cursor. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
@@ -4461,6 +4517,7 @@ impl RpcError {
         }
     }
     fn unsupported_version(requested: &str) -> RpcError {
+        let requested = excerpt(requested, MAX_ECHO_CHARS);
         RpcError {
             code: -32022,
             message: format!(
@@ -4472,8 +4529,14 @@ impl RpcError {
         }
     }
 
+    /// A batched request that was answered without being run (a batch limit was reached).
+    fn not_run(message: String) -> RpcError {
+        RpcError::new(-32000, message)
+    }
+
     fn to_json(&self, id: &Value) -> String {
-        let mut error = json!({ "code": self.code, "message": self.message });
+        let message = excerpt(&self.message, MAX_ERROR_TEXT_CHARS);
+        let mut error = json!({ "code": self.code, "message": message });
         if let Some(data) = &self.data {
             error["data"] = data.clone();
         }
@@ -4489,26 +4552,37 @@ enum Outcome {
     Accepted,
 }
 
-/// What a request handler needs besides the message: who is asking and the HTTP headers that
-/// 2026-07-28 cross-checks against the body.
+/// What a request handler needs besides the message: who is asking, the HTTP headers that
+/// 2026-07-28 cross-checks against the body, and (inside a batch) the batch's shared deadline.
+#[derive(Clone, Copy)]
 struct CallContext<'a> {
     app: &'static App,
     request: &'a Request,
     caller: &'a Caller,
     era: Era,
+    deadline: Option<Instant>,
 }
 
-fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Response {
-    let message: Value = match serde_json::from_slice(&request.body) {
+/// Most JSON values (objects, arrays, keys, strings, numbers, literals) one request body may
+/// hold. A batch of MCP_MAX_BATCH ordinary messages needs a few hundred; without the cap a 1 MiB
+/// body of `[0,0,…]` or `{"":0}` parses into 100–200 MB of values.
+const MAX_JSON_VALUES: usize = 4096;
+/// The answers of one batch together stop at this many times MCP_MAX_RESULT_BYTES.
+const BATCH_ANSWERS_FACTOR: u64 = 4;
+/// How much of a client-sent name an error message quotes, and how long any error text may be.
+const MAX_ECHO_CHARS: usize = 64;
+const MAX_ERROR_TEXT_CHARS: usize = 2000;
+
+fn handle_jsonrpc(app: &'static App, request: &mut Request, caller: &Caller) -> Response {
+    // The body is not needed once parsed: free it before any work runs.
+    let body = std::mem::take(&mut request.body);
+    let parsed = parse_body(&body, app.config.max_batch, &app.metrics);
+    drop(body);
+    let message = match parsed {
         Ok(message) => message,
-        Err(e) => {
-            let error = RpcError {
-                status: 400,
-                ..RpcError::new(-32700, format!("parse error: {e}"))
-            };
-            return Response::json(400, error.to_json(&Value::Null));
-        }
+        Err(error) => return Response::json(error.status, error.to_json(&Value::Null)),
     };
+    let request: &Request = request;
     let era = match request.header("mcp-protocol-version") {
         None => Era::Legacy("2025-03-26"),
         Some(MODERN_VERSION) => Era::Modern,
@@ -4525,6 +4599,7 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Resp
         request,
         caller,
         era,
+        deadline: None,
     };
     match message {
         Value::Array(batch) => handle_batch(&context, &batch),
@@ -4535,6 +4610,98 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Resp
             Outcome::Reply(status, body) => Response::json(status, body),
             Outcome::Accepted => Response::empty(202),
         },
+    }
+}
+
+/// Parses a request body, after measuring it without allocating: a batch of more than
+/// MCP_MAX_BATCH messages, or a body of more than MAX_JSON_VALUES values, is refused before a
+/// single value is built (so before anything runs or is audited), and counted in /metrics.
+fn parse_body(body: &[u8], max_batch: usize, metrics: &Metrics) -> Result<Value, RpcError> {
+    let refused = |limit, message| {
+        metrics.count_limit(limit);
+        RpcError::invalid_request(message)
+    };
+    let shape = measure_json(body);
+    if let Some(messages) = shape.batch_messages.filter(|n| *n > max_batch) {
+        return Err(refused(
+            "max_batch",
+            format!(
+                "batch of {messages} messages refused: at most {max_batch} per batch (MCP_MAX_BATCH); \
+                 nothing was run. Send fewer per batch, or one request per POST"
+            ),
+        ));
+    }
+    if shape.values > MAX_JSON_VALUES {
+        return Err(refused(
+            "json_values",
+            format!(
+                "request refused: it holds more than {MAX_JSON_VALUES} JSON values (an MCP request needs \
+                 a few dozen); nothing was run"
+            ),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| RpcError {
+        status: 400,
+        ..RpcError::new(-32700, format!("parse error: {e}"))
+    })
+}
+
+/// What `measure_json` found: how many values the body would parse into and, when it is an array
+/// (a batch), how many messages it holds. Exact for valid JSON; for invalid JSON only an upper
+/// bound of what serde_json builds before it reports the syntax error.
+#[derive(Debug, PartialEq)]
+struct JsonShape {
+    values: usize,
+    batch_messages: Option<usize>,
+}
+
+/// Counts value starts in one pass over the bytes, skipping string contents: `{`, `[`, every
+/// string (keys too), and every scalar (its first byte after `[`, `,`, `:` or the start).
+fn measure_json(body: &[u8]) -> JsonShape {
+    let (mut values, mut depth, mut top_items) = (0usize, 0usize, 0usize);
+    let mut batch = false;
+    let mut previous = b',';
+    let mut bytes = body.iter();
+    while let Some(&byte) = bytes.next() {
+        let starts_value = match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            b'"' => {
+                let mut escaped = false;
+                for &inner in bytes.by_ref() {
+                    match inner {
+                        _ if escaped => escaped = false,
+                        b'\\' => escaped = true,
+                        b'"' => break,
+                        _ => {}
+                    }
+                }
+                true
+            }
+            b'{' | b'[' => true,
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => matches!(previous, b'[' | b',' | b':'),
+            _ => false,
+        };
+        if starts_value {
+            values += 1;
+            if depth == 1 && batch && top_items == 0 {
+                top_items = 1;
+            }
+        }
+        match byte {
+            b'[' if depth == 0 && values == 1 => batch = true,
+            b',' if depth == 1 && batch => top_items += 1,
+            _ => {}
+        }
+        match byte {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = byte;
+    }
+    JsonShape {
+        values,
+        batch_messages: batch.then_some(top_items),
     }
 }
 
@@ -4551,28 +4718,80 @@ fn handle_batch(context: &CallContext, batch: &[Value]) -> Response {
             RpcError::invalid_request("empty batch").to_json(&Value::Null),
         );
     }
-    let replies: Vec<String> = batch
-        .iter()
-        .filter_map(|message| match handle_message(context, message) {
-            Outcome::Reply(_, body) => Some(body),
-            Outcome::Accepted => None,
-        })
-        .collect();
-    if replies.is_empty() {
+    let config = &context.app.config;
+    // A batch may take what one call may: a wait for a connection, then a statement's timeout.
+    let allowed = config.pool_wait + Duration::from_millis(config.statement_timeout_ms);
+    let context = CallContext {
+        deadline: Some(Instant::now() + allowed),
+        ..*context
+    };
+    let answers_limit = (BATCH_ANSWERS_FACTOR * config.max_result_bytes) as usize;
+    let mut body = String::from("[");
+    let mut replies = 0;
+    for message in batch {
+        let outcome = match classify(message) {
+            Err(answered) => answered,
+            Ok(call) if body.len() >= answers_limit => {
+                context.app.metrics.count_limit("batch_answers");
+                let error = RpcError::not_run(format!(
+                    "not run: this batch's answers reached {} bytes, the most one batch may return \
+                     ({BATCH_ANSWERS_FACTOR} × MCP_MAX_RESULT_BYTES = {answers_limit}); send the remaining \
+                     requests in another batch or one by one",
+                    body.len()
+                ));
+                reply_error(&call.id, error)
+            }
+            Ok(call) if context.deadline.is_some_and(|d| Instant::now() >= d) => {
+                context.app.metrics.count_limit("batch_time");
+                let error = RpcError::not_run(format!(
+                    "not run: this batch's time ran out (a batch may take MCP_POOL_WAIT_MS + \
+                     MCP_STATEMENT_TIMEOUT_MS = {} in all); send the remaining requests in another \
+                     batch or one by one",
+                    human_duration(allowed.as_millis() as u64)
+                ));
+                reply_error(&call.id, error)
+            }
+            Ok(call) => run_call(&context, &call),
+        };
+        if let Outcome::Reply(_, reply) = outcome {
+            if replies > 0 {
+                body.push(',');
+            }
+            body.push_str(&reply);
+            replies += 1;
+        }
+    }
+    if replies == 0 {
         return Response::empty(202);
     }
-    Response::json(200, format!("[{}]", replies.join(",")))
+    body.push(']');
+    Response::json(200, body)
+}
+
+/// A JSON-RPC request ready to run.
+struct Call<'m> {
+    id: Value,
+    method: &'m str,
+    params: &'m Value,
 }
 
 /// Classifies one message (request, notification, client response, or garbage) and answers it.
-/// A panic inside a handler is caught here and becomes -32603: one bad request never takes the
-/// connection, let alone the process, down.
 fn handle_message(context: &CallContext, message: &Value) -> Outcome {
+    match classify(message) {
+        Ok(call) => run_call(context, &call),
+        Err(answered) => answered,
+    }
+}
+
+/// A request to run, or the outcome of a message that needs no running: an invalid one (its
+/// error), a notification or a client's response (nothing to answer).
+fn classify(message: &Value) -> Result<Call<'_>, Outcome> {
+    static NO_PARAMS: Value = Value::Null;
     let Some(object) = message.as_object() else {
-        return reply_error(
+        return Err(reply_error(
             &Value::Null,
             RpcError::invalid_request("a JSON-RPC message must be an object"),
-        );
+        ));
     };
     let id = object
         .get("id")
@@ -4580,50 +4799,70 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
         .cloned()
         .unwrap_or(Value::Null);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_request("\"jsonrpc\" must be \"2.0\""),
-        );
+        ));
     }
     let Some(method) = object.get("method") else {
         if object.contains_key("result") || object.contains_key("error") {
-            return Outcome::Accepted; // a client's response to a request we never send
+            return Err(Outcome::Accepted); // a client's response to a request we never send
         }
-        return reply_error(&id, RpcError::invalid_request("missing \"method\""));
+        return Err(reply_error(
+            &id,
+            RpcError::invalid_request("missing \"method\""),
+        ));
     };
     let Some(method) = method.as_str() else {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_request("\"method\" must be a string"),
-        );
+        ));
     };
     if !object.contains_key("id") {
-        return Outcome::Accepted; // notifications (initialized, cancelled, …) need no answer
+        return Err(Outcome::Accepted); // notifications (initialized, cancelled, …) need no answer
     }
     if id.is_null() {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_request("\"id\" must be a string or an integer"),
-        );
+        ));
     }
-    let params = object.get("params").cloned().unwrap_or(Value::Null);
+    let params = object.get("params").unwrap_or(&NO_PARAMS);
     if !(params.is_object() || params.is_null()) {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_params("\"params\" must be an object"),
-        );
+        ));
     }
-    let result = run_caught(method, || dispatch(context, method, &params));
-    context.app.metrics.count_rpc(method);
+    Ok(Call { id, method, params })
+}
+
+/// Runs a request. A panic inside its handler is caught here and becomes -32603: one bad request
+/// never takes the connection, let alone the process, down.
+fn run_call(context: &CallContext, call: &Call) -> Outcome {
+    let result = run_caught(call.method, || dispatch(context, call.method, call.params));
+    context.app.metrics.count_rpc(call.method);
     match result {
-        Ok(result) => {
-            let mut envelope = String::with_capacity(result.len() + 64);
-            let _ = write!(envelope, r#"{{"jsonrpc":"2.0","id":{id},"result":"#);
-            envelope.push_str(&result);
-            envelope.push('}');
-            Outcome::Reply(200, envelope)
+        Ok(mut result) => {
+            // In place: a big answer is moved along its own buffer, not copied into a second one.
+            result.insert_str(
+                0,
+                &format!(r#"{{"jsonrpc":"2.0","id":{},"result":"#, call.id),
+            );
+            result.push('}');
+            Outcome::Reply(200, result)
         }
-        Err(error) => reply_error(&id, error),
+        Err(error) => reply_error(&call.id, error),
+    }
+}
+
+/// At most `max` characters of `text` (… marks a cut): an error must not echo a megabyte of what
+/// the client sent back to it, let alone a megabyte per batched message.
+fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
     }
 }
 
@@ -4664,14 +4903,21 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
     let views = client_renders_views(context, method, params);
     match context.era {
         Era::Legacy(_) => match method {
-            "initialize" => Ok(initialize_result(params, views)),
+            "initialize" => Ok(initialize_result(
+                params,
+                views,
+                context.app.config.server_label.as_deref(),
+            )),
             "ping" => Ok("{}".to_string()),
             "tools/list" => Ok(TOOLS_LIST.get(views).for_era(context.era)),
             "tools/call" => call_tool(context, params),
             "resources/list" if views => Ok(RESOURCES_LIST.for_era(context.era)),
             "resources/templates/list" if views => Ok(RESOURCE_TEMPLATES_LIST.for_era(context.era)),
             "resources/read" if views => read_resource(context.era, params),
-            _ => Err(RpcError::new(-32601, format!("method not found: {method}"))),
+            _ => Err(RpcError::new(
+                -32601,
+                format!("method not found: {}", excerpt(method, MAX_ECHO_CHARS)),
+            )),
         },
         Era::Modern => {
             check_modern_request(context.request, method, params)?;
@@ -4688,19 +4934,35 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
                         ..RpcError::new(
                             -32601,
                             format!(
-                                "method not found in protocol version {MODERN_VERSION}: {method}"
+                                "method not found in protocol version {MODERN_VERSION}: {}",
+                                excerpt(method, MAX_ECHO_CHARS)
                             ),
                         )
                     })
                 }
             };
-            Ok(with_modern_result_fields(&result))
+            Ok(with_modern_result_fields(
+                result,
+                &context.app.modern_result_fields,
+            ))
         }
     }
 }
 
-fn server_info() -> Value {
-    json!({ "name": SERVER_NAME, "title": "Analytics (read-only PostgreSQL)", "version": VERSION })
+/// Who we are, as initialize's serverInfo and 2026-07-28's `_meta` say it; MCP_SERVER_LABEL, when
+/// set, is part of the title so an analyst connected to several deployments can tell them apart.
+fn server_info(label: Option<&str>) -> Value {
+    let title = match label {
+        Some(label) => format!("Analytics (read-only PostgreSQL): {label}"),
+        None => "Analytics (read-only PostgreSQL)".to_string(),
+    };
+    json!({ "name": SERVER_NAME, "title": title, "version": VERSION })
+}
+
+/// What every 2026-07-28 result carries besides its own fields; built once at start-up.
+fn modern_result_fields(label: Option<&str>) -> String {
+    let meta = json!({ "io.modelcontextprotocol/serverInfo": server_info(label) });
+    format!(r#""resultType":"complete","_meta":{meta}"#)
 }
 
 /// What the server offers: tools always; the result view's resources and the MCP Apps extension
@@ -4715,7 +4977,7 @@ fn server_capabilities(views: bool) -> Value {
 }
 
 /// Echo a requested initialize-era version we speak; otherwise answer the latest of them.
-fn initialize_result(params: &Value, views: bool) -> String {
+fn initialize_result(params: &Value, views: bool, label: Option<&str>) -> String {
     let requested = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -4728,7 +4990,7 @@ fn initialize_result(params: &Value, views: bool) -> String {
     json!({
         "protocolVersion": version,
         "capabilities": server_capabilities(views),
-        "serverInfo": server_info(),
+        "serverInfo": server_info(label),
         "instructions": INSTRUCTIONS,
     })
     .to_string()
@@ -4745,24 +5007,20 @@ fn discover_result(views: bool) -> String {
     .to_string()
 }
 
-/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`.
-fn with_modern_result_fields(result: &str) -> String {
-    static FIELDS: Lazy<String> = Lazy::new(|| {
-        let meta = json!({ "io.modelcontextprotocol/serverInfo": { "name": SERVER_NAME, "version": VERSION } });
-        format!(r#""resultType":"complete","_meta":{meta}"#)
-    });
-    let body = result.trim_start().strip_prefix('{').unwrap_or("}");
-    let separator = if body.trim_start().starts_with('}') {
+/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`
+/// (`fields`, from modern_result_fields). Edits the result in place: a big answer is not copied
+/// into a second buffer.
+fn with_modern_result_fields(mut result: String, fields: &str) -> String {
+    let Some(open) = result.find('{') else {
+        return format!("{{{fields}}}");
+    };
+    let separator = if result[open + 1..].trim_start().starts_with('}') {
         ""
     } else {
         ","
     };
-    let mut out = String::with_capacity(result.len() + FIELDS.len() + 2);
-    out.push('{');
-    out.push_str(&FIELDS);
-    out.push_str(separator);
-    out.push_str(body);
-    out
+    result.replace_range(..=open, &format!("{{{fields}{separator}"));
+    result
 }
 
 /// The 2026-07-28 request checks, in the spec's order: required `_meta` fields (-32602), then the
@@ -4786,16 +5044,24 @@ fn check_modern_request(request: &Request, method: &str, params: &Value) -> Resu
     {
         return Err(missing_meta("io.modelcontextprotocol/clientCapabilities"));
     }
+    let cut = |text: &str| excerpt(text, MAX_ECHO_CHARS).into_owned();
     if version != MODERN_VERSION {
         return Err(RpcError::header_mismatch(format!(
-            "Header mismatch: MCP-Protocol-Version header value '{MODERN_VERSION}' does not match body value '{version}'"
+            "Header mismatch: MCP-Protocol-Version header value '{MODERN_VERSION}' does not match body value '{}'",
+            cut(version)
         )));
     }
     match request.header("mcp-method") {
-        None => return Err(RpcError::header_mismatch("Header mismatch: the Mcp-Method header is required")),
+        None => {
+            return Err(RpcError::header_mismatch(
+                "Header mismatch: the Mcp-Method header is required",
+            ))
+        }
         Some(header) if header != method => {
             return Err(RpcError::header_mismatch(format!(
-                "Header mismatch: Mcp-Method header value '{header}' does not match body value '{method}'"
+                "Header mismatch: Mcp-Method header value '{}' does not match body value '{}'",
+                cut(header),
+                cut(method)
             )))
         }
         Some(_) => {}
@@ -4814,7 +5080,9 @@ fn check_modern_request(request: &Request, method: &str, params: &Value) -> Resu
         })?;
         if decoded != name {
             return Err(RpcError::header_mismatch(format!(
-                "Header mismatch: Mcp-Name header value '{decoded}' does not match body value '{name}'"
+                "Header mismatch: Mcp-Name header value '{}' does not match body value '{}'",
+                cut(&decoded),
+                cut(name)
             )));
         }
     }
@@ -4999,6 +5267,7 @@ fn read_resource(era: Era, params: &Value) -> Result<String, RpcError> {
         .ok_or_else(|| RpcError::invalid_params("resources/read needs params.uri (a string)"))?;
     if uri != RESULT_VIEW_URI {
         let code = if era == Era::Modern { -32602 } else { -32002 };
+        let uri = excerpt(uri, MAX_ECHO_CHARS);
         return Err(RpcError {
             data: Some(json!({ "uri": uri })),
             ..RpcError::new(
@@ -5028,20 +5297,27 @@ struct ToolSpec {
     run: fn(&ToolContext, &Arguments) -> Result<ToolOutput, ToolFailure>,
 }
 
-/// What a tool runs with: the server, and who is asking (database work is done on the caller's
-/// behalf, so it goes through here rather than straight to the pool).
+/// What a tool runs with: the server, who is asking (database work is done on the caller's
+/// behalf, so it goes through here rather than straight to the pool) and, in a batch, by when.
 struct ToolContext<'a> {
     app: &'static App,
     caller: &'a Caller,
+    deadline: Option<Instant>,
 }
 
 impl ToolContext<'_> {
-    /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only).
+    /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only),
+    /// within the caller's fair share of the pool.
     fn read_only<T>(
         &self,
         work: impl FnMut(&mut Session) -> Result<T, DbError>,
     ) -> Result<T, ToolFailure> {
-        self.app.pool.read_only(work)
+        let claim = Claim {
+            // Without tokens everyone is the one "anonymous" caller: no analysts to share between.
+            analyst: (self.caller.via != "none").then_some(self.caller.name.as_str()),
+            deadline: self.deadline,
+        };
+        self.app.pool.read_only(&claim, work)
     }
 
     fn config(&self) -> &Config {
@@ -5084,6 +5360,18 @@ const SCHEMA_PARAM: Param = Param {
     required: true,
     description: "Schema name, exactly as list_schemas shows it",
 };
+const FORMAT_PARAM: Param = Param {
+    name: "format",
+    kind: ParamKind::Choice {
+        choices: ResultFormat::NAMES,
+        default: "objects",
+    },
+    required: false,
+    description: "How rows come back: objects (one JSON object per row), arrays (column names once, \
+        each row a JSON array: fewer tokens), csv or markdown (the text block is CSV or a Markdown table; \
+        structuredContent carries the rows as arrays). The byte budget counts the formatted rows, so \
+        arrays and csv fit the most rows.",
+};
 const TABLE_PARAM: Param = Param {
     name: "table",
     kind: ParamKind::Text { default: None },
@@ -5104,13 +5392,15 @@ static TOOLS: &[ToolSpec] = &[
         name: "query",
         title: "Run a read-only SQL query",
         description: "Run one read-only PostgreSQL SELECT (or WITH / VALUES / TABLE) statement and get the rows back \
-            as JSON objects in column order, with each column's type. Runs in a read-only transaction that is \
-            rolled back; writes, DDL, multiple statements and session changes are refused. At most max_rows rows \
-            (default 1000, server ceiling applies) and a byte budget are returned: truncated=true with \
-            truncated_reason says which cap was hit — aggregate (GROUP BY, count, avg, percentile_cont) or filter \
-            rather than pulling raw rows. Numbers are exact (numeric/int8 as JSON numbers), timestamps are UTC \
-            ISO 8601 text, bytea is \\x hex. Errors carry the SQLSTATE (42501 permission denied, 42601 syntax, \
-            57014 timeout).",
+            in column order, with each column's type: as JSON objects (default), or with format=arrays, csv or \
+            markdown in fewer tokens. Runs in a read-only transaction that is rolled back; writes, DDL, multiple \
+            statements and session changes are refused. At most max_rows rows (default 1000, server ceiling \
+            applies) and a byte budget are returned: truncated=true with truncated_reason says which cap was hit — \
+            aggregate (GROUP BY, count, avg, percentile_cont) or filter rather than pulling raw rows. Numbers are \
+            exact (numeric/int8 as JSON numbers), timestamps are UTC ISO 8601 text, bytea is \\x hex, PostGIS \
+            geometry and geography are GeoJSON. provenance says when the data was read (transaction time), from \
+            which database and how long the database took. Errors carry the SQLSTATE (42501 permission denied, \
+            42601 syntax, 57014 timeout).",
         params: &[
             Param { name: "sql", kind: ParamKind::Text { default: None }, required: true, description: "One SELECT/WITH/VALUES/TABLE statement" },
             Param {
@@ -5119,6 +5409,7 @@ static TOOLS: &[ToolSpec] = &[
                 required: false,
                 description: "Most rows to return (values above the server ceiling are lowered to it)",
             },
+            FORMAT_PARAM,
         ],
         output_schema: query_output_schema,
         run: tool_query,
@@ -5176,7 +5467,7 @@ static TOOLS: &[ToolSpec] = &[
         name: "sample_table",
         title: "Sample rows of a table",
         description: "Return the first n rows (default 20) of a table, view or materialized view, with column \
-            types: a quick look at what the data holds. Same result shape as query.",
+            types: a quick look at what the data holds. Same result shape and formats as query.",
         params: &[
             SCHEMA_PARAM,
             TABLE_PARAM,
@@ -5186,6 +5477,7 @@ static TOOLS: &[ToolSpec] = &[
                 required: false,
                 description: "Number of rows (server ceiling applies)",
             },
+            FORMAT_PARAM,
         ],
         output_schema: query_output_schema,
         run: tool_sample_table,
@@ -5272,11 +5564,13 @@ fn input_schema(tool: &ToolSpec) -> Value {
     for param in tool.params {
         let schema = match param.kind {
             ParamKind::Text { default: None } => {
-                json!({ "type": "string", "description": param.description })
+                json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS, "description": param.description })
             }
             ParamKind::Text {
                 default: Some(default),
-            } => json!({ "type": "string", "default": default, "description": param.description }),
+            } => {
+                json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS, "default": default, "description": param.description })
+            }
             ParamKind::Integer { default, min } => {
                 json!({ "type": "integer", "minimum": min, "default": default, "description": param.description })
             }
@@ -5288,7 +5582,7 @@ fn input_schema(tool: &ToolSpec) -> Value {
             }
             ParamKind::Names { max, choices } => {
                 let items = if choices.is_empty() {
-                    json!({ "type": "string" })
+                    json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS })
                 } else {
                     json!({ "type": "string", "enum": choices })
                 };
@@ -5371,9 +5665,28 @@ fn query_output_schema() -> Value {
                 "properties": { "name": { "type": "string" }, "type": { "type": "string" } },
                 "required": ["name", "type"],
             }},
-            "rows": { "type": "array", "items": { "type": "object" } },
+            "rows": {
+                "description": "objects: one object per row, keyed by column name; arrays, csv, markdown: one array \
+                    per row, in the order of columns",
+                "type": "array", "items": { "type": ["object", "array"] },
+            },
+            "format": {
+                "description": "present when not objects: the format asked for (csv and markdown put the text in the \
+                    text block and the rows here as arrays)",
+                "type": "string", "enum": ResultFormat::NAMES,
+            },
+            "provenance": {
+                "type": "object",
+                "properties": {
+                    "database": { "type": "string", "description": "current_database()" },
+                    "server_label": { "type": ["string", "null"], "description": "MCP_SERVER_LABEL" },
+                    "read_at": { "type": "string", "description": "the transaction's timestamp (UTC): the data is as of then" },
+                    "db_ms": { "type": "number", "description": "milliseconds spent waiting for PostgreSQL" },
+                },
+                "required": ["database", "server_label", "read_at", "db_ms"],
+            },
         },
-        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows"],
+        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows", "provenance"],
     })
 }
 
@@ -5566,9 +5879,10 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let no_arguments = Map::new();
     let given = match arguments {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
+        None | Some(Value::Null) => &no_arguments,
+        Some(Value::Object(map)) => map,
         Some(_) => {
             return Err(RpcError::invalid_params(format!(
                 "{}: arguments must be an object",
@@ -5581,8 +5895,9 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
         .find(|k| !tool.params.iter().any(|p| p.name == k.as_str()))
     {
         return Err(RpcError::invalid_params(format!(
-            "{}: unknown argument {unknown:?} (expected: {})",
+            "{}: unknown argument {:?} (expected: {})",
             tool.name,
+            excerpt(unknown, MAX_ECHO_CHARS),
             if tool.params.is_empty() {
                 "none".to_string()
             } else {
@@ -5607,7 +5922,15 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             (ParamKind::Integer { default, .. }, None) => Some(json!(default)),
             (ParamKind::Flag { default }, None) => Some(json!(default)),
             (ParamKind::Choice { default, .. }, None) => Some(json!(default)),
-            (ParamKind::Text { .. }, Some(Value::String(text))) => Some(json!(text)),
+            (ParamKind::Text { .. }, Some(Value::String(text))) if !too_long(text) => {
+                Some(json!(text))
+            }
+            (ParamKind::Text { .. }, Some(Value::String(_))) => {
+                return Err(wrong(&format!(
+                    "at most {MAX_TEXT_ARGUMENT_CHARS} characters (a longer text is refused \
+                     to keep every request's memory bounded)"
+                )))
+            }
             (ParamKind::Text { .. }, Some(_)) => return Err(wrong("a string")),
             (ParamKind::Integer { min, .. }, Some(v)) => match whole_number(v) {
                 Some(n) if n >= min => Some(json!(n)),
@@ -5625,7 +5948,10 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
                 return Err(wrong(&format!("one of {}", choices.join(", "))))
             }
             (ParamKind::Names { max, choices }, Some(Value::Array(items)))
-                if items.len() <= max && items.iter().all(Value::is_string) =>
+                if items.len() <= max
+                    && items
+                        .iter()
+                        .all(|i| i.as_str().is_some_and(|t| !too_long(t))) =>
             {
                 let unknown = items
                     .iter()
@@ -5656,6 +5982,15 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
     Ok(Arguments(checked))
 }
 
+/// The longest text argument accepted, in characters (as JSON Schema's maxLength counts): far
+/// above any analyst's SQL, and it bounds what the guard's lexer and the database driver hold.
+const MAX_TEXT_ARGUMENT_CHARS: usize = 32_768;
+
+fn too_long(text: &str) -> bool {
+    // Cheap first: no string of at most that many bytes has more characters.
+    text.len() > MAX_TEXT_ARGUMENT_CHARS && text.chars().count() > MAX_TEXT_ARGUMENT_CHARS
+}
+
 /// A JSON number with no fractional part, saturated to i64 (a huge max_rows is clamped later,
 /// not refused).
 fn whole_number(value: &Value) -> Option<i64> {
@@ -5666,9 +6001,11 @@ fn whole_number(value: &Value) -> Option<i64> {
     Some(if f > 0.0 { i64::MAX } else { i64::MIN })
 }
 
-/// What a tool produced: its structured result as JSON text, plus what the audit line reports.
+/// What a tool produced: its structured result as JSON text, the text blocks the model reads
+/// when they are not that same JSON (CSV, Markdown), plus what the audit line reports.
 struct ToolOutput {
     json: String,
+    text_blocks: Vec<String>,
     rows: u64,
     truncated: Option<&'static str>,
     sql: Option<String>,
@@ -5678,6 +6015,7 @@ impl ToolOutput {
     fn document(json: String) -> ToolOutput {
         ToolOutput {
             json,
+            text_blocks: Vec::new(),
             rows: 0,
             truncated: None,
             sql: None,
@@ -5694,6 +6032,12 @@ enum ToolFailure {
     Database { message: String, sqlstate: String },
     /// No connection came free within MCP_POOL_WAIT_MS.
     Busy(Duration),
+    /// The analyst already had MCP_MAX_INFLIGHT_PER_CALLER calls running for the whole wait.
+    CallerBusy { limit: usize, waited: Duration },
+    /// Over MCP_RATE_PER_CALLER; the next call is allowed in `retry_s` seconds.
+    RateLimited { per_minute: u64, retry_s: u64 },
+    /// The batch's shared deadline passed before this call could start.
+    OutOfTime(Duration),
     /// The database cannot be reached.
     Unavailable(String),
     /// A well-formed request naming something that is not there or not readable.
@@ -5701,6 +6045,8 @@ enum ToolFailure {
     /// An argument the schema cannot express is wrong (a cursor from another call, a bad
     /// "schema.table"): answered as JSON-RPC -32602, like every other bad argument.
     InvalidArgument(String),
+    /// MCP_MAX_PLAN_COST: the planner's estimate (None: unreadable plan) is above the limit.
+    TooCostly { estimate: Option<f64>, limit: f64 },
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -5713,9 +6059,46 @@ impl std::fmt::Display for ToolFailure {
                 "server busy: no database connection came free within {} ms; retry shortly",
                 waited.as_millis()
             ),
+            ToolFailure::CallerBusy { limit, waited } => write!(
+                f,
+                "too many calls at once: you already have {limit} database call{} running \
+                 (MCP_MAX_INFLIGHT_PER_CALLER = {limit}) and this one waited {} ms for one to finish; \
+                 wait for your running calls, or send fewer at once",
+                if *limit == 1 { "" } else { "s" },
+                waited.as_millis()
+            ),
+            ToolFailure::RateLimited { per_minute, retry_s } => write!(
+                f,
+                "rate limit: at most {per_minute} tool calls per minute per analyst \
+                 (MCP_RATE_PER_CALLER); retry in {retry_s} s"
+            ),
+            ToolFailure::OutOfTime(allowed) => write!(
+                f,
+                "not run: this batch's time ran out while the call waited for a database connection \
+                 (a batch may take MCP_POOL_WAIT_MS + MCP_STATEMENT_TIMEOUT_MS = {} in all); send it \
+                 in its own request",
+                human_duration(allowed.as_millis() as u64)
+            ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
-            ToolFailure::NotFound(what) | ToolFailure::InvalidArgument(what) => {
-                write!(f, "{what}")
+            ToolFailure::NotFound(what) | ToolFailure::InvalidArgument(what) => write!(f, "{what}"),
+            ToolFailure::TooCostly { estimate, limit } => {
+                match estimate {
+                    Some(cost) => write!(
+                        f,
+                        "not run: the planner estimates this query at cost {cost:.0}, above this server's \
+                         limit of {limit} (MCP_MAX_PLAN_COST)"
+                    )?,
+                    None => write!(
+                        f,
+                        "not run: the planner's cost estimate could not be read, and this server \
+                         refuses queries above cost {limit} (MCP_MAX_PLAN_COST)"
+                    )?,
+                }
+                f.write_str(
+                    ". Make it cheaper: filter on indexed columns (a time range, a key), aggregate \
+                     (GROUP BY with count/sum/avg) instead of returning raw rows, join on keys rather \
+                     than cross joining, or query a summary view; the explain tool shows where the cost is",
+                )
             }
         }
     }
@@ -5734,9 +6117,24 @@ impl ToolFailure {
             }
             ToolFailure::Database { .. } => "db_error",
             ToolFailure::Busy(_) => "busy",
+            ToolFailure::CallerBusy { .. } => "caller_busy",
+            ToolFailure::RateLimited { .. } => "rate_limited",
+            ToolFailure::OutOfTime(_) => "out_of_time",
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
             ToolFailure::InvalidArgument(_) => "invalid_argument",
+            ToolFailure::TooCostly { .. } => "too_costly",
+        }
+    }
+
+    /// The limit this failure reports, as mcp_limits_hit_total names it.
+    fn limit_hit(&self) -> Option<&'static str> {
+        match self {
+            ToolFailure::CallerBusy { .. } => Some("caller_share"),
+            ToolFailure::RateLimited { .. } => Some("caller_rate"),
+            ToolFailure::OutOfTime(_) => Some("batch_time"),
+            ToolFailure::TooCostly { .. } => Some("plan_cost"),
+            _ => None,
         }
     }
 }
@@ -5749,7 +6147,8 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     let tool = TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
         let known: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
         RpcError::invalid_params(format!(
-            "Unknown tool: {name} (tools: {})",
+            "Unknown tool: {} (tools: {})",
+            excerpt(name, MAX_ECHO_CHARS),
             known.join(", ")
         ))
     })?;
@@ -5758,8 +6157,18 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     let tool_context = ToolContext {
         app: context.app,
         caller: context.caller,
+        deadline: context.deadline,
     };
-    let outcome = (tool.run)(&tool_context, &arguments);
+    let outcome = match context.app.rates.take(&context.caller.name, started) {
+        Ok(()) => (tool.run)(&tool_context, &arguments),
+        Err(retry_s) => Err(ToolFailure::RateLimited {
+            per_minute: context.app.config.rate_per_caller,
+            retry_s,
+        }),
+    };
+    if let Some(limit) = outcome.as_ref().err().and_then(ToolFailure::limit_hit) {
+        context.app.metrics.count_limit(limit);
+    }
     let elapsed = started.elapsed();
     let (status, rows, truncated, sql) = match &outcome {
         Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
@@ -5770,7 +6179,9 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         status,
         elapsed,
         rows,
-        outcome.as_ref().map_or(0, |o| o.json.len()),
+        outcome.as_ref().map_or(0, |o| {
+            o.json.len() + o.text_blocks.iter().map(String::len).sum::<usize>()
+        }),
     );
     audit(
         tool_context.caller,
@@ -5785,23 +6196,40 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         Err(ToolFailure::InvalidArgument(why)) => {
             return Err(RpcError::invalid_params(format!("{}: {why}", tool.name)))
         }
-        Ok(output) => {
-            // The same JSON twice: escaped as the text block, raw as structuredContent. Built in
-            // one buffer sized up front; a big answer is otherwise copied and regrown repeatedly.
-            let mut result =
-                String::with_capacity(output.json.len() * 2 + output.json.len() / 8 + 96);
-            result.push_str(r#"{"content":[{"type":"text","text":"#);
-            push_json_string(&mut result, &output.json);
-            result.push_str(r#"}],"structuredContent":"#);
-            result.push_str(&output.json);
-            result.push_str(r#","isError":false}"#);
-            result
-        }
+        Ok(output) => tool_result(&output),
         Err(failure) => {
-            json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true })
-                .to_string()
+            // A database error may quote the analyst's input (an invalid literal, say): cut it.
+            let text = failure.to_string();
+            let text = excerpt(&text, MAX_ERROR_TEXT_CHARS);
+            json!({ "content": [{ "type": "text", "text": text }], "isError": true }).to_string()
         }
     })
+}
+
+/// A successful tools/call result. The text blocks are the structuredContent JSON itself or, for
+/// CSV and Markdown answers, their own text. Built in one buffer sized up front; a big answer
+/// is otherwise copied and regrown repeatedly.
+fn tool_result(output: &ToolOutput) -> String {
+    let blocks: Vec<&str> = if output.text_blocks.is_empty() {
+        vec![output.json.as_str()]
+    } else {
+        output.text_blocks.iter().map(String::as_str).collect()
+    };
+    let escaped: usize = blocks.iter().map(|b| b.len() + b.len() / 8 + 40).sum();
+    let mut result = String::with_capacity(escaped + output.json.len() + 64);
+    result.push_str(r#"{"content":["#);
+    for (i, block) in blocks.iter().enumerate() {
+        if i > 0 {
+            result.push(',');
+        }
+        result.push_str(r#"{"type":"text","text":"#);
+        push_json_string(&mut result, block);
+        result.push('}');
+    }
+    result.push_str(r#"],"structuredContent":"#);
+    result.push_str(&output.json);
+    result.push_str(r#","isError":false}"#);
+    result
 }
 
 /// Appends `text` as a JSON string literal (quotes included). This escapes every large answer
@@ -5856,14 +6284,22 @@ fn word_may_need_escaping(word: u64) -> bool {
         || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
+/// The limits of an analyst's statement: at most `rows` rows (the server ceiling applies).
+fn answer_limits(ctx: &ToolContext, args: &Arguments, rows: i64) -> AnswerLimits {
+    AnswerLimits {
+        cap: (rows.max(1) as u64).min(ctx.config().max_rows),
+        budget: ctx.config().max_result_bytes,
+        max_plan_cost: ctx.config().max_plan_cost,
+        format: ResultFormat::from_argument(args.text("format")),
+    }
+}
+
 fn tool_query(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let sql = args.text("sql").unwrap_or("");
     let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
-    let cap = (args.integer("max_rows").max(1) as u64).min(ctx.config().max_rows);
-    let result = ctx.read_only(|session| {
-        session.run_statement(&statement, cap, ctx.config().max_result_bytes)
-    })?;
-    Ok(result.into_output(sql))
+    let limits = answer_limits(ctx, args, args.integer("max_rows"));
+    let result = ctx.read_only(|session| session.run_statement(&statement, &limits))??;
+    Ok(result.into_output(sql, ctx.config().server_label.as_deref()))
 }
 
 fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -5871,7 +6307,7 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
         args.text("schema").unwrap_or(""),
         args.text("table").unwrap_or(""),
     );
-    let cap = (args.integer("n").max(1) as u64).min(ctx.config().max_rows);
+    let limits = answer_limits(ctx, args, args.integer("n"));
     let readable = ctx.config().readable_schemas.clone();
     let (sql, result) = ctx.read_only(|session| {
         let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
@@ -5879,10 +6315,11 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
         let sql = format!("SELECT * FROM {quoted}");
-        let result = session.run_statement(&sql, cap, ctx.config().max_result_bytes)?;
-        Ok(Ok((sql, result)))
+        Ok(session
+            .run_statement(&sql, &limits)?
+            .map(|result| (sql, result)))
     })??;
-    Ok(result.into_output(&sql))
+    Ok(result.into_output(&sql, ctx.config().server_label.as_deref()))
 }
 
 fn tool_list_schemas(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -5970,7 +6407,7 @@ fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
             &[&oid, &after, &limits.comment_chars, &limits.rows],
             &columns_limits,
         )?;
-        Ok(Ok((compact_json(head), compact_json(keys), page)))
+        Ok(Ok((compact_json(&head), compact_json(&keys), page)))
     })??;
     let head = format!(
         r#"{},"columns":[{}],{}"#,
@@ -6145,6 +6582,7 @@ impl Page {
         );
         ToolOutput {
             json: head,
+            text_blocks: Vec::new(),
             rows: 0,
             truncated: self.truncated,
             sql: None,
@@ -6284,13 +6722,6 @@ fn json_text(text: &str) -> String {
     out
 }
 
-/// A JSON document PostgreSQL built with json_build_object (which pads with spaces), compacted
-/// with its key order kept. Used only for documents of names, never for values (numbers
-/// would be re-rendered).
-fn compact_json(text: String) -> String {
-    serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())
-}
-
 /// `{"a":1,"b":2}` → `{"a":1,"b":2` (to append further members).
 fn object_body_open(object: &str) -> &str {
     object.trim_end().strip_suffix('}').unwrap_or(object)
@@ -6330,10 +6761,13 @@ impl<'a> postgres::types::FromSql<'a> for JsonText {
     }
 }
 
-/// How a value of a column becomes JSON in the profiles. The one place to change when values
-/// of a type need a more readable form than to_json gives (PostGIS geography, say).
-fn value_json_sql(value: &str, _type_sql: &str) -> String {
-    format!("to_json({value})")
+/// How a value of a column becomes JSON in the profiles: as query shows it (readable_value_sql:
+/// PostGIS values as GeoJSON and the like), else PostgreSQL's own to_json. pg_stats' most common
+/// values and histogram are rendered by array_to_json instead: PostGIS types keep no such
+/// statistics (their own ANALYZE stores extents), so nothing there needs this.
+fn value_json_sql(value: &str, column: &ProfiledColumn) -> String {
+    readable_value_sql(value, &column.type_schema, &column.type_name)
+        .unwrap_or_else(|| format!("to_json({value})"))
 }
 
 /// A name as PostgreSQL would need it written, for display: quoted unless it is plain
@@ -6418,6 +6852,7 @@ fn tool_explain(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolF
     );
     Ok(ToolOutput {
         json,
+        text_blocks: Vec::new(),
         rows: 0,
         truncated: (!fits).then_some("max_bytes"),
         sql: Some(sql.to_string()),
@@ -6749,6 +7184,10 @@ struct ProfiledColumn {
     /// min() and max() are defined for it (not for every orderable type: uuid, boolean, ranges).
     has_min_max: bool,
     is_array: bool,
+    /// The type's schema and pg_type name (`_name` for an array of `name`), for
+    /// readable_value_sql.
+    type_schema: String,
+    type_name: String,
     /// pg_stats' part of the profile as JSON object text, when the column has statistics.
     stats: Option<String>,
     /// Whether pg_stats holds values (histogram or most common) to take min/max from.
@@ -6768,6 +7207,8 @@ impl ProfiledColumn {
             stats: row.try_get(7)?,
             stats_values: row.try_get(8)?,
             has_min_max: row.try_get(9)?,
+            type_schema: row.try_get(10)?,
+            type_name: row.try_get(11)?,
         })
     }
 
@@ -7012,7 +7453,7 @@ fn stats_extremes(
         .iter()
         .map(|c| {
             let t = &c.type_sql;
-            let (lo, hi) = (value_json_sql("e.lo", t), value_json_sql("e.hi", t));
+            let (lo, hi) = (value_json_sql("e.lo", c), value_json_sql("e.hi", c));
             format!(
                 "SELECT {attnum}::int2, {lo}::text, {hi}::text FROM st
                    CROSS JOIN LATERAL (SELECT st.histogram_bounds::text::{t}[] AS h) hb
@@ -7113,19 +7554,15 @@ fn sample_columns(
             if !comparable {
                 "NULL::text".to_string()
             } else if c.has_min_max {
-                bounded(&value_json_sql(&format!("{aggregate}({v})"), &c.type_sql))
+                bounded(&value_json_sql(&format!("{aggregate}({v})"), c))
             } else {
                 let first = format!("(SELECT x.c{i} FROM s x WHERE x.c{i} IS NOT NULL ORDER BY x.c{i} {direction} LIMIT 1)");
-                bounded(&value_json_sql(&first, &c.type_sql))
+                bounded(&value_json_sql(&first, c))
             }
         };
         outputs.push(extreme("ASC", "min"));
         outputs.push(extreme("DESC", "max"));
-        let value = if comparable {
-            value_json_sql(&v, &c.type_sql)
-        } else {
-            format!("to_json({v}::text)")
-        };
+        let value = value_json_sql(&v, c);
         unpivot.push(format!("({i}, {})", bounded(&value)));
     }
     let top = if unpivot.is_empty() {
@@ -7974,7 +8411,7 @@ const HAS_MIN_MAX: &str = "EXISTS (SELECT 1 FROM pg_type bt, pg_proc m
 /// A page of columns to profile: $1 schema, $2 table, $3 oid, $4 wanted names (NULL: all),
 /// $5 after (column number), $6 rows, $7 the table's rows (for n_distinct ratios) → (attnum,
 /// name, type, type as a cast target, readable, orderable, array, pg_stats profile as JSON,
-/// has values for min/max, min()/max() exist).
+/// has values for min/max, min()/max() exist, the type's schema and name).
 static PROFILE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
     let quantile = |p: u32| {
         format!("hb.h -> (round({p} / 100.0 * (json_array_length(hb.h) - 1)))::int AS p{p}")
@@ -7983,7 +8420,8 @@ static PROFILE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
         "SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
                 has_column_privilege(a.attrelid, a.attnum, 'SELECT'), {ORDERABLE_TYPE}, t.typcategory = 'A',
                 CASE WHEN st.attname IS NOT NULL AND has_column_privilege(a.attrelid, a.attnum, 'SELECT') THEN row_to_json(p)::text END,
-                st.histogram_bounds IS NOT NULL OR st.most_common_vals IS NOT NULL, {HAS_MIN_MAX}
+                st.histogram_bounds IS NOT NULL OR st.most_common_vals IS NOT NULL, {HAS_MIN_MAX},
+                (SELECT tn.nspname::text FROM pg_namespace tn WHERE tn.oid = t.typnamespace), t.typname::text
            FROM (SELECT * FROM pg_attribute a
                   WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped
                     AND ($4::text[] IS NULL OR a.attname = ANY($4::text[])) AND ($5::int IS NULL OR a.attnum > $5)
@@ -8442,34 +8880,69 @@ struct GuardPolicy {
     max_result_bytes: u64,
 }
 
-/// Functions refused by name, with the reason the analyst sees. One table, easy to extend: each
-/// entry is a regular expression over the lower-cased function name (anchored at both ends) and,
-/// for extension schemas, the schema the call must be qualified with. Each acts outside the
-/// transaction or outside the database, or runs SQL the guard cannot see.
+/// Functions refused by name, with the reason the analyst sees. Each entry is a regular
+/// expression over the lower-cased function name (anchored at both ends) and, for extension
+/// schemas, the schema the call must be qualified with. Each acts outside the transaction or
+/// outside the database, leaves state in the pooled session, or runs SQL the guard cannot see.
+///
+/// The table comes from an audit, not from examples: every function of PostgreSQL 15 and of the
+/// extensions Debian ships for it (contrib, PostGIS, hypopg, pg_partman, pg_repack, pg_cron) that
+/// is marked as having side effects (VOLATILE or PARALLEL UNSAFE), takes SQL-like text, or runs
+/// its own arguments as SQL is either here or on the reviewed allow-list in
+/// tests/guard_audit_allowed.tsv, and tests/test_guard_audit.py checks that against the real
+/// catalogs (TimescaleDB, not packaged by Debian, against tests/guard_audit_timescaledb.tsv).
+/// See the README's security model for the method and the reasons allowed functions are safe.
 #[rustfmt::skip]
 static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
+    // State that outlives the request on the pooled connection.
     (None, "pg_(try_)?advisory_lock(_shared)?", "session advisory locks survive ROLLBACK and would leak into the pool"),
-    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
-    (None, "set_config", "set_config changes session settings"),
+    (None, "set_config", "set_config changes the settings the server fixes for every request (statement_timeout, search_path, role)"),
     (None, "setseed", "seeds random() for the rest of the session"),
+    (None, "hypopg_(create_index|drop_index|reset|reset_index|hide_index|unhide_index|unhide_all_indexes)", "hypopg: hypothetical indexes live in the database session across requests and change later plans on the pooled connection"),
+    (None, "pg_export_snapshot", "exports a snapshot for other sessions to import"),
+    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
+    // Outside the database: other databases, server files.
     (None, "dblink.*", "dblink opens connections to other databases"),
     (None, "lo_.*|loread|lowrite", "large-object functions read and write server files and storage"),
-    (None, "pg_read_(binary_)?file", "reads files on the database server"),
-    (None, "pg_ls_.*|pg_stat_file", "inspects files and directories on the database server"),
+    (None, "pg_read_(binary_)?file(_old)?", "reads files on the database server"),
+    (None, "pg_ls_.*|pg_stat_file|pg_logdir_ls", "inspects files and directories on the database server"),
     (None, "pg_file_.*", "writes files on the database server (adminpack)"),
+    // Other sessions and the server process.
     (None, "pg_(terminate|cancel)_backend", "acts on other sessions"),
-    (None, "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts", "acts on the server process"),
-    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote", "controls backups and WAL"),
-    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state or writes WAL"),
+    (None, "pg_reload_conf|pg_rotate_logfile(_old)?|pg_log_backend_memory_contexts", "acts on the server process"),
     (None, "pg_notify", "sends notifications to other sessions"),
-    (None, "txid_.*|pg_current_xact_id(_if_assigned)?", "assigns a transaction id"),
+    (None, "pg_stat_reset.*|pg_stat_statements_reset", "resets statistics for every session"),
+    (None, "pg_prewarm|autoprewarm_(start_worker|dump_now)", "pg_prewarm: fills shared buffers (evicting other sessions' data) or starts a background worker"),
+    (None, "bt_index_parent_check", "amcheck: locks the table against writes while it runs; use bt_index_check"),
+    // WAL, backups, replication, recovery.
+    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote|pg_wal_replay_(pause|resume)", "controls backups, WAL and recovery"),
+    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_slot_advance|pg_logical_slot_(get|peek)_(binary_)?changes|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state or writes WAL"),
+    // Writes that READ ONLY does not stop or ROLLBACK does not undo.
+    (None, "txid_.*|pg_current_xact_id(_if_assigned)?|gettransactionid", "assigns a transaction id"),
     (None, "nextval|setval", "changes a sequence, which ROLLBACK does not undo"),
+    (None, "brin_summarize_(new_values|range)|brin_desummarize_range|gin_clean_pending_list", "writes index pages, which ROLLBACK does not undo"),
+    (None, "heap_force_(kill|freeze)", "pg_surgery: rewrites table pages"),
+    (None, "pg_truncate_visibility_map", "pg_visibility: rewrites the visibility map"),
+    (None, "pg_import_system_collations|pg_nextoid|pg_stop_making_pinned_objects|binary_upgrade_.*|pg_extension_config_dump", "changes the system catalogs (for superusers and extension scripts)"),
+    // SQL run from text the guard cannot inspect.
     (None, "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?", "runs SQL from text or dumps whole objects; use query"),
     (None, "ts_stat|ts_rewrite", "runs SQL from text the guard cannot inspect"),
+    (None, "crosstab[234]?|connectby", "tablefunc: runs SQL from text the guard cannot inspect; write the pivot with GROUP BY and FILTER"),
+    (None, "xpath_table", "xml2: runs SQL built from its text arguments"),
+    (None, "_?st_mapalgebra(expr)?|_add_raster_constraint", "PostGIS raster: evaluates SQL given as text"),
+    (None, "_?st_value(count|percent)", "PostGIS raster: splices a table name given as text into SQL; use ST_Value or ST_DumpValues"),
+    (None, "loader_load_staged_data", "PostGIS tiger geocoder: loads data with SQL built from its text arguments"),
+    // Extensions' maintenance: jobs, partitions, chunks, table rewrites.
     (Some("cron"), ".*", "pg_cron schedules jobs that run outside this transaction"),
-    (None, "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate", "TimescaleDB: rewrites or deletes data"),
-    (None, "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension", "TimescaleDB: schedules or changes background jobs"),
-    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns", "PostGIS: alters tables"),
+    (Some("repack"), ".*", "pg_repack's functions rewrite tables for the pg_repack client"),
+    (Some("_timescaledb_functions"), ".*", "TimescaleDB's internal functions change chunks, jobs and catalogs"),
+    (Some("_timescaledb_internal"), ".*", "TimescaleDB's internal functions change chunks, jobs and catalogs"),
+    (None, "drop_chunks|(de|re)?compress_chunk|move_chunk|copy_chunk|cleanup_copy_chunk_operation|reorder_chunk|merge_chunks(_concurrently)?|split_chunk|(attach|detach)_chunk|convert_to_(columnstore|rowstore)|refresh_continuous_aggregate|cagg_migrate", "TimescaleDB: rewrites, moves or deletes data"),
+    (None, "(add|remove)_[a-z_]*polic(y|ies)|alter_policies|add_job|alter_job|delete_job|run_job", "TimescaleDB: schedules or changes background jobs"),
+    (None, "add_dimension|create_hypertable|create_distributed_hypertable|set_(chunk_time_interval|integer_now_func|number_partitions|partitioning_interval|adaptive_chunking|replication_factor)|(enable|disable)_chunk_skipping|(attach|detach)_tablespaces?|timescaledb_(pre|post)_restore|(add|delete|attach|detach|alter)_data_node|distributed_exec|create_distributed_restore_point", "TimescaleDB: changes hypertables, tablespaces or data nodes"),
+    (None, "run_maintenance(_proc)?|create_(parent|sub_parent)|partition_data_(time|id|proc)|undo_partition(_proc)?|drop_partition_(time|id|column)|create_partition_(time|id)|partition_gap_fill|reapply_(constraints_proc|privileges)|apply_(cluster|constraints|foreign_keys|privileges|publications)|autovacuum_(off|reset)|stop_sub_partition|inherit_template_properties|create_function_(id|time)|drop_constraints|run_analyze|create_trigger", "pg_partman: creates, fills or drops partitions (and logs through pg_jobmon outside the transaction)"),
+    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns|_?updaterastersrid|(add|drop)(raster|overview)constraints|_(add|drop)_(raster|overview)_constraint_?.*", "PostGIS: alters tables"),
+    (None, "addauth|checkauth|lockrow|unlockrows|(enable|disable)longtransactions", "PostGIS long transactions: writes lock tables and assigns a transaction id"),
 ];
 
 /// The table above, compiled once into one RegexSet.
@@ -8500,6 +8973,7 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
     let statement = sql[..starts.get(end).copied().unwrap_or(sql.len())]
         .trim_end()
         .to_string();
+    drop(starts); // 8 bytes a token: freed before the rules below add their own per-token tables
     if tokens[end..].iter().any(|t| *t != Tok::Semicolon) {
         return Err(
             "only a single statement is allowed (found more than one; remove everything after the first ';')"
@@ -8758,9 +9232,302 @@ fn check_function_arguments(
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
+// Fair share per analyst
+// Contract: the pool's MCP_POOL_MAX connections are handed out by `Admission`, not first come
+// first served: a free connection goes to the waiting call whose analyst holds the fewest (the
+// oldest call among equals), and an analyst already holding MCP_MAX_INFLIGHT_PER_CALLER waits
+// for their own calls without taking, or queueing ahead for, a connection anyone else could use.
+// Every wait is bounded (MCP_POOL_WAIT_MS, or what is left of a batch's time) and ends in a tool
+// error naming the limit. `RateLimiter` is the optional MCP_RATE_PER_CALLER token bucket. Both
+// are keyed by `Caller.name` and keep an analyst only while they have calls in flight or a bucket
+// still refilling, so their size follows the work in progress, never the number of names seen.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// Who a unit of database work is for and when it must be over.
+struct Claim<'a> {
+    /// The analyst whose share it counts against; None when there are no analysts to share
+    /// between (no tokens configured, everyone is "anonymous").
+    analyst: Option<&'a str>,
+    /// A batch's shared deadline; None for a request of its own.
+    deadline: Option<Instant>,
+}
+
+struct Admission {
+    capacity: usize,
+    per_analyst: usize,
+    state: Mutex<AdmissionState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct AdmissionState {
+    /// Connections handed out, including ones granted to a waiter that has not woken up yet.
+    in_use: usize,
+    next_ticket: u64,
+    /// Calls waiting for a connection, oldest first.
+    queue: Vec<Waiter>,
+    /// Connections held per analyst; an analyst holding none has no entry.
+    held: HashMap<String, usize>,
+}
+
+struct Waiter {
+    ticket: u64,
+    analyst: Option<String>,
+    granted: bool,
+}
+
+/// Why a call got no connection in time.
+#[derive(Debug, PartialEq)]
+enum NotAdmitted {
+    /// Every connection was busy with other calls.
+    PoolBusy,
+    /// The analyst's own calls held their whole share the entire time.
+    ShareFull,
+}
+
+/// One connection's worth of the pool, given back when dropped.
+struct Admitted<'a> {
+    admission: &'a Admission,
+    analyst: Option<String>,
+}
+
+/// What /metrics shows of the admission.
+struct AdmissionUsage {
+    in_use: usize,
+    waiting: usize,
+    /// Waiting calls whose analyst is at its share (they wait for their own calls).
+    waiting_for_own: usize,
+    analysts: usize,
+}
+
+impl Admission {
+    fn new(capacity: usize, per_analyst: usize) -> Admission {
+        Admission {
+            capacity,
+            per_analyst,
+            state: Mutex::new(AdmissionState::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Waits until this call may use a connection, at most until `until`.
+    fn enter(&self, analyst: Option<&str>, until: Instant) -> Result<Admitted<'_>, NotAdmitted> {
+        let mut state = lock(&self.state);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push(Waiter {
+            ticket,
+            analyst: analyst.map(String::from),
+            granted: false,
+        });
+        if self.hand_out(&mut state) {
+            self.changed.notify_all();
+        }
+        loop {
+            let Some(index) = state.queue.iter().position(|w| w.ticket == ticket) else {
+                return Err(NotAdmitted::PoolBusy);
+            };
+            if state.queue[index].granted {
+                let waiter = state.queue.remove(index);
+                return Ok(Admitted {
+                    admission: self,
+                    analyst: waiter.analyst,
+                });
+            }
+            let now = Instant::now();
+            if now >= until {
+                state.queue.remove(index);
+                let held = analyst.and_then(|a| state.held.get(a)).copied();
+                return Err(if held.is_some_and(|n| n >= self.per_analyst) {
+                    NotAdmitted::ShareFull
+                } else {
+                    NotAdmitted::PoolBusy
+                });
+            }
+            state = self
+                .changed
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// /readyz's probe: a connection only when one is free. Calls still queued then wait for
+    /// their own analyst's share (`hand_out` has granted every other), so none is passed over.
+    fn try_enter(&self) -> Option<Admitted<'_>> {
+        let mut state = lock(&self.state);
+        if state.in_use >= self.capacity {
+            return None;
+        }
+        state.in_use += 1;
+        Some(Admitted {
+            admission: self,
+            analyst: None,
+        })
+    }
+
+    /// Hands free connections to the waiting calls that deserve them most: the analyst holding
+    /// the fewest first, the oldest call among equals, analysts at their share skipped. True
+    /// when anything was handed out (the waiters must then be woken).
+    fn hand_out(&self, state: &mut AdmissionState) -> bool {
+        let mut granted = false;
+        while state.in_use < self.capacity {
+            let held = |waiter: &Waiter| {
+                waiter
+                    .analyst
+                    .as_ref()
+                    .and_then(|a| state.held.get(a))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            let best = state
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.granted && held(w) < self.per_analyst)
+                .min_by_key(|(index, w)| (held(w), *index))
+                .map(|(index, _)| index);
+            let Some(index) = best else { break };
+            let waiter = &mut state.queue[index];
+            waiter.granted = true;
+            if let Some(analyst) = waiter.analyst.clone() {
+                *state.held.entry(analyst).or_insert(0) += 1;
+            }
+            state.in_use += 1;
+            granted = true;
+        }
+        granted
+    }
+
+    fn release(&self, analyst: Option<&str>) {
+        let mut state = lock(&self.state);
+        state.in_use -= 1;
+        if let Some(analyst) = analyst {
+            if let Some(held) = state.held.get_mut(analyst) {
+                *held -= 1;
+                if *held == 0 {
+                    state.held.remove(analyst);
+                }
+            }
+        }
+        self.hand_out(&mut state);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn usage(&self) -> AdmissionUsage {
+        let state = lock(&self.state);
+        let at_share = |w: &Waiter| {
+            w.analyst
+                .as_ref()
+                .and_then(|a| state.held.get(a))
+                .is_some_and(|n| *n >= self.per_analyst)
+        };
+        let waiting = || state.queue.iter().filter(|w| !w.granted);
+        AdmissionUsage {
+            in_use: state.in_use,
+            waiting: waiting().count(),
+            waiting_for_own: waiting().filter(|w| at_share(w)).count(),
+            analysts: state.held.len(),
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.admission.release(self.analyst.as_deref());
+    }
+}
+
+/// MCP_RATE_PER_CALLER: a token bucket per analyst holding a minute's worth of calls, refilled
+/// continuously. Off (every call allowed, nothing stored) when the rate is 0.
+struct RateLimiter {
+    per_minute: u64,
+    buckets: Mutex<RateBuckets>,
+}
+
+struct RateBuckets {
+    by_analyst: HashMap<String, Bucket>,
+    swept: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u64) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            buckets: Mutex::new(RateBuckets {
+                by_analyst: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes one call from the analyst's bucket, or says in how many seconds the next is allowed.
+    fn take(&self, analyst: &str, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let mut buckets = lock(&self.buckets);
+        if now.saturating_duration_since(buckets.swept) >= Duration::from_secs(1) {
+            self.sweep(&mut buckets, now);
+        }
+        let full = Bucket {
+            tokens: self.per_minute as f64,
+            at: now,
+        };
+        let bucket = match buckets.by_analyst.get_mut(analyst) {
+            Some(bucket) => bucket,
+            None => buckets
+                .by_analyst
+                .entry(analyst.to_string())
+                .or_insert(full),
+        };
+        let tokens = self.refilled(bucket, now);
+        if tokens >= 1.0 {
+            *bucket = Bucket {
+                tokens: tokens - 1.0,
+                at: now,
+            };
+            return Ok(());
+        }
+        *bucket = Bucket { tokens, at: now };
+        let seconds_per_call = 60.0 / self.per_minute as f64;
+        Err(((1.0 - tokens) * seconds_per_call).ceil().max(1.0) as u64)
+    }
+
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let per_second = self.per_minute as f64 / 60.0;
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        (bucket.tokens + elapsed * per_second).min(self.per_minute as f64)
+    }
+
+    /// Forgets analysts whose bucket is full again: a full bucket is what a newcomer gets anyway.
+    fn sweep(&self, buckets: &mut RateBuckets, now: Instant) {
+        let full = self.per_minute as f64;
+        buckets
+            .by_analyst
+            .retain(|_, bucket| self.refilled(bucket, now) < full);
+        buckets.swept = now;
+    }
+
+    /// Analysts with a bucket still refilling (after forgetting the full ones).
+    fn tracked(&self, now: Instant) -> usize {
+        let mut buckets = lock(&self.buckets);
+        self.sweep(&mut buckets, now);
+        buckets.by_analyst.len()
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
 // Pool and database
-// Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind a counting semaphore of
-// MCP_POOL_MAX permits. Every unit of work runs in `BEGIN READ ONLY` with its settings made
+// Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind MCP_POOL_MAX permits handed
+// out fairly between analysts (see Fair share). Every unit of work runs in `BEGIN READ ONLY` with its settings made
 // `LOCAL` (so nothing depends on server defaults and PgBouncer transaction pooling stays safe),
 // and always ends with ROLLBACK and the session cleanup. A connection that was lost is
 // discarded (with every idle sibling, which likely died with it) and the work is retried once
@@ -8777,6 +9544,8 @@ static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 struct PooledClient {
     client: postgres::Client,
     idle_since: Instant,
+    /// How this connection ends a unit of work (see SessionCleanup).
+    cleanup: SessionCleanup,
 }
 
 impl Drop for PooledClient {
@@ -8788,7 +9557,7 @@ impl Drop for PooledClient {
 struct Pool {
     connect_config: postgres::Config,
     idle: Mutex<Vec<PooledClient>>,
-    permits: Semaphore,
+    permits: Admission,
     idle_limit: Duration,
     wait_limit: Duration,
     statement_timeout_ms: u64,
@@ -8815,16 +9584,11 @@ impl Pool {
         Pool {
             connect_config,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(config.pool_max),
+            permits: Admission::new(config.pool_max, config.max_inflight_per_caller),
             idle_limit: config.pool_idle,
             wait_limit: config.pool_wait,
             statement_timeout_ms: timeout,
-            begin_sql: format!(
-                "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout}', true), \
-                 set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
-                 set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
-                 set_config('extra_float_digits', '1', true)"
-            ),
+            begin_sql: begin_sql(timeout),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
             retries: AtomicU64::new(0),
@@ -8834,15 +9598,49 @@ impl Pool {
         }
     }
 
-    /// Runs `work` in one read-only transaction on a pooled connection (see the section contract).
+    /// Runs `work` in one read-only transaction on a pooled connection (see the section contract),
+    /// once the claim's analyst is admitted, with the statement timeout cut to what is left of
+    /// the claim's deadline.
     fn read_only<T>(
         &self,
+        claim: &Claim,
         mut work: impl FnMut(&mut Session) -> Result<T, DbError>,
     ) -> Result<T, ToolFailure> {
-        let _permit = self
+        let arrived = Instant::now();
+        let out_of_time = || {
+            ToolFailure::OutOfTime(
+                self.wait_limit + Duration::from_millis(self.statement_timeout_ms),
+            )
+        };
+        let wait_until = claim.deadline.map_or(arrived + self.wait_limit, |d| {
+            d.min(arrived + self.wait_limit)
+        });
+        let _admitted = self
             .permits
-            .acquire_timeout(self.wait_limit)
-            .ok_or(ToolFailure::Busy(self.wait_limit))?;
+            .enter(claim.analyst, wait_until)
+            .map_err(|refusal| match refusal {
+                _ if claim.deadline.is_some_and(|d| Instant::now() >= d) => out_of_time(),
+                NotAdmitted::PoolBusy => ToolFailure::Busy(self.wait_limit),
+                NotAdmitted::ShareFull => ToolFailure::CallerBusy {
+                    limit: self.permits.per_analyst,
+                    waited: arrived.elapsed(),
+                },
+            })?;
+        let timeout_ms = match claim.deadline {
+            None => self.statement_timeout_ms,
+            // Rounded up, so the statement is cancelled at the deadline, never just before it.
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => self
+                    .statement_timeout_ms
+                    .min(left.as_micros().div_ceil(1000) as u64),
+                _ => return Err(out_of_time()),
+            },
+        };
+        let begin_sql = if timeout_ms == self.statement_timeout_ms {
+            std::borrow::Cow::Borrowed(&self.begin_sql)
+        } else {
+            std::borrow::Cow::Owned(begin_sql(timeout_ms))
+        };
         let mut attempt = 0;
         loop {
             // The retry always takes a fresh connection: the idle ones may have died together.
@@ -8855,16 +9653,18 @@ impl Pool {
             };
             let watch = self.watchdog.watch(
                 &pooled.client,
-                Duration::from_millis(self.statement_timeout_ms) + Duration::from_secs(5),
+                Duration::from_millis(timeout_ms) + Duration::from_secs(5),
             );
-            let mut session = Session {
-                client: &mut pooled.client,
-            };
-            let result = session
-                .client
-                .batch_execute(&self.begin_sql)
-                .and_then(|()| work(&mut session));
-            let ended = end_transaction(session.client, result.is_err());
+            let result = begin_transaction(&mut pooled.client, &begin_sql).and_then(
+                |(read_at, database)| {
+                    work(&mut Session {
+                        client: &mut pooled.client,
+                        read_at,
+                        database,
+                    })
+                },
+            );
+            let ended = end_transaction(&mut pooled.client, &pooled.cleanup, result.is_err());
             drop(watch);
             match result {
                 Ok(value) => {
@@ -8892,13 +9692,15 @@ impl Pool {
                 }
                 Err(error) => {
                     self.give_back(pooled, ended.is_ok());
-                    return Err(self.failure_from(&error));
+                    return Err(self.failure_from(&error, timeout_ms));
                 }
             }
         }
     }
 
-    fn failure_from(&self, error: &DbError) -> ToolFailure {
+    /// `timeout_ms` is the statement timeout the work ran with (less than the configured one
+    /// when a batch's deadline was near).
+    fn failure_from(&self, error: &DbError, timeout_ms: u64) -> ToolFailure {
         let Some(db) = error.as_db_error() else {
             return ToolFailure::Database {
                 message: error.to_string(),
@@ -8910,10 +9712,18 @@ impl Pool {
             .entry(sqlstate[..2].to_string())
             .or_insert(0) += 1;
         let message = if sqlstate == "57014" && db.message().contains("statement timeout") {
-            format!(
-                "statement timeout after {} (the query ran too long; narrow it or aggregate)",
-                human_duration(self.statement_timeout_ms)
-            )
+            if timeout_ms < self.statement_timeout_ms {
+                format!(
+                    "statement timeout after {}: the batch's shared time ran out (a batch may take \
+                     MCP_POOL_WAIT_MS + MCP_STATEMENT_TIMEOUT_MS in all); send long queries in their own request",
+                    human_duration(timeout_ms)
+                )
+            } else {
+                format!(
+                    "statement timeout after {} (the query ran too long; narrow it or aggregate)",
+                    human_duration(timeout_ms)
+                )
+            }
         } else {
             let mut message = db.message().to_string();
             if let Some(hint) = db.hint() {
@@ -8962,11 +9772,13 @@ impl Pool {
 
     /// Opens a connection; the first one that succeeds also runs the role check.
     fn connect(&self) -> Result<PooledClient, DbError> {
-        let client = self.connect_config.connect(postgres::NoTls)?;
+        let mut client = self.connect_config.connect(postgres::NoTls)?;
         OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        let cleanup = SessionCleanup::for_connection(&mut client);
         let mut pooled = PooledClient {
             client,
             idle_since: Instant::now(),
+            cleanup,
         };
         if !self.role_checked.load(Ordering::SeqCst) {
             self.check_role(&mut pooled.client);
@@ -8977,7 +9789,7 @@ impl Pool {
     /// /readyz: can we reach the database right now? Never waits for a busy pool (a busy pool
     /// means the database is answering).
     fn probe(&self) -> Result<(), ToolFailure> {
-        let Some(_permit) = self.permits.try_acquire() else {
+        let Some(_admitted) = self.permits.try_enter() else {
             return Ok(());
         };
         let mut pooled = match self.take_idle() {
@@ -8995,17 +9807,43 @@ impl Pool {
         }
     }
 
-    /// (open, idle, in use, waiting)
-    fn gauges(&self) -> (u64, usize, usize, usize) {
+    /// (open, idle, admission)
+    fn gauges(&self) -> (u64, usize, AdmissionUsage) {
         let idle = lock(&self.idle).len();
-        let (in_use, waiting) = self.permits.usage();
         (
             OPEN_CONNECTIONS.load(Ordering::Relaxed),
             idle,
-            in_use,
-            waiting,
+            self.permits.usage(),
         )
     }
+}
+
+/// What opens every unit of work: a read-only transaction and its settings, all `LOCAL`, and
+/// (same round trip) the transaction's timestamp and the database for provenance.
+fn begin_sql(statement_timeout_ms: u64) -> String {
+    format!(
+        "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{statement_timeout_ms}', true), \
+         set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
+         set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
+         set_config('extra_float_digits', '1', true), \
+         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), current_database()"
+    )
+}
+
+/// Opens the unit of work (BEGIN READ ONLY and the settings, one round trip); returns what the
+/// same round trip reported for provenance: the transaction's timestamp and the database.
+fn begin_transaction(
+    client: &mut postgres::Client,
+    begin_sql: &str,
+) -> Result<(String, String), DbError> {
+    let mut stamp = (String::new(), String::new());
+    for message in client.simple_query(begin_sql)? {
+        if let postgres::SimpleQueryMessage::Row(row) = message {
+            let column = |i: usize| row.get(i).unwrap_or_default().to_string();
+            stamp = (column(6), column(7));
+        }
+    }
+    Ok(stamp)
 }
 
 fn human_duration(ms: u64) -> String {
@@ -9016,31 +9854,94 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
-/// What survives a ROLLBACK and must not reach the next request: session advisory locks
-/// (released here) and statements made with SQL `PREPARE` (say, by EXECUTE inside a function;
-/// counted here). Written without a subquery: this runs on every call and planning counts.
-macro_rules! session_cleanup_sql {
-    () => {
-        "SELECT pg_advisory_unlock_all(), count(*) FROM pg_prepared_statement() p WHERE p.from_sql"
-    };
+/// What survives a ROLLBACK and must not reach the next request, cleared after every unit of
+/// work: session advisory locks (released), statements made with SQL `PREPARE` (say, by EXECUTE
+/// inside a function; counted, then deallocated), and where the extensions are installed and
+/// the role may call them, hypopg's hypothetical indexes and dblink's connections — a function
+/// the guard cannot look into may have made them. Written without a subquery for the
+/// common case: this runs on every call and planning counts.
+struct SessionCleanup {
+    /// Run inside the transaction after a successful call, then ROLLBACK.
+    inside: String,
+    /// ROLLBACK, then the cleanup (after a failed call, or when `inside` failed).
+    after: String,
+}
+
+/// Which hygiene the extensions in this database need (and the role may run): SQL to add to
+/// the cleanup's select list, and statements to run after it (dblink's unnamed connection can
+/// only be closed by a call that fails when there is none). One query per new connection.
+const CLEANUP_EXTENSIONS_SQL: &str = "WITH callable AS (
+   SELECT e.extname, n.nspname, p.proname, p.pronargs
+     FROM pg_extension e
+     JOIN pg_depend d ON d.refobjid = e.oid AND d.refclassid = 'pg_extension'::regclass
+                     AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+     JOIN pg_proc p ON p.oid = d.objid
+     JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE e.extname IN ('hypopg', 'dblink')
+      AND p.proname IN ('hypopg_reset', 'hypopg_unhide_all_indexes', 'dblink_get_connections', 'dblink_disconnect')
+      AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE'))
+ SELECT
+   (SELECT string_agg(format(', %I.%I()', nspname, proname), '' ORDER BY proname)
+      FROM callable WHERE extname = 'hypopg' AND pronargs = 0),
+   (SELECT format(', (SELECT count(%1$I.dblink_disconnect(c)) FROM unnest(%1$I.dblink_get_connections()) AS c)', min(nspname))
+      FROM callable WHERE extname = 'dblink'
+    HAVING bool_or(proname = 'dblink_get_connections') AND bool_or(proname = 'dblink_disconnect' AND pronargs = 1)),
+   (SELECT format(' DO $mcp$BEGIN PERFORM %I.dblink_disconnect(); EXCEPTION WHEN OTHERS THEN END$mcp$;', min(nspname))
+      FROM callable WHERE extname = 'dblink' AND proname = 'dblink_disconnect' AND pronargs = 0 HAVING count(*) > 0)";
+
+impl SessionCleanup {
+    fn with_extensions(extra_select: &str, extra_statements: &str) -> SessionCleanup {
+        let select = format!(
+            "SELECT pg_advisory_unlock_all(), count(*){extra_select} FROM pg_prepared_statement() p WHERE p.from_sql;{extra_statements}"
+        );
+        SessionCleanup {
+            inside: format!("{select} ROLLBACK"),
+            after: format!("ROLLBACK; {select}"),
+        }
+    }
+
+    /// The cleanup for a new connection. If the extension check itself fails, the connection
+    /// gets the built-in cleanup only, and the failure is logged.
+    fn for_connection(client: &mut postgres::Client) -> SessionCleanup {
+        let (mut select, mut statements) = (String::new(), String::new());
+        match client.simple_query(CLEANUP_EXTENSIONS_SQL) {
+            Ok(messages) => {
+                for message in messages {
+                    if let postgres::SimpleQueryMessage::Row(row) = message {
+                        select.push_str(row.get(0).unwrap_or_default());
+                        select.push_str(row.get(1).unwrap_or_default());
+                        statements.push_str(row.get(2).unwrap_or_default());
+                    }
+                }
+            }
+            Err(e) => log_event(
+                "warn",
+                "could not check for hypopg/dblink; cleaning up advisory locks and prepared statements only",
+                &[("error", &describe_db_error(&e))],
+            ),
+        }
+        SessionCleanup::with_extensions(&select, &statements)
+    }
 }
 
 /// Ends a unit of work with ROLLBACK and clears what survives it. After a successful request the
 /// cleanup runs inside the transaction (cheaper than opening another one after ROLLBACK); after
 /// a failed one, or if that fails (the transaction was aborted), it runs after ROLLBACK.
 /// The driver's protocol-level statements (`from_sql = false`) are left alone.
-fn end_transaction(client: &mut postgres::Client, work_failed: bool) -> Result<(), DbError> {
+fn end_transaction(
+    client: &mut postgres::Client,
+    cleanup: &SessionCleanup,
+    work_failed: bool,
+) -> Result<(), DbError> {
     use postgres::SimpleQueryMessage::Row;
     let inside = if work_failed {
         None
     } else {
-        client
-            .simple_query(concat!(session_cleanup_sql!(), "; ROLLBACK"))
-            .ok()
+        client.simple_query(&cleanup.inside).ok()
     };
     let messages = match inside {
         Some(messages) => messages,
-        None => client.simple_query(concat!("ROLLBACK; ", session_cleanup_sql!()))?,
+        None => client.simple_query(&cleanup.after)?,
     };
     let leftover = messages
         .iter()
@@ -9195,22 +10096,92 @@ fn peer_has_closed(fd: i32) -> bool {
     received == 0
 }
 
-/// One read-only transaction on one connection.
+/// One read-only transaction on one connection, and what its BEGIN reported.
 struct Session<'c> {
     client: &'c mut postgres::Client,
+    /// The transaction's timestamp (now()) in UTC, ISO 8601: the data is as of then.
+    read_at: String,
+    /// current_database().
+    database: String,
 }
 
-/// A query's answer: column metadata and the rows as PostgreSQL serialised them, already joined
-/// with commas (copied once from the wire into one buffer).
+/// How `query` and `sample_table` lay out rows (their `format` argument).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ResultFormat {
+    /// One JSON object per row (the default, and the seed's shape).
+    Objects,
+    /// Column names once (in `columns`), each row a JSON array.
+    Arrays,
+    /// The text block is CSV; structuredContent carries the rows as arrays.
+    Csv,
+    /// The text block is a Markdown table; structuredContent carries the rows as arrays.
+    Markdown,
+}
+
+impl ResultFormat {
+    const NAMES: &'static [&'static str] = &["objects", "arrays", "csv", "markdown"];
+
+    fn from_argument(name: Option<&str>) -> ResultFormat {
+        match name {
+            Some("arrays") => ResultFormat::Arrays,
+            Some("csv") => ResultFormat::Csv,
+            Some("markdown") => ResultFormat::Markdown,
+            _ => ResultFormat::Objects,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ResultFormat::Objects => "objects",
+            ResultFormat::Arrays => "arrays",
+            ResultFormat::Csv => "csv",
+            ResultFormat::Markdown => "markdown",
+        }
+    }
+
+    /// Whether the model reads a text rendering (CSV, Markdown) rather than the JSON.
+    fn is_text(self) -> bool {
+        matches!(self, ResultFormat::Csv | ResultFormat::Markdown)
+    }
+}
+
+/// What an analyst's statement may return and cost.
+struct AnswerLimits {
+    /// Most rows (an outer LIMIT: rows past it are never computed).
+    cap: u64,
+    /// Byte budget of the formatted rows.
+    budget: u64,
+    /// MCP_MAX_PLAN_COST: refuse before running when the planner estimates more.
+    max_plan_cost: Option<f64>,
+    format: ResultFormat,
+}
+
+/// A query's answer: column metadata, the rows in the requested format (copied once from the
+/// wire into their buffers), and where and when they were read.
 struct QueryResult {
     columns: Vec<(String, String)>,
+    format: ResultFormat,
+    /// Objects and arrays: the rows, joined with commas. CSV and Markdown: the same rows as
+    /// JSON arrays, for structuredContent.
     rows_json: String,
+    /// CSV and Markdown: the text the model reads.
+    text: String,
     row_count: u64,
     truncated: Option<&'static str>,
+    read_at: String,
+    database: String,
+    /// Time spent waiting for PostgreSQL: describe, estimate, execute, fetch.
+    db_time: Duration,
 }
 
 impl QueryResult {
-    fn into_output(self, sql: &str) -> ToolOutput {
+    /// The answer as structuredContent (and, for CSV and Markdown, the text blocks).
+    ///
+    /// Objects: `{row_count, truncated, truncated_reason, columns, rows:[{…}], provenance}` — the
+    /// seed's shape, with provenance added at the end. Arrays: the same with `rows:[[…]]` and
+    /// `format`. CSV and Markdown: structuredContent is the arrays shape (with `format`), the
+    /// first text block is the CSV or Markdown, the second the answer without its rows.
+    fn into_output(self, sql: &str, server_label: Option<&str>) -> ToolOutput {
         let columns: Vec<Value> = self
             .columns
             .iter()
@@ -9219,22 +10190,73 @@ impl QueryResult {
         let reason = self
             .truncated
             .map_or("null".to_string(), |r| format!("\"{r}\""));
-        let mut json = String::with_capacity(self.rows_json.len() + 256);
-        let _ = write!(
-            json,
-            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{},"rows":[{}]}}"#,
+        let provenance = json!({
+            "database": self.database,
+            "server_label": server_label,
+            "read_at": self.read_at,
+        })
+        .to_string();
+        // db_ms is written by hand: two decimals, always a JSON number.
+        let provenance = format!(
+            "{},\"db_ms\":{:.2}}}",
+            provenance.trim_end_matches('}'),
+            self.db_time.as_secs_f64() * 1000.0
+        );
+        let head = format!(
+            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{}"#,
             self.row_count,
             self.truncated.is_some(),
             Value::Array(columns),
-            self.rows_json,
         );
+        let format = match self.format {
+            ResultFormat::Objects => String::new(),
+            other => format!(r#","format":"{}""#, other.name()),
+        };
+        let mut json = String::with_capacity(self.rows_json.len() + head.len() + 256);
+        let _ = write!(
+            json,
+            r#"{head},"rows":[{}]{format},"provenance":{provenance}}}"#,
+            self.rows_json
+        );
+        let text_blocks = if self.format.is_text() {
+            vec![
+                self.text,
+                format!(r#"{head}{format},"provenance":{provenance}}}"#),
+            ]
+        } else {
+            Vec::new()
+        };
         ToolOutput {
             json,
+            text_blocks,
             rows: self.row_count,
             truncated: self.truncated,
             sql: Some(sql.to_string()),
         }
     }
+}
+
+/// Drops the whitespace outside strings that PostgreSQL's json functions pad with, in one pass
+/// and without parsing: the same document (keys in order), fewer tokens for the model.
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl Session<'_> {
@@ -9248,66 +10270,80 @@ impl Session<'_> {
         let Some(row) = self.client.query_opt(sql, params)? else {
             return Ok(None);
         };
-        let document: Option<String> = row.try_get(0)?;
-        // json_build_object pads with spaces; compact it (key order is kept) to spare the model tokens.
-        Ok(document.map(|text| {
-            serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())
-        }))
+        let document: Option<&str> = row.try_get(0)?;
+        Ok(document.map(compact_json))
     }
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
     /// the column names and types; then PostgreSQL serialises each row with row_to_json inside
-    /// an outer LIMIT (so rows past the cap are never computed) and withholds any row larger
-    /// than the byte budget (so a huge value never reaches our memory).
+    /// an outer LIMIT (so rows past the cap are never computed), PostGIS values made readable
+    /// (readable_value_sql), and withholds any row far larger than the byte budget (so a huge
+    /// value never reaches our memory). Each row is formatted as it arrives and the budget is
+    /// checked against the formatted size. With MCP_MAX_PLAN_COST, an EXPLAIN of exactly that
+    /// statement comes first, and a statement estimated above it is not run.
     fn run_statement(
         &mut self,
         statement: &str,
-        cap: u64,
-        budget: u64,
-    ) -> Result<QueryResult, DbError> {
+        limits: &AnswerLimits,
+    ) -> Result<Result<QueryResult, ToolFailure>, DbError> {
+        let mut db_time = Duration::ZERO;
+        let started = Instant::now();
         let described = self.client.prepare(statement)?;
+        db_time += started.elapsed();
         let columns: Vec<(String, String)> = described
             .columns()
             .iter()
             .map(|c| (c.name().to_string(), display_type_name(c.type_().name())))
             .collect();
-        drop(described);
         let keys = unique_column_keys(&columns);
-        let aliases = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "({})",
-                keys.iter()
-                    .map(|k| quote_ident(k))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        let mut readable = Vec::with_capacity(keys.len());
+        let mut json_documents = Vec::with_capacity(keys.len());
+        for (column, key) in described.columns().iter().zip(&keys) {
+            let base = base_type(column.type_());
+            let value = format!("mcp_raw.{}", quote_ident(key));
+            readable.push(readable_value_sql(&value, base.schema(), base.name()));
+            json_documents.push(matches!(base.name(), "json" | "jsonb"));
+        }
+        drop(described);
+        let row_bound = match limits.format {
+            ResultFormat::Objects => limits.budget,
+            // Keys, quotes and JSON escapes make an object row up to about six times its
+            // formatted size; the exact budget is checked on the formatted row below.
+            _ => {
+                limits.budget.saturating_mul(6)
+                    + keys.iter().map(|k| 2 * k.len() as u64 + 3).sum::<u64>()
+            }
         };
-        let wrapped = format!(
-            "SELECT CASE WHEN octet_length(j) <= {budget} THEN j END FROM \
-             (SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}) AS capped",
-            limit = cap + 1
-        );
-        let mut rows_json = String::new();
+        let wrapped = wrapped_statement(statement, &keys, &readable, limits.cap, row_bound);
+        if let Some(limit) = limits.max_plan_cost {
+            let started = Instant::now();
+            let estimate = self.estimated_cost(&wrapped)?;
+            db_time += started.elapsed();
+            if estimate.is_none_or(|cost| cost > limit) {
+                return Ok(Err(ToolFailure::TooCostly { estimate, limit }));
+            }
+        }
+        let mut sink = RowSink::new(limits.format, &keys, json_documents, limits.budget);
         let mut row_count = 0u64;
         let mut truncated = None;
         let no_params: [(&str, postgres::types::Type); 0] = [];
+        let started = Instant::now();
         let mut stream = self.client.query_typed_raw(&wrapped, no_params)?;
+        db_time += started.elapsed();
         use postgres::fallible_iterator::FallibleIterator;
-        while let Some(row) = stream.next()? {
-            if row_count >= cap {
+        loop {
+            let started = Instant::now();
+            let next = stream.next()?;
+            db_time += started.elapsed();
+            let Some(row) = next else {
+                break;
+            };
+            if row_count >= limits.cap {
                 truncated = Some("max_rows");
                 break;
             }
             match row.try_get::<_, Option<&str>>(0)? {
-                Some(json) if (rows_json.len() + json.len()) as u64 <= budget => {
-                    if row_count > 0 {
-                        rows_json.push(',');
-                    }
-                    rows_json.push_str(json);
-                    row_count += 1;
-                }
+                Some(json) if sink.push(json) => row_count += 1,
                 _ => {
                     truncated = Some("max_bytes");
                     break;
@@ -9319,13 +10355,439 @@ impl Session<'_> {
             .zip(columns)
             .map(|(key, (_, ty))| (key, ty))
             .collect();
-        Ok(QueryResult {
+        Ok(Ok(QueryResult {
             columns,
-            rows_json,
+            format: limits.format,
+            rows_json: sink.rows_json,
+            text: sink.text,
             row_count,
             truncated,
-        })
+            read_at: self.read_at.clone(),
+            database: self.database.clone(),
+            db_time,
+        }))
     }
+
+    /// The planner's total cost for `statement` (EXPLAIN, nothing runs); None if the plan could
+    /// not be read.
+    fn estimated_cost(&mut self, statement: &str) -> Result<Option<f64>, DbError> {
+        let no_params: [(&str, postgres::types::Type); 0] = [];
+        let explain = format!("EXPLAIN (FORMAT JSON) {statement}");
+        let mut plan = String::new();
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut rows = self.client.query_typed_raw(&explain, no_params)?;
+        while let Some(row) = rows.next()? {
+            plan.push_str(row.try_get::<_, AnyText>(0)?.0);
+        }
+        let plan: Value = serde_json::from_str(&plan).unwrap_or(Value::Null);
+        Ok(plan[0]["Plan"]["Total Cost"].as_f64())
+    }
+}
+
+/// The text of a value of any type sent as text or in a text-like binary form (json is its
+/// text on the wire): for reading EXPLAIN's json column without serde support in the driver.
+struct AnyText<'a>(&'a str);
+
+impl<'a> postgres::types::FromSql<'a> for AnyText<'a> {
+    fn from_sql(
+        _: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyText(std::str::from_utf8(raw)?))
+    }
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        matches!(
+            *ty,
+            postgres::types::Type::JSON | postgres::types::Type::TEXT
+        )
+    }
+}
+
+/// A domain's base type (a domain over geography renders like geography).
+fn base_type(ty: &postgres::types::Type) -> &postgres::types::Type {
+    match ty.kind() {
+        postgres::types::Kind::Domain(inner) => base_type(inner),
+        _ => ty,
+    }
+}
+
+/// The statement as the server runs it: each row serialised by row_to_json (columns renamed to
+/// their unique keys, readable expressions where a column needs one) under the row cap, and
+/// NULL instead of any row longer than `row_bound` bytes. With no readable column this is
+/// exactly the seed's wrapper (bench/run.sh replays it with pgbench).
+fn wrapped_statement(
+    statement: &str,
+    keys: &[String],
+    readable: &[Option<String>],
+    cap: u64,
+    row_bound: u64,
+) -> String {
+    let aliases = if keys.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = keys.iter().map(|k| quote_ident(k)).collect();
+        format!("({})", quoted.join(", "))
+    };
+    let limit = cap + 1;
+    let rows = if readable.iter().all(Option::is_none) {
+        format!(
+            "SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}"
+        )
+    } else {
+        let projection: Vec<String> = keys
+            .iter()
+            .zip(readable)
+            .map(|(key, expression)| match expression {
+                Some(expression) => format!("{expression} AS {}", quote_ident(key)),
+                None => format!("mcp_raw.{}", quote_ident(key)),
+            })
+            .collect();
+        format!(
+            "SELECT row_to_json(mcp_row.*)::text AS j FROM (SELECT {} FROM (\n{statement}\n) AS mcp_raw{aliases} LIMIT {limit}) AS mcp_row",
+            projection.join(", ")
+        )
+    };
+    format!("SELECT CASE WHEN octet_length(j) <= {row_bound} THEN j END FROM ({rows}) AS capped")
+}
+
+/// A readable, exact SQL expression for `value` (an SQL expression) of type
+/// `type_schema.type_name` (pg_type.typname; `_name` is an array of `name`), or None when
+/// PostgreSQL's own JSON rendering of the type is already readable — every type but PostGIS's:
+///   geometry, geography → GeoJSON with every digit, or extended WKT with every digit where
+///     GeoJSON cannot say it exactly (M coordinates, curves, TIN, triangles, polyhedral surfaces);
+///   box2d, box3d → {"xmin":…,"ymin":…,["zmin":…,]"xmax":…,"ymax":…[,"zmax":…]}, exact;
+///   raster → its metadata (ST_MetaData: corner, size, scale, skew, SRID, bands), not pixels;
+///   one-dimensional arrays of these → JSON arrays of the same.
+/// The PostGIS functions are called in the type's own schema. Any tool that shows values
+/// (query, sample_table, profile_columns) renders them through here.
+fn readable_value_sql(value: &str, type_schema: &str, type_name: &str) -> Option<String> {
+    let schema = quote_ident(type_schema);
+    if let Some(element) = type_name.strip_prefix('_') {
+        let each = readable_value_sql("mcp_e.v", type_schema, element)?;
+        return Some(format!(
+            "CASE WHEN {value} IS NULL THEN NULL WHEN array_ndims({value}) > 1 THEN to_json({value}) \
+             ELSE array_to_json(ARRAY(SELECT {each} FROM unnest({value}) WITH ORDINALITY AS mcp_e(v, n) ORDER BY mcp_e.n)) END"
+        ));
+    }
+    let coordinates = |names: &[&str]| {
+        let keys: Vec<String> = names.iter().map(|n| format!("\"{n}\":%s")).collect();
+        let values: Vec<String> = names
+            .iter()
+            .map(|n| format!("to_json({schema}.st_{n}({value}))"))
+            .collect();
+        format!(
+            "CASE WHEN {value} IS NULL THEN NULL ELSE format('{{{}}}', {})::json END",
+            keys.join(","),
+            values.join(", ")
+        )
+    };
+    match type_name {
+        "geometry" => Some(geometry_json_sql(value, &schema)),
+        "geography" => Some(geometry_json_sql(
+            &format!("{value}::{schema}.geometry"),
+            &schema,
+        )),
+        "box2d" => Some(coordinates(&["xmin", "ymin", "xmax", "ymax"])),
+        "box3d" => Some(coordinates(&["xmin", "ymin", "zmin", "xmax", "ymax", "zmax"])),
+        "raster" => Some(format!(
+            "CASE WHEN {value} IS NULL THEN NULL ELSE row_to_json({schema}.st_metadata({value})) END"
+        )),
+        _ => None,
+    }
+}
+
+/// GeoJSON where GeoJSON says the geometry exactly, extended WKT otherwise: GeoJSON has no M
+/// coordinate and no curves, and PostGIS turns TIN and triangles into polygons and refuses
+/// polyhedral surfaces. The GeoJSON is PostGIS's own, as its json cast (which row_to_json uses)
+/// writes it — the same `crs` member, when spatial_ref_sys knows the SRID — but with every digit
+/// of each coordinate (the cast rounds to 15 decimals).
+fn geometry_json_sql(value: &str, schema: &str) -> String {
+    const GEOJSON_TYPES: &str =
+        "'POINT', 'LINESTRING', 'POLYGON', 'MULTIPOINT', 'MULTILINESTRING', 'MULTIPOLYGON'";
+    let geojson = format!(
+        "{schema}.st_asgeojson({value}, 20, CASE WHEN EXISTS (SELECT FROM {schema}.spatial_ref_sys AS mcp_s \
+         WHERE mcp_s.srid = {schema}.st_srid({value})) THEN 2 ELSE 0 END)::json"
+    );
+    format!(
+        "CASE WHEN {value} IS NULL THEN NULL \
+         WHEN {schema}.st_zmflag({value}) IN (1, 3) OR {schema}.st_hasarc({value}) THEN to_json({schema}.st_asewkt({value}, 20)) \
+         WHEN {schema}.geometrytype({value}) IN ({GEOJSON_TYPES}) THEN {geojson} \
+         WHEN {schema}.geometrytype({value}) = 'GEOMETRYCOLLECTION' AND NOT EXISTS (SELECT FROM {schema}.st_dump({value}) AS mcp_d \
+           WHERE {schema}.geometrytype(mcp_d.geom) NOT IN ({GEOJSON_TYPES})) THEN {geojson} \
+         ELSE to_json({schema}.st_asewkt({value}, 20)) END"
+    )
+}
+
+/// Builds an answer's rows in its format while they stream in, within the byte budget.
+struct RowSink {
+    format: ResultFormat,
+    /// Per column: its values are JSON documents (json, jsonb), shown as JSON in CSV/Markdown.
+    json_documents: Vec<bool>,
+    budget: u64,
+    rows_json: String,
+    text: String,
+}
+
+impl RowSink {
+    fn new(
+        format: ResultFormat,
+        keys: &[String],
+        json_documents: Vec<bool>,
+        budget: u64,
+    ) -> RowSink {
+        let mut text = String::new();
+        match format {
+            ResultFormat::Csv => {
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    push_csv_field(&mut text, key);
+                }
+                text.push('\n');
+            }
+            ResultFormat::Markdown => {
+                text.push('|');
+                for key in keys {
+                    push_markdown_cell(&mut text, Some(key));
+                    text.push('|');
+                }
+                text.push_str("\n|");
+                for _ in keys {
+                    text.push_str("---|");
+                }
+                text.push('\n');
+            }
+            ResultFormat::Objects | ResultFormat::Arrays => {}
+        }
+        RowSink {
+            format,
+            json_documents,
+            budget,
+            rows_json: String::new(),
+            text,
+        }
+    }
+
+    /// Adds one row (a JSON object from row_to_json); false, and nothing added, if the
+    /// formatted answer would exceed the budget.
+    fn push(&mut self, object: &str) -> bool {
+        let (json_mark, text_mark) = (self.rows_json.len(), self.text.len());
+        if self.format == ResultFormat::Objects {
+            // The seed's rule, kept exactly: earlier rows and their commas plus this row.
+            if (json_mark + object.len()) as u64 > self.budget {
+                return false;
+            }
+            if json_mark > 0 {
+                self.rows_json.push(',');
+            }
+            self.rows_json.push_str(object);
+            return true;
+        }
+        if json_mark > 0 {
+            self.rows_json.push(',');
+        }
+        self.push_formatted(object);
+        let fits = if self.format.is_text() {
+            // The structured copy is bounded too: JSON spells NULL as null and control characters
+            // as \u00XX, so it is at most a few times the text; past 8× the answer is cut.
+            self.text.len() as u64 <= self.budget
+                && self.rows_json.len() as u64 <= self.budget.saturating_mul(8)
+        } else {
+            self.rows_json.len() as u64 <= self.budget
+        };
+        if fits {
+            return true;
+        }
+        self.rows_json.truncate(json_mark);
+        self.text.truncate(text_mark);
+        false
+    }
+
+    fn push_formatted(&mut self, object: &str) {
+        let (format, json_documents) = (self.format, &self.json_documents);
+        let (rows_json, text) = (&mut self.rows_json, &mut self.text);
+        rows_json.push('[');
+        if format == ResultFormat::Markdown {
+            text.push('|');
+        }
+        let mut column = 0;
+        for_each_object_value(object, |value| {
+            if column > 0 {
+                rows_json.push(',');
+                if format == ResultFormat::Csv {
+                    text.push(',');
+                }
+            }
+            rows_json.push_str(value);
+            let json_document = json_documents.get(column).copied().unwrap_or(false);
+            let cell = cell_text(value, json_document);
+            match format {
+                ResultFormat::Csv => {
+                    if let Some(cell) = cell {
+                        push_csv_field(text, &cell);
+                    }
+                }
+                ResultFormat::Markdown => {
+                    push_markdown_cell(text, cell.as_deref());
+                    text.push('|');
+                }
+                ResultFormat::Objects | ResultFormat::Arrays => {}
+            }
+            column += 1;
+        });
+        rows_json.push(']');
+        if format.is_text() {
+            text.push('\n');
+        }
+    }
+}
+
+/// Calls `each` with every value of a JSON object as row_to_json writes it, keys skipped, in
+/// order. row_to_json adds no whitespace of its own; a value may be any JSON (json columns keep
+/// their text as written). Total: malformed input ends the walk, it never panics.
+fn for_each_object_value<'a>(object: &'a str, mut each: impl FnMut(&'a str)) {
+    let bytes = object.as_bytes();
+    let mut i = 1;
+    loop {
+        i = skip_json_whitespace(bytes, i);
+        match bytes.get(i) {
+            Some(b'"') => {}
+            Some(b',') => {
+                i += 1;
+                continue;
+            }
+            _ => return,
+        }
+        i = skip_json_whitespace(bytes, skip_json_string(bytes, i));
+        if bytes.get(i) != Some(&b':') {
+            return;
+        }
+        let start = skip_json_whitespace(bytes, i + 1);
+        i = skip_json_value(bytes, start);
+        match object.get(start..i) {
+            Some(value) => each(value.trim_end()),
+            None => return,
+        }
+    }
+}
+
+fn skip_json_whitespace(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).is_some_and(|b| b" \t\r\n".contains(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// From the opening quote at `i` to just past the closing one.
+fn skip_json_string(bytes: &[u8], mut i: usize) -> usize {
+    i += 1;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// From the first byte of a JSON value at `i` to just past its end.
+fn skip_json_value(bytes: &[u8], mut i: usize) -> usize {
+    match bytes.get(i) {
+        Some(b'"') => skip_json_string(bytes, i),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            while let Some(&byte) = bytes.get(i) {
+                match byte {
+                    b'"' => {
+                        i = skip_json_string(bytes, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            bytes.len()
+        }
+        _ => {
+            while bytes.get(i).is_some_and(|b| !b",}] \t\r\n".contains(b)) {
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
+/// A value as a CSV or Markdown cell shows it: None for NULL; a JSON string's own text; any
+/// other JSON (numbers, booleans, arrays, objects, and every value of a json or jsonb column)
+/// as its JSON text. The column types (in `columns`) say how to read a cell back.
+fn cell_text(value: &str, json_document: bool) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    if value == "null" {
+        return None;
+    }
+    let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+    if json_document || !quoted {
+        return Some(Cow::Borrowed(value));
+    }
+    let inner = &value[1..value.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    Some(serde_json::from_str::<String>(value).map_or(Cow::Borrowed(inner), Cow::Owned))
+}
+
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; the
+/// empty string is `""` so that it differs from NULL (an empty field).
+fn push_csv_field(out: &mut String, text: &str) {
+    if !text.is_empty() && !text.contains([',', '"', '\n', '\r']) {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    let mut rest = text;
+    while let Some(at) = rest.find('"') {
+        out.push_str(&rest[..=at]);
+        out.push('"');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// A Markdown table cell, reversible: NULL is an empty cell, the empty string `""`; `\`, `|`,
+/// line feed and carriage return are written `\\`, `\|`, `\n`, `\r`, and a leading `"` as `\"`.
+fn push_markdown_cell(out: &mut String, text: Option<&str>) {
+    let Some(text) = text else {
+        return;
+    };
+    if text.is_empty() {
+        out.push_str("\"\"");
+        return;
+    }
+    let mut run_start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'\\' => "\\\\",
+            b'|' => "\\|",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'"' if i == 0 => "\\\"",
+            _ => continue,
+        };
+        out.push_str(&text[run_start..i]);
+        out.push_str(escape);
+        run_start = i + 1;
+    }
+    out.push_str(&text[run_start..]);
 }
 
 /// `_int4` → `int4[]`: PostgreSQL's internal array names are not what an analyst reads.
@@ -9557,6 +11019,7 @@ struct Metrics {
     rpc: Mutex<BTreeMap<&'static str, u64>>,
     tools: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     tool_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    limits: Mutex<BTreeMap<&'static str, u64>>,
     rows_returned: AtomicU64,
     bytes_returned: AtomicU64,
     auth_failures: AtomicU64,
@@ -9582,6 +11045,11 @@ impl Metrics {
         *lock(&self.rpc).entry(method).or_insert(0) += 1;
     }
 
+    /// A limit that refused or cut work short (a closed set of names, see mcp_limits_hit_total).
+    fn count_limit(&self, limit: &'static str) {
+        *lock(&self.limits).entry(limit).or_insert(0) += 1;
+    }
+
     fn count_tool(
         &self,
         tool: &'static str,
@@ -9601,7 +11069,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4, written by hand.
-    fn render(&self, pool: &Pool) -> String {
+    fn render(&self, pool: &Pool, rates: &RateLimiter) -> String {
         let mut out = String::with_capacity(4096);
         let http: Vec<(String, f64)> = lock(&self.http)
             .iter()
@@ -9674,7 +11142,19 @@ impl Metrics {
             "Database errors by SQLSTATE class.",
             &errors,
         );
-        let (open, idle, in_use, waiting) = pool.gauges();
+        let limits: Vec<(String, f64)> = lock(&self.limits)
+            .iter()
+            .map(|(limit, n)| (format!("limit=\"{limit}\""), *n as f64))
+            .collect();
+        write_family(
+            &mut out,
+            "mcp_limits_hit_total",
+            "counter",
+            "Work refused or cut short by a limit: max_batch, json_values, batch_answers, batch_time, caller_share, caller_rate.",
+            &limits,
+        );
+        let (open, idle, admission) = pool.gauges();
+        let tracked = admission.analysts + rates.tracked(Instant::now());
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
         #[rustfmt::skip]
         let singles = [
@@ -9686,8 +11166,10 @@ impl Metrics {
             ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", pool.permits.capacity as f64),
             ("mcp_pool_open", "gauge", "Open database connections.", open as f64),
             ("mcp_pool_idle", "gauge", "Idle pooled connections.", idle as f64),
-            ("mcp_pool_in_use", "gauge", "Checked-out connections.", in_use as f64),
-            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", waiting as f64),
+            ("mcp_pool_in_use", "gauge", "Checked-out connections.", admission.in_use as f64),
+            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", admission.waiting as f64),
+            ("mcp_fair_share_waiters", "gauge", "Calls waiting because their analyst holds its whole share.", admission.waiting_for_own as f64),
+            ("mcp_callers_tracked", "gauge", "Analysts with per-analyst state held (calls in flight or a rate bucket refilling).", tracked as f64),
         ];
         for (name, kind, help, value) in singles {
             write_family(&mut out, name, kind, help, &[(String::new(), value)]);
@@ -9719,10 +11201,13 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &
 /// Everything a request can reach. Built once and leaked: it lives as long as the process.
 struct App {
     config: Config,
+    /// `resultType` and `_meta` of every 2026-07-28 result (see modern_result_fields).
+    modern_result_fields: String,
     auth: Auth,
     /// The OAuth resource + authorization server; None when MCP_OAUTH=off.
     oauth: Option<OAuth>,
     pool: Pool,
+    rates: RateLimiter,
     metrics: Metrics,
     connections: ConnectionRegistry,
     connection_slots: Semaphore,
@@ -9810,9 +11295,12 @@ fn main() {
     }
 }
 
+/// `check-sql "<sql>"`, or `check-sql -`: every line of stdin is one statement and gets one
+/// verdict line (for checking a file of saved queries, or the guard audit). Exit 1 if any is
+/// refused.
 fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
     let Some(sql) = args.first() else {
-        eprintln!("usage: {SERVER_NAME} check-sql \"<sql>\"");
+        eprintln!("usage: {SERVER_NAME} check-sql \"<sql>\" | check-sql - (one statement per line on stdin)");
         return 2;
     };
     let number = |name: &str, default: u64| {
@@ -9824,16 +11312,29 @@ fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
         statement_timeout_ms: number("MCP_STATEMENT_TIMEOUT_MS", 30_000),
         max_result_bytes: number("MCP_MAX_RESULT_BYTES", 150_000),
     };
-    match check_sql(sql, &policy) {
-        Ok(_) => {
-            println!("ALLOW");
-            0
-        }
-        Err(reason) => {
-            println!("REJECT: {reason}");
-            1
+    let verdict = |sql: &str| match check_sql(sql, &policy) {
+        Ok(_) => ("ALLOW".to_string(), 0),
+        Err(reason) => (format!("REJECT: {reason}"), 1),
+    };
+    if sql != "-" {
+        let (line, code) = verdict(sql);
+        println!("{line}");
+        return code;
+    }
+    let mut out = io::stdout().lock();
+    let mut worst = 0;
+    for line in io::stdin().lines() {
+        let Ok(line) = line else {
+            eprintln!("check-sql: stdin is not UTF-8 text");
+            return 2;
+        };
+        let (text, code) = verdict(&line);
+        worst = worst.max(code);
+        if writeln!(out, "{text}").is_err() {
+            return 2;
         }
     }
+    worst
 }
 
 /// Probes /healthz of a running server, for container HEALTHCHECKs with no shell or curl.
@@ -9914,10 +11415,12 @@ fn serve(env: EnvLookup) {
         auth: Auth::new(&config),
         oauth,
         pool: Pool::new(&config),
+        rates: RateLimiter::new(config.rate_per_caller),
         metrics: Metrics::default(),
         connections: ConnectionRegistry::default(),
         connection_slots: Semaphore::new(config.max_connections),
         rejector: Rejector::new(),
+        modern_result_fields: modern_result_fields(config.server_label.as_deref()),
         config,
     }));
     {
@@ -10309,6 +11812,164 @@ mod tests {
     }
 
     #[test]
+    fn guard_refuses_what_the_audit_found() {
+        let rejected = [
+            ("SELECT pg_export_snapshot()", "snapshot"),
+            (
+                "SELECT * FROM hypopg_create_index('CREATE INDEX ON t (a)')",
+                "hypopg",
+            ),
+            (
+                "SELECT gin_clean_pending_list('i'::regclass)",
+                "index pages",
+            ),
+            ("SELECT brin_summarize_range('i', 0)", "index pages"),
+            ("SELECT pg_stat_statements_reset()", "statistics"),
+            ("SELECT * FROM crosstab('select 1')", "tablefunc"),
+            ("SELECT (st_valuecount('t', 'rast', 1, 0)).*", "table name"),
+            ("SELECT repack.repack_drop(1, 0)", "pg_repack"),
+            (
+                "SELECT _timescaledb_functions.drop_chunk('c')",
+                "TimescaleDB",
+            ),
+            ("SELECT partman.run_maintenance()", "pg_partman"),
+            ("SELECT pg_read_file_old('x')", "reads files"),
+        ];
+        for (sql, why) in rejected {
+            let reason = check_sql(sql, &policy()).err().unwrap_or_default();
+            assert!(
+                reason.contains(why),
+                "{sql:?} should be refused mentioning {why:?}, got {reason:?}"
+            );
+        }
+        // Decided harmless (README security model): releasing the session's own locks,
+        // transaction-scoped locks, hypopg's read functions, TimescaleDB's readers.
+        for sql in [
+            "SELECT pg_advisory_unlock_all()",
+            "SELECT pg_advisory_xact_lock(1)",
+            "SELECT * FROM hypopg()",
+            "SELECT time_bucket('1 hour', ts), count(*) FROM m GROUP BY 1",
+            "SELECT hypertable_size('m'), show_chunks('m')",
+        ] {
+            assert!(check_sql(sql, &policy()).is_ok(), "{sql:?} should pass");
+        }
+    }
+
+    fn sink_rows(
+        format: ResultFormat,
+        keys: &[&str],
+        json: &[bool],
+        rows: &[&str],
+        budget: u64,
+    ) -> RowSink {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut sink = RowSink::new(format, &keys, json.to_vec(), budget);
+        for row in rows {
+            assert!(sink.push(row), "row should fit: {row}");
+        }
+        sink
+    }
+
+    #[test]
+    fn object_values_are_split_exactly() {
+        let mut values = Vec::new();
+        for_each_object_value(
+            r#"{"a":1,"b":"x,\"}y","c":{"k": [1, "]"]},"d":null,"e":-1.5e3,"f":[]}"#,
+            |v| values.push(v.to_string()),
+        );
+        assert_eq!(
+            values,
+            [
+                "1",
+                r#""x,\"}y""#,
+                r#"{"k": [1, "]"]}"#,
+                "null",
+                "-1.5e3",
+                "[]"
+            ]
+        );
+        let mut none = Vec::new();
+        for_each_object_value("{}", |v| none.push(v));
+        for_each_object_value(r#"{"a":"unterminated"#, |v| none.push(v));
+        for_each_object_value("", |v| none.push(v));
+        assert!(none.len() <= 1, "malformed input never panics");
+    }
+
+    #[test]
+    fn rows_in_each_format() {
+        let rows = [
+            r#"{"id":1,"s":"a,b \"c\"","n":null,"e":"","doc":{"k": 1},"t":"x|y\\z\nw"}"#,
+            r#"{"id":2,"s":"\"lead","n":null,"e":"e","doc":"str","t":"é"}"#,
+        ];
+        let keys = ["id", "s", "n", "e", "doc", "t"];
+        let json = [false, false, false, false, true, false];
+        let arrays = sink_rows(ResultFormat::Arrays, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            arrays.rows_json,
+            r#"[1,"a,b \"c\"",null,"",{"k": 1},"x|y\\z\nw"],[2,"\"lead",null,"e","str","é"]"#
+        );
+        let csv = sink_rows(ResultFormat::Csv, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            csv.text,
+            "id,s,n,e,doc,t\n1,\"a,b \"\"c\"\"\",,\"\",\"{\"\"k\"\": 1}\",\"x|y\\z\nw\"\n2,\"\"\"lead\",,e,\"\"\"str\"\"\",é\n"
+        );
+        assert_eq!(csv.rows_json, arrays.rows_json);
+        let markdown = sink_rows(ResultFormat::Markdown, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            markdown.text,
+            r#"|id|s|n|e|doc|t|
+|---|---|---|---|---|---|
+|1|a,b "c"||""|{"k": 1}|x\|y\\z\nw|
+|2|\"lead||e|\"str"|é|
+"#
+        );
+        let objects = sink_rows(ResultFormat::Objects, &keys, &json, &rows, 10_000);
+        assert_eq!(objects.rows_json, format!("{},{}", rows[0], rows[1]));
+    }
+
+    #[test]
+    fn the_budget_counts_formatted_bytes_and_a_refused_row_leaves_no_trace() {
+        let row = r#"{"id":1,"label":"abcdefghij"}"#;
+        let keys = ["id".to_string(), "label".to_string()];
+        let mut csv = RowSink::new(ResultFormat::Csv, &keys, vec![false, false], 30);
+        assert!(csv.push(row)); // "id,label\n" (9) + "1,abcdefghij\n" (13)
+        assert!(!csv.push(row), "a second row makes 35 bytes");
+        assert_eq!(csv.text, "id,label\n1,abcdefghij\n");
+        assert_eq!(csv.rows_json, r#"[1,"abcdefghij"]"#);
+        let mut objects = RowSink::new(ResultFormat::Objects, &[], Vec::new(), 40);
+        assert!(objects.push(row) && !objects.push(row));
+        assert_eq!(objects.rows_json, row);
+    }
+
+    #[test]
+    fn readable_values_only_for_postgis_types() {
+        for ty in [
+            "int4",
+            "text",
+            "jsonb",
+            "_text",
+            "timestamptz",
+            "geometry_dump",
+        ] {
+            assert_eq!(readable_value_sql("v", "pg_catalog", ty), None, "{ty}");
+        }
+        let geography = readable_value_sql("v", "gis ext", "geography").unwrap();
+        assert!(
+            geography.contains(r#""gis ext".st_asgeojson(v::"gis ext".geometry, 20"#),
+            "{geography}"
+        );
+        let boxed = readable_value_sql("b", "public", "box3d").unwrap();
+        assert!(boxed
+            .contains(r#"format('{"xmin":%s,"ymin":%s,"zmin":%s,"xmax":%s,"ymax":%s,"zmax":%s}'"#));
+        let array = readable_value_sql("a", "public", "_box2d").unwrap();
+        assert!(array.contains("unnest(a) WITH ORDINALITY"), "{array}");
+        assert!(array.contains(r#""public".st_xmin(mcp_e.v)"#), "{array}");
+        assert!(readable_value_sql("r", "public", "raster")
+            .unwrap()
+            .contains("st_metadata(r)"));
+    }
+
+    #[test]
     fn guard_returns_the_statement_without_its_terminator() {
         assert_eq!(check_sql("SELECT 1 ;  ", &policy()).unwrap(), "SELECT 1");
         assert_eq!(
@@ -10537,6 +12198,15 @@ mod tests {
                 "t: columns must be a list of at most 2 strings",
             ),
             (
+                json!({ "sql": "x".repeat(MAX_TEXT_ARGUMENT_CHARS + 1) }),
+                "t: sql must be at most 32768 characters (a longer text is refused to keep every \
+                 request's memory bounded)",
+            ),
+            (
+                json!({ "sql": "x", "columns": ["x".repeat(MAX_TEXT_ARGUMENT_CHARS + 1)] }),
+                "t: columns must be a list of at most 2 strings",
+            ),
+            (
                 json!({ "sql": "x", "other": 1 }),
                 "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns)",
             ),
@@ -10565,14 +12235,23 @@ mod tests {
 
     #[test]
     fn modern_results_gain_result_type_and_server_info() {
-        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}")).unwrap();
+        let fields = modern_result_fields(Some("prod replica"));
+        let empty: Value =
+            serde_json::from_str(&with_modern_result_fields("{}".into(), &fields)).unwrap();
         assert_eq!(empty["resultType"], "complete");
-        let full: Value =
-            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#)).unwrap();
+        let full: Value = serde_json::from_str(&with_modern_result_fields(
+            r#"{"tools":[]}"#.into(),
+            &fields,
+        ))
+        .unwrap();
         assert_eq!(full["tools"], json!([]));
         assert_eq!(
             full["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
             SERVER_NAME
+        );
+        assert_eq!(
+            full["_meta"]["io.modelcontextprotocol/serverInfo"]["title"],
+            "Analytics (read-only PostgreSQL): prod replica"
         );
     }
 
@@ -10596,6 +12275,13 @@ mod tests {
             ("MCP_LOG_FORMAT", "xml", "MCP_LOG_FORMAT"),
             ("MCP_AUTH_TOKENS", "broken", "MCP_AUTH_TOKENS"),
             ("MCP_HOST", "0.0.0.0", "MCP_AUTH_TOKENS"),
+            ("MCP_MAX_BATCH", "0", "MCP_MAX_BATCH"),
+            (
+                "MCP_MAX_INFLIGHT_PER_CALLER",
+                "0",
+                "MCP_MAX_INFLIGHT_PER_CALLER",
+            ),
+            ("MCP_RATE_PER_CALLER", "-1", "MCP_RATE_PER_CALLER"),
         ];
         for (name, value, named) in cases {
             let error = config_with(&[url, (name, value)]).unwrap_err().0;
@@ -10603,6 +12289,16 @@ mod tests {
         }
         let ok = config_with(&[url, ("MCP_HOST", "0.0.0.0"), ("MCP_AUTH_TOKENS", "a:b")]).unwrap();
         assert_eq!((ok.port, ok.pool_max, ok.max_rows), (8892, 8, 10_000));
+        assert_eq!(
+            (ok.max_batch, ok.max_inflight_per_caller, ok.rate_per_caller),
+            (20, 4, 0)
+        );
+        let share = |pool: &str| {
+            config_with(&[url, ("MCP_POOL_MAX", pool)])
+                .unwrap()
+                .max_inflight_per_caller
+        };
+        assert_eq!((share("1"), share("3"), share("9")), (1, 1, 4));
         assert_eq!(
             config_with(&[url, ("MCP_HOST", "::1")])
                 .unwrap()
@@ -10712,19 +12408,231 @@ mod tests {
     }
 
     #[test]
-    fn semaphore_bounds_and_times_out() {
+    fn json_is_measured_exactly_before_parsing() {
+        fn count(value: &Value) -> usize {
+            1 + match value {
+                Value::Array(items) => items.iter().map(count).sum(),
+                Value::Object(map) => map.values().map(|v| 1 + count(v)).sum(),
+                _ => 0,
+            }
+        }
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        fn build(depth: u32, next: &mut dyn FnMut() -> u64) -> Value {
+            match next() % if depth > 4 { 5 } else { 7 } {
+                0 => Value::Null,
+                1 => json!(next().is_multiple_of(2)),
+                2 => json!((next() % 2_000_000) as i64 - 1_000_000),
+                3 => json!(-1.5e-7),
+                4 => json!(["", "a\"b", "\\", "\u{1}", ",:[]{}", "é😀"][next() as usize % 6]),
+                5 => Value::Array((0..next() % 4).map(|_| build(depth + 1, next)).collect()),
+                _ => Value::Object(
+                    (0..next() % 4)
+                        .map(|k| (format!("k{k}\"[,"), build(depth + 1, next)))
+                        .collect(),
+                ),
+            }
+        }
+        for round in 0..2000 {
+            let value = build(0, &mut next);
+            let text = if round % 2 == 0 {
+                value.to_string()
+            } else {
+                serde_json::to_string_pretty(&value).unwrap()
+            };
+            let shape = measure_json(text.as_bytes());
+            assert_eq!(shape.values, count(&value), "{text}");
+            let messages = value.as_array().map(Vec::len);
+            assert_eq!(shape.batch_messages, messages, "{text}");
+        }
+    }
+
+    #[test]
+    fn postgres_json_is_compacted_without_parsing() {
+        let padded = "{\"a\" : 1, \"b\" : [ {\"c d\" : \"e \\\" f\"}, \n null ], \"é\" : \"\\\\\"}";
+        let value: Value = serde_json::from_str(padded).unwrap();
+        assert_eq!(compact_json(padded), value.to_string());
+        assert_eq!(
+            compact_json(r#"{"k" : "  spaced  "}"#),
+            r#"{"k":"  spaced  "}"#
+        );
+    }
+
+    #[test]
+    fn bodies_over_the_limits_are_refused_before_parsing() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let batch = |n: usize| format!("[{}]", vec![call; n].join(","));
+        let metrics = Metrics::default();
+        let parse = |body: &[u8]| parse_body(body, 20, &metrics);
+        assert!(parse(batch(20).as_bytes()).is_ok());
+        let error = parse(batch(21).as_bytes()).unwrap_err();
+        assert_eq!((error.code, error.status), (-32600, 400));
+        assert!(
+            error
+                .message
+                .contains("batch of 21 messages refused: at most 20"),
+            "{}",
+            error.message
+        );
+        let zeros = format!(r#"{{"x":[{}]}}"#, vec!["0"; MAX_JSON_VALUES].join(","));
+        assert!(parse(zeros.as_bytes())
+            .unwrap_err()
+            .message
+            .contains("more than 4096 JSON values"));
+        assert_eq!(parse(b"{\"jsonrpc\":").unwrap_err().code, -32700);
+        let counted = lock(&metrics.limits).clone();
+        assert_eq!(
+            counted,
+            BTreeMap::from([("json_values", 1), ("max_batch", 1)])
+        );
+    }
+
+    #[test]
+    fn echoes_are_cut_to_an_excerpt() {
+        assert_eq!(excerpt("query", 64), "query");
+        assert_eq!(excerpt(&"é".repeat(100), 3), "ééé…");
+        let huge = RpcError::new(-32601, "x".repeat(100_000)).to_json(&json!(1));
+        assert!(huge.len() < MAX_ERROR_TEXT_CHARS + 100, "{}", huge.len());
+        assert!(!too_long(&"x".repeat(MAX_TEXT_ARGUMENT_CHARS)));
+        assert!(too_long(&"x".repeat(MAX_TEXT_ARGUMENT_CHARS + 1)));
+        assert!(
+            !too_long(&"é".repeat(MAX_TEXT_ARGUMENT_CHARS)),
+            "characters, not bytes"
+        );
+    }
+
+    /// Polls (with a deadline) until `admission` shows `waiting` queued calls.
+    fn wait_for_waiters(admission: &Admission, waiting: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while admission.usage().waiting != waiting {
+            assert!(Instant::now() < deadline, "waiters never queued");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn admission_caps_each_analyst_and_refuses_with_the_right_reason() {
+        let admission = Admission::new(2, 1);
+        let soon = || Instant::now() + Duration::from_millis(20);
+        let a = admission.enter(Some("a"), soon()).unwrap();
+        // A free connection is left, but "a" holds its whole share: it waits for its own call.
+        assert_eq!(
+            admission.enter(Some("a"), soon()).err(),
+            Some(NotAdmitted::ShareFull)
+        );
+        let b = admission.enter(Some("b"), soon()).unwrap();
+        assert_eq!(
+            admission.enter(Some("c"), soon()).err(),
+            Some(NotAdmitted::PoolBusy)
+        );
+        assert!(admission.try_enter().is_none());
+        let usage = admission.usage();
+        assert_eq!((usage.in_use, usage.waiting, usage.analysts), (2, 0, 2));
+        drop((a, b));
+        let usage = admission.usage();
+        assert_eq!(
+            (usage.in_use, usage.analysts),
+            (0, 0),
+            "idle analysts are forgotten"
+        );
+        // No analysts to share between: the whole pool.
+        let all: Vec<_> = (0..2)
+            .map(|_| admission.enter(None, soon()).unwrap())
+            .collect();
+        assert_eq!(admission.usage().analysts, 0);
+        drop(all);
+        assert!(admission.try_enter().is_some());
+    }
+
+    #[test]
+    fn the_probe_may_use_a_connection_no_eligible_call_waits_for() {
+        let admission = Admission::new(2, 1);
+        let a = admission.enter(Some("a"), Instant::now()).unwrap();
+        let long = Instant::now() + Duration::from_secs(30);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| admission.enter(Some("a"), long).is_ok());
+            wait_for_waiters(&admission, 1);
+            assert!(
+                admission.try_enter().is_some(),
+                "the free connection is not a's to take"
+            );
+            drop(a);
+            assert!(
+                waiter.join().unwrap(),
+                "a's call runs once its first one ends"
+            );
+        });
+    }
+
+    #[test]
+    fn a_freed_connection_goes_to_the_analyst_holding_fewest() {
+        let admission = Admission::new(2, 2);
+        let long = || Instant::now() + Duration::from_secs(30);
+        let a1 = admission.enter(Some("a"), long()).unwrap();
+        let a2 = admission.enter(Some("a"), long()).unwrap();
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            let admitted = |who: &'static str| {
+                let permit = admission.enter(Some(who), long()).unwrap();
+                lock(&order).push(who);
+                drop(permit);
+            };
+            scope.spawn(move || admitted("a"));
+            wait_for_waiters(&admission, 1);
+            scope.spawn(move || admitted("b"));
+            wait_for_waiters(&admission, 2);
+            assert_eq!(admission.usage().waiting_for_own, 1);
+            drop(a1); // "a" still holds one, "b" none: b goes first though it queued later
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while lock(&order).is_empty() {
+                assert!(Instant::now() < deadline, "nobody was admitted");
+                std::thread::yield_now();
+            }
+            assert_eq!(lock(&order)[0], "b");
+            drop(a2);
+        });
+        assert_eq!(*lock(&order), ["b", "a"]);
+        assert_eq!(admission.usage().in_use, 0);
+    }
+
+    #[test]
+    fn rate_limit_is_a_token_bucket_per_analyst() {
+        let rates = RateLimiter::new(3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(rates.take("a", t0), Ok(()));
+        }
+        assert_eq!(rates.take("a", t0), Err(20), "one call per 20 s refills");
+        assert_eq!(rates.take("b", t0), Ok(()), "each analyst has a bucket");
+        assert_eq!(rates.take("a", t0 + Duration::from_secs(19)), Err(1));
+        assert_eq!(rates.take("a", t0 + Duration::from_secs(20)), Ok(()));
+        // b's bucket (2 of 3 left at t0) is full again 20 s later; a's is still refilling.
+        assert_eq!(rates.tracked(t0 + Duration::from_secs(21)), 1);
+        assert_eq!(
+            rates.tracked(t0 + Duration::from_secs(81)),
+            0,
+            "full buckets are forgotten"
+        );
+        let off = RateLimiter::new(0);
+        assert!((0..1000).all(|_| off.take("a", t0).is_ok()));
+        assert_eq!(off.tracked(t0), 0);
+    }
+
+    #[test]
+    fn semaphore_bounds_and_drains() {
         let semaphore = Semaphore::new(1);
         let first = semaphore.try_acquire();
         assert!(first.is_some());
         assert!(semaphore.try_acquire().is_none());
-        assert!(semaphore
-            .acquire_timeout(Duration::from_millis(10))
-            .is_none());
+        assert!(!semaphore.wait_idle(Instant::now() + Duration::from_millis(10)));
         drop(first);
-        assert!(semaphore
-            .acquire_timeout(Duration::from_millis(10))
-            .is_some());
-        assert_eq!(semaphore.usage(), (0, 0));
+        assert!(semaphore.wait_idle(Instant::now()));
+        assert!(semaphore.try_acquire().is_some());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 #   BENCH_MUSL         0 to skip the static musl build (default: build it if the target is installed)
 #   BENCH_STARTS       exec-to-healthy samples (default 10)
 #   BENCH_POOL_MAX     MCP_POOL_MAX for the server (default: the server's default)
+#   BENCH_MEMORY_CONNECTIONS  connection counts of the memory cell (default "1 8 32"; "" skips it)
+#   BENCH_MEMORY_ROUNDS       times each connection sends each worst-case body (default 3)
 #   BENCH_OUT          where to save the Markdown table (default bench/results.md)
 #   BENCH_TABLES       tables in the catalog-scaling schema (default 20000)
 #   BENCH_SCALE        0 to skip the catalog-scaling cells (default: run them)
@@ -22,7 +24,16 @@
 # (keep-alive connections, bench/tools_call.lua) at each concurrency, then runs pgbench -M extended
 # with the same statements the server sends per call (BEGIN READ ONLY / set_config LOCAL settings /
 # the query wrapped in row_to_json exactly as the server wraps it / ROLLBACK) at the same
-# concurrency. Then the catalog-scaling cells: a second database with BENCH_TABLES tables in one
+# concurrency. Then the memory cell: for each C, a fresh server with MCP_POOL_MAX=C and C connections
+# sending every worst-case body of tests/worst_case.py at once (the batch attack at the largest body,
+# batches of answers at the budget, the longest SQL, the lexer's worst, the most JSON values, a 1 MiB
+# name to echo), for the glibc build and the musl build: the VmHWM growth per connection is the
+# per-request bound the README states.
+# Then three smaller sections at c=1: a 10,000-row answer in each `format` (objects,
+# arrays, csv, markdown; latency and answer size, on a server whose byte budget lets 10,000 rows
+# through), the cost of MCP_MAX_PLAN_COST's EXPLAIN round trip (the same calls on a server with and
+# one without it), and how many rows of the fleet demo (fixtures/demo.sql) fit the default 150 KB
+# budget in each format. Then the catalog-scaling cells: a second database with BENCH_TABLES tables in one
 # schema and a table of 1,600 columns (bench/scale.sql); list_schemas, list_tables, describe_table,
 # profile_columns and search_objects each driven by wrk at c=1, their answer size recorded, and
 # PostgreSQL's own time for the same catalog statements (planning + execution, from
@@ -48,12 +59,15 @@ source "$ROOT/tests/interop/pg.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/analytics-mcp-bench.XXXXXX")
 chmod 711 "$WORK"
 SERVER_PID=
+EXTRA_PIDS=()
 cleanup() {
   local rc=$?
-  if [[ -n $SERVER_PID ]]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$SERVER_PID" "${EXTRA_PIDS[@]}"; do
+    [[ -n $pid ]] || continue
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   pg_stop
   if [[ -n ${BENCH_KEEP:-} ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$rc"
@@ -135,6 +149,8 @@ mapfile -t INHERITED_MCP < <(compgen -e | grep '^MCP_' || true)
 for v in "${INHERITED_MCP[@]}"; do unset "$v"; done
 export DATABASE_URL=$DB_URL MCP_AUTH_TOKENS="bench:$TOKEN" MCP_HOST=127.0.0.1
 [[ -n ${BENCH_POOL_MAX:-} ]] && export MCP_POOL_MAX=$BENCH_POOL_MAX
+# wrk is one load generator with one token, i.e. one analyst: measure the server, not the fair share
+export MCP_MAX_INFLIGHT_PER_CALLER=1000
 MCP_PORT=$(pg_free_port)
 MCP_PORT=$MCP_PORT "$BIN" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -266,6 +282,137 @@ kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
 
+# ---------------------------------------------------------------- memory: the worst requests
+MEMORY=$WORK/memory.tsv
+: >"$MEMORY"
+MEM_CONNECTIONS=${BENCH_MEMORY_CONNECTIONS-1 8 32}
+MEM_ROUNDS=${BENCH_MEMORY_ROUNDS:-3}
+memory_cell() {  # BIN LABEL C: one fresh server, C connections of worst-case requests
+  local bin=$1 label=$2 c=$3 port pid idle base line end
+  port=$(pg_free_port)
+  MCP_PORT=$port MCP_POOL_MAX=$c MCP_MAX_INFLIGHT_PER_CALLER=$c "$bin" >"$WORK/memory-$label-$c.log" 2>&1 &
+  pid=$!
+  SERVER_PID=$pid
+  end=$((SECONDS + 30))
+  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/memory-$label-$c.log" >&2; die "memory cell: the server exited"; }
+    ((SECONDS < end)) || die "memory cell: no healthy /healthz within 30 s"
+    sleep 0.02  # poll interval; readiness is the condition
+  done
+  idle=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  curl -fsS -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" \
+    --data-binary "@$WORK/body-0.json" "http://127.0.0.1:$port/mcp" || die "memory cell: warm-up call failed"
+  base=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+  say "memory, $label, c=$c: worst-case requests x $MEM_ROUNDS rounds"
+  line=$(timeout -k 5 600 python3 "$ROOT/tests/worst_case.py" --port "$port" --token "$TOKEN" \
+    --connections "$c" --rounds "$MEM_ROUNDS" --pid "$pid") || die "memory cell: the driver failed"
+  grep -q 'attack:400=' <<<"$line" || die "memory cell: the batch attack was not refused: $line"
+  if grep -qE ':(5[0-9][0-9])=' <<<"$line"; then die "memory cell: server errors: $line"; fi
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  SERVER_PID=
+  line=${line#*hwm_after_kib=}
+  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$c" "$idle" "$base" "${line%% *}" >>"$MEMORY"
+}
+for c in $MEM_CONNECTIONS; do
+  memory_cell "$BIN" glibc "$c"
+  if [[ -n ${MUSL_BIN:-} ]]; then memory_cell "$MUSL_BIN" musl "$c"; fi
+done
+
+# ---------------------------------------------------------------- formats, plan cost, demo rows
+# start_extra NAME VAR=value…: another server (same token) on a free port; sets EXTRA_URL.
+start_extra() {
+  local name=$1; shift
+  local port pid end
+  port=$(pg_free_port)
+  env "$@" MCP_PORT="$port" "$BIN" >"$WORK/server-$name.log" 2>&1 &
+  pid=$!
+  EXTRA_PIDS+=("$pid")
+  end=$((SECONDS + 30))
+  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/server-$name.log" >&2; die "server '$name' exited during start-up"; }
+    ((SECONDS < end)) || die "server '$name': no healthy /healthz within 30 s"
+    sleep 0.02  # poll interval; readiness is the condition
+  done
+  EXTRA_URL=http://127.0.0.1:$port/mcp
+}
+
+# call_body SQL MAX_ROWS [FORMAT]: the JSON-RPC body of one tools/call query
+call_body() {
+  python3 -c 'import json,sys; a={"sql":sys.argv[1],"max_rows":int(sys.argv[2])}
+if len(sys.argv) > 3: a["format"] = sys.argv[3]
+print(json.dumps({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":a}}, separators=(",",":")))' "$@"
+}
+post() {  # post URL BODY_FILE OUT_FILE
+  curl -sS -o "$3" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -H "Authorization: Bearer $TOKEN" --data-binary "@$2" "$1" || die "curl $1 failed"
+}
+# wrk_cell URL BODY_FILE LABEL: c=1 for BENCH_SECONDS; prints "rps p50_us p99_us errors"
+wrk_cell() {
+  BENCH_BODY_FILE=$2 BENCH_TOKEN=$TOKEN wrk -t 1 -c 1 -d 1s -s "$HERE/tools_call.lua" "$1" >/dev/null 2>&1 || true
+  say "$3: wrk ${SECS}s"
+  BENCH_BODY_FILE=$2 BENCH_TOKEN=$TOKEN timeout -k 5 $((SECS + 60)) \
+    wrk -t 1 -c 1 -d "${SECS}s" --timeout 10s --latency -s "$HERE/tools_call.lua" "$1" >"$WORK/wrk-extra.log" 2>&1 \
+    || { cat "$WORK/wrk-extra.log" >&2; die "wrk failed"; }
+  local line
+  line=$(grep '^BENCH ' "$WORK/wrk-extra.log") || die "no BENCH line from wrk"
+  declare -A m=()
+  for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+  echo "${m[rps]} ${m[p50_us]} ${m[p99_us]} $((m[non2xx] + m[iserror] + m[rpcerror] + m[sockerr]))"
+}
+
+FORMATS_TSV=$WORK/formats.tsv PLAN_TSV=$WORK/plan.tsv DEMO_TSV=$WORK/demo.tsv
+: >"$FORMATS_TSV"; : >"$PLAN_TSV"; : >"$DEMO_TSV"
+BIG_SQL="SELECT id, vehicle_id, ts, lat, lon, speed, heading, ignition FROM bench.positions WHERE ts >= '$DAY_FROM' ORDER BY ts LIMIT 10000"
+start_extra formats MCP_MAX_RESULT_BYTES=20000000
+for fmt in objects arrays csv markdown; do
+  call_body "$BIG_SQL" 10000 "$fmt" >"$WORK/body-fmt-$fmt.json"
+  post "$EXTRA_URL" "$WORK/body-fmt-$fmt.json" "$WORK/resp-fmt-$fmt.json"
+  sizes=$(python3 -c 'import json, os, sys
+r = json.load(open(sys.argv[1]))["result"]
+assert not r.get("isError"), r
+sc = r["structuredContent"]
+assert sc["row_count"] == 10000 and not sc["truncated"], (sc["row_count"], sc["truncated_reason"])
+print(os.path.getsize(sys.argv[1]), len(r["content"][0]["text"].encode()))' "$WORK/resp-fmt-$fmt.json") \
+    || die "format $fmt: unexpected response: $(head -c 400 "$WORK/resp-fmt-$fmt.json")"
+  cell=$(wrk_cell "$EXTRA_URL" "$WORK/body-fmt-$fmt.json" "10,000 rows as $fmt")
+  printf '%s %s %s\n' "$fmt" "$sizes" "$cell" | tr ' ' '\t' >>"$FORMATS_TSV"
+done
+
+start_extra plain
+PLAIN_URL=$EXTRA_URL
+start_extra capped MCP_MAX_PLAN_COST=1e15
+CAPPED_URL=$EXTRA_URL
+for i in 0 1 2; do
+  for server in plain capped; do
+    url=$PLAIN_URL
+    [[ $server == capped ]] && url=$CAPPED_URL
+    cell=$(wrk_cell "$url" "$WORK/body-$i.json" "${W_NAMES[$i]} ($server)")
+    printf '%s\t%s\t%s\n' "${W_NAMES[$i]}" "$server" "${cell// /$'\t'}" >>"$PLAN_TSV"
+  done
+done
+
+say "loading fixtures/demo.sql (the fleet demo) into demodb"
+pg_psql -d postgres -c 'CREATE DATABASE demodb' >/dev/null
+pg_psql -d demodb -f "$ROOT/fixtures/demo.sql" >"$WORK/demo.log" 2>&1 || { cat "$WORK/demo.log" >&2; die "loading fixtures/demo.sql failed"; }
+pg_psql -d demodb -c 'GRANT USAGE ON SCHEMA fleet, tickets, reporting TO bench_ro' \
+  -c 'GRANT SELECT ON ALL TABLES IN SCHEMA fleet, tickets, reporting TO bench_ro' >/dev/null
+start_extra demo DATABASE_URL="postgres://bench_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/demodb"
+for table in fleet.positions fleet.trips tickets.inc; do
+  for fmt in objects arrays csv markdown; do
+    call_body "SELECT * FROM $table ORDER BY 1" 10000 "$fmt" >"$WORK/body-demo.json"
+    post "$EXTRA_URL" "$WORK/body-demo.json" "$WORK/resp-demo.json"
+    rows=$(python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["result"]
+assert not r.get("isError"), r
+sc = r["structuredContent"]
+print(sc["row_count"], "cut" if sc["truncated"] else "all")' "$WORK/resp-demo.json") || die "demo $table $fmt: $(head -c 400 "$WORK/resp-demo.json")"
+    printf '%s\t%s\t%s\n' "$table" "$fmt" "${rows// /$'\t'}" >>"$DEMO_TSV"
+  done
+done
+for pid in "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+EXTRA_PIDS=()
+
 # ---------------------------------------------------------------- catalog scaling
 SCALE_RESULTS=$WORK/scale.tsv
 : >"$SCALE_RESULTS"
@@ -364,15 +511,15 @@ CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 CMD="bench/run.sh"
 [[ $SECS != 10 ]] && CMD="BENCH_SECONDS=$SECS $CMD"
-python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
+FORMATS_TSV=$FORMATS_TSV PLAN_TSV=$PLAN_TSV DEMO_TSV=$DEMO_TSV python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
   "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
   "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
   "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
-  "$SCALE_RESULTS" "$TABLES" "$WALK" \
+  "$MEMORY" "$MEM_ROUNDS" "$SCALE_RESULTS" "$TABLES" "$WALK" \
   >"$WORK/results.md" <<'EOF'
-import sys
+import os, sys
 (res, idle, peak, maxc, rel, musl, startup, ncpu, cpu, kernel, pgv, wrkv, binv, cmd, secs, rows, rustc,
- date, pool, load_start, load_end, elapsed, scale, tables, walk) = sys.argv[1:]
+ date, pool, load_start, load_end, elapsed, memory, mem_rounds, scale, tables, walk) = sys.argv[1:]
 st = dict(kv.split("=") for kv in startup.split()[1:])
 out = []
 w = out.append
@@ -401,12 +548,67 @@ w(f"| release binary (glibc) | {int(rel) / 1048576:.2f} MiB ({int(rel)} bytes) |
 w(f"| static binary (musl) | {musl} |")
 w(f"| exec → first healthy /healthz | median {st['median_ms']} ms (min {st['min_ms']}, max {st['max_ms']}, n={st['n']}) |")
 w("")
+cells = [line.rstrip("\n").split("\t") for line in open(memory) if line.strip()]
+if cells:
+    w("Memory, worst-case requests (`tests/worst_case.py`: the batch attack at the largest body, batches of "
+      "answers at the budget, the longest SQL, the lexer's worst, the most JSON values, a 1 MiB name to echo; "
+      f"every connection sends each {mem_rounds} times, all at once; fresh server per cell with MCP_POOL_MAX=C):")
+    w("")
+    w("| build | C | idle VmRSS MiB | VmHWM after one call MiB | VmHWM after the worst case MiB | per request MiB |")
+    w("|---|---:|---:|---:|---:|---:|")
+    worst = {}
+    for label, c, idle_kib, base_kib, hwm_kib in cells:
+        per = (int(hwm_kib) - int(base_kib)) / int(c) / 1024
+        worst[label] = max(worst.get(label, (0, 0)), (per, int(base_kib) / 1024))
+        w(f"| {label} | {c} | {int(idle_kib) / 1024:.1f} | {int(base_kib) / 1024:.1f} | {int(hwm_kib) / 1024:.1f} | {per:.2f} |")
+    w("")
+    for label, (per, base) in worst.items():
+        w(f"{label}: worst case per request in flight **{per:.2f} MiB**; whole server at the defaults "
+          f"(256 connections) ≤ {base:.1f} + 256 × {per:.2f} = {base + 256 * per:.0f} MiB.")
+    w("")
 w("errors = non-2xx responses + JSON results with `\"isError\":true` + JSON-RPC errors + socket errors. "
   "pgbench runs `-M extended -n -c C -j min(C,2) -T secs` with the statements the server sends per call: "
   "`BEGIN READ ONLY`; the `set_config(…, true)` settings; the query wrapped as the server wraps it "
   "(`SELECT CASE WHEN octet_length(j) <= budget THEN j END FROM (SELECT row_to_json(mcp_row.*)::text AS j FROM (<query>) "
   "AS mcp_row(cols) LIMIT max_rows+1) AS capped`); `ROLLBACK` — 4 round trips, as the server's. "
   "Latencies are per call (wrk) and per transaction (pgbench).")
+w("")
+w("A 10,000-row answer in each `format` (the 1,000-row select's columns with `LIMIT 10000`, max_rows 10000, "
+  "on a server with MCP_MAX_RESULT_BYTES = 20 MB so all rows come back; c=1). Response: the whole HTTP body "
+  "(text blocks and structuredContent). Text: the first text block, what the model reads.")
+w("")
+w("| format | rows | response bytes | text bytes | text vs objects | req/s | p50 ms | p99 ms | errors |")
+w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+formats = [l.rstrip("\n").split("\t") for l in open(os.environ["FORMATS_TSV"])]
+base = next((int(f[2]) for f in formats if f[0] == "objects"), 0)
+for fmt, response, text, rps, p50, p99, errs in formats:
+    share = f"{100 * int(text) / base:.0f} %" if base else "n/a"
+    w(f"| {fmt} | 10,000 | {int(response):,} | {int(text):,} | {share} | {float(rps):,.1f} | "
+      f"{int(p50) / 1000:.2f} | {int(p99) / 1000:.2f} | {errs} |")
+w("")
+w("MCP_MAX_PLAN_COST's extra round trip (an `EXPLAIN` of the statement as it will run): the same calls on a "
+  "server without it and on one with MCP_MAX_PLAN_COST = 1e15 (never refuses), c=1.")
+w("")
+w("| workload | MCP_MAX_PLAN_COST | req/s | p50 ms | p99 ms | errors |")
+w("|---|---|---:|---:|---:|---:|")
+for name, server, rps, p50, p99, errs in (l.rstrip("\n").split("\t") for l in open(os.environ["PLAN_TSV"])):
+    w(f"| {name} | {'off' if server == 'plain' else '1e15'} | {float(rps):,.0f} | {int(p50) / 1000:.2f} | "
+      f"{int(p99) / 1000:.2f} | {errs} |")
+w("")
+w("Rows of the fleet demo (fixtures/demo.sql) in one answer under the default 150 KB budget "
+  "(`SELECT * FROM <table> ORDER BY 1`, max_rows 10000):")
+w("")
+demo = [l.rstrip("\n").split("\t") for l in open(os.environ["DEMO_TSV"])]
+w("| table | objects | arrays | csv | markdown |")
+w("|---|---:|---:|---:|---:|")
+for t in dict.fromkeys(d[0] for d in demo):
+    n = {fmt: int(rows) for table, fmt, rows, _ in demo if table == t}
+    whole = {fmt for table, fmt, _, cut in demo if table == t and cut == "all"}
+    def cell(f):
+        ratio = "" if f == "objects" else f" ({n[f] / n['objects']:.2f}×)"
+        return f"{n[f]:,}{ratio}" + (" (the whole table)" if f in whole else "")
+    cells = [cell(f) for f in ("objects", "arrays", "csv", "markdown")]
+    w(f"| {t} | " + " | ".join(cells) + " |")
 scale_lines = [line.rstrip("\n").split("\t") for line in open(scale) if line.strip()]
 if scale_lines:
     w("")

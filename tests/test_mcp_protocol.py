@@ -282,13 +282,14 @@ def test_each_tool_is_fully_described(tools, name):
 
 
 @pytest.mark.parametrize("name,required,optional", [
-    # the seed's arguments; the catalog listings gained an optional cursor (paging)
-    ("query", {"sql"}, {"max_rows"}),
+    # the seed's arguments; query and sample_table gained format (compact results), the catalog
+    # listings an optional cursor (paging)
+    ("query", {"sql"}, {"max_rows", "format"}),
     ("list_schemas", set(), {"cursor"}),
     ("list_tables", {"schema"}, {"cursor"}),
     ("describe_table", {"schema", "table"}, {"cursor"}),
     ("list_functions", set(), {"schema", "cursor"}),
-    ("sample_table", {"schema", "table"}, {"n"}),
+    ("sample_table", {"schema", "table"}, {"n", "format"}),
     ("explain", {"sql"}, {"analyze", "buffers"}),
     ("profile_columns", {"schema", "table"}, {"columns", "sample", "cursor"}),
     ("find_join_path", {"from", "to"}, {"max_hops"}),
