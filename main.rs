@@ -65,7 +65,7 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify); re-read on change"),
     ("MCP_OAUTH_ACCESS_TTL_S", "3600", "access token lifetime (60..3600)"),
     ("MCP_OAUTH_REFRESH_TTL_S", "2592000", "how long one sign-in lasts through refreshes (0: no refresh tokens)"),
-    ("MCP_OAUTH_CA_FILE", "Mozilla roots", "PEM CAs trusted for outbound HTTPS (identity provider, client documents)"),
+    ("MCP_OAUTH_CA_FILE", "system roots", "PEM CAs trusted besides the system store for outbound HTTPS (identity provider, client documents)"),
     ("MCP_OAUTH_CLIENT_IP_HEADER", "none", "header with the browser's address behind a proxy (X-Forwarded-For)"),
     ("MCP_OAUTH_ALLOW_PRIVATE_FETCH", "0", "1 (tests only): client documents may be on private/loopback addresses"),
     ("MCP_OAUTH_MAX_CODES", "10000", "redeemed codes remembered (60 s each); when full the oldest goes and older codes are refused"),
@@ -1474,7 +1474,8 @@ impl OAuthConfig {
         }
         let ca_file = get("MCP_OAUTH_CA_FILE");
         if let Some(path) = &ca_file {
-            read_ca_file(path).map_err(|e| ConfigError(format!("MCP_OAUTH_CA_FILE: {e}")))?;
+            read_pem_certificates(std::path::Path::new(path))
+                .map_err(|e| ConfigError(format!("MCP_OAUTH_CA_FILE: {e}")))?;
         }
         let oidc = match mode {
             OAuthMode::Token => None,
@@ -1774,10 +1775,17 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The one source of randomness: the OS's (getrandom). Keys, codes, nonces and session ids all
+/// come from here; a failing source is an error, never a weaker fallback.
 fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|e| format!("the OS random source failed: {e}"))?;
     Ok(buf)
+}
+
+/// N random bytes as 2N lowercase hex digits.
+fn random_hex<const N: usize>() -> Result<String, String> {
+    Ok(hex(&random_bytes::<N>()?))
 }
 
 fn now_s() -> u64 {
@@ -3332,7 +3340,7 @@ impl OAuth {
             Some(n) if n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(n.to_string())
             }
-            _ => Ok(hex(&random_bytes::<16>()?)),
+            _ => random_hex::<16>(),
         }
     }
 
@@ -3795,7 +3803,7 @@ impl OAuth {
             ));
         }
         let sign_in = SignInTokens {
-            family: hex(&random_bytes::<12>().map_err(|e| TokenError::server(&e))?),
+            family: random_hex::<12>().map_err(|e| TokenError::server(&e))?,
             since_ms: now_ms(),
             generation: 0,
             end: now_s() + self.refresh_ttl_s,
@@ -4668,28 +4676,35 @@ fn is_public_address(ip: IpAddr) -> bool {
     }
 }
 
-fn read_ca_file(path: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut certificates = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => certificates.push(cert),
-            Ok(_) => {}
-            Err(e) => return Err(format!("{path}: {e}")),
+/// What outbound HTTPS trusts: the system trust store, found as the PostgreSQL TLS finds it for
+/// sslrootcert=system, plus MCP_OAUTH_CA_FILE's CAs (an identity provider's private CA); the
+/// file alone when the system store is empty (a scratch image).
+fn outbound_roots(ca_file: Option<&str>) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = match (system_root_certificates(), ca_file) {
+        (Ok(certs), _) => certs,
+        (Err(_), Some(_)) => Vec::new(),
+        (Err(e), None) => {
+            return Err(format!(
+                "{e}: outbound HTTPS (identity provider, client metadata documents) would trust \
+                 no one; install the CA certificates or set MCP_OAUTH_CA_FILE"
+            ))
         }
+    };
+    if let Some(path) = ca_file {
+        let extra = read_pem_certificates(std::path::Path::new(path))
+            .map_err(|e| format!("MCP_OAUTH_CA_FILE: {e}"))?;
+        certs.extend(extra);
     }
-    if certificates.is_empty() {
-        return Err(format!("{path} holds no PEM certificate"));
-    }
-    Ok(certificates)
+    Ok(certs
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect())
 }
 
 impl Fetcher {
     fn new(config: &OAuthConfig) -> Result<Fetcher, String> {
-        let roots = match &config.ca_file {
-            Some(path) => ureq::tls::RootCerts::new_with_certs(&read_ca_file(path)?),
-            None => ureq::tls::RootCerts::WebPki,
-        };
+        let roots =
+            ureq::tls::RootCerts::new_with_certs(&outbound_roots(config.ca_file.as_deref())?);
         let agent_config = || {
             ureq::Agent::config_builder()
                 .https_only(true)
@@ -4701,6 +4716,7 @@ impl Fetcher {
                 .tls_config(
                     ureq::tls::TlsConfig::builder()
                         .provider(ureq::tls::TlsProvider::Rustls)
+                        .unversioned_rustls_crypto_provider(crypto_provider())
                         .root_certs(roots.clone())
                         .build(),
                 )
@@ -5000,7 +5016,15 @@ fn handle_jsonrpc(app: &'static App, request: &mut Request, caller: &Caller) -> 
         Value::Array(batch) => handle_batch(&context, &batch),
         single => match handle_message(&context, &single) {
             Outcome::Reply(200, body) if negotiates_views_at_initialize(era, &single) => {
-                Response::json(200, body).with_header("Mcp-Session-Id", view_session_id())
+                match view_session_id() {
+                    Ok(session) => Response::json(200, body).with_header("Mcp-Session-Id", session),
+                    Err(e) => {
+                        log_event("error", "initialize: no session id", &[("error", &e)]);
+                        let id = single.get("id").cloned().unwrap_or(Value::Null);
+                        let error = RpcError::new(-32603, format!("{e}; try again"));
+                        Response::json(500, error.to_json(&id))
+                    }
+                }
             }
             Outcome::Reply(status, body) => Response::json(status, body),
             Outcome::Accepted => Response::empty(202),
@@ -5565,26 +5589,8 @@ fn negotiates_views_at_initialize(era: Era, message: &Value) -> bool {
 
 /// `mcp-apps.` and 128 random bits: unique, as session ids should be, though it grants nothing
 /// (every request is still authenticated by its bearer token).
-fn view_session_id() -> String {
-    let mut random = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
-    if read.is_err() {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let seed = format!(
-            "{nanos}/{}/{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        random.copy_from_slice(&sha256(seed.as_bytes())[..16]);
-    }
-    let mut id = String::from(VIEW_SESSION_PREFIX);
-    for byte in random {
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
+fn view_session_id() -> Result<String, String> {
+    Ok(format!("{VIEW_SESSION_PREFIX}{}", random_hex::<16>()?))
 }
 
 /// How the view may be hosted: nothing external at all (no connections, scripts, styles, fonts,
@@ -10633,7 +10639,7 @@ fn system_root_certificates() -> Result<Vec<rustls::pki_types::CertificateDer<'s
     if found.certs.is_empty() {
         let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
         return Err(format!(
-            "sslrootcert=system: no trusted certificates found in the system trust store{}",
+            "no trusted certificates found in the system trust store{}",
             if why.is_empty() {
                 String::new()
             } else {
@@ -10668,7 +10674,8 @@ fn pem_roots_store(path: &str) -> Result<TrustRoots, String> {
 }
 
 fn system_roots_store() -> Result<TrustRoots, String> {
-    roots_store(system_root_certificates()?, "the system trust store".into())
+    let certs = system_root_certificates().map_err(|e| format!("sslrootcert=system: {e}"))?;
+    roots_store(certs, "the system trust store".into())
 }
 
 /// What the connector saw during one connect: filled in by the handshake and the verifier.
@@ -13923,7 +13930,7 @@ mod tests {
 
     #[test]
     fn view_session_ids_are_marked_visible_ascii_and_unique() {
-        let (a, b) = (view_session_id(), view_session_id());
+        let (a, b) = (view_session_id().unwrap(), view_session_id().unwrap());
         assert_ne!(a, b);
         assert!(a.starts_with(VIEW_SESSION_PREFIX) && a.len() == VIEW_SESSION_PREFIX.len() + 32);
         assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
