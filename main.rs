@@ -52,6 +52,12 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
     ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+    ("MCP_AUDIT_LOG", "none", "also append a tamper-evident JSON line per tool call to this file"),
+    ("MCP_AUDIT_KEY_FILE", "none", "HMAC key chaining MCP_AUDIT_LOG (>= 32 bytes; keep a copy off this host)"),
+    ("MCP_AUDIT_FSYNC", "always", "always (fsync each line before answering) or interval (once a second)"),
+    ("MCP_AUDIT_ON_FAILURE", "refuse", "refuse: a call whose audit line cannot be written fails; serve: answer, log it"),
+    ("MCP_AUDIT_ROTATE_BYTES", "104857600", "rotate MCP_AUDIT_LOG to <file>.<last seq> past this size (0: never)"),
+    ("MCP_AUDIT_MAX_SQL_BYTES", "65536", "SQL kept in full up to this size (sql_sha256 always covers all of it)"),
 ];
 
 #[derive(Debug, Clone)]
@@ -74,6 +80,7 @@ struct Config {
     allowed_origins: Vec<String>,
     allow_privileged_role: bool,
     shutdown_grace: Duration,
+    audit: Option<AuditConfig>,
 }
 
 /// A start-up error: which variable, and what is wrong with it.
@@ -168,6 +175,7 @@ impl Config {
                 0,
                 3600,
             )?),
+            audit: AuditConfig::from_env(&get)?,
             host,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
@@ -240,6 +248,7 @@ fn help_text() -> String {
          USAGE:\n  {SERVER_NAME}                    serve MCP on http://MCP_HOST:MCP_PORT/mcp\n  \
          {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
+         {SERVER_NAME} verify-audit FILE…  check the MCP_AUDIT_LOG chain, oldest file first (exit 0/1)\n  \
          {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
     );
     for (name, default, what) in ENV_VARS {
@@ -1132,73 +1141,10 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// SHA-256 (FIPS 180-4), written out because one hash function does not justify a crate.
+/// SHA-256 (FIPS 180-4), from RustCrypto's `sha2` (already compiled in for postgres's SCRAM).
 fn sha256(data: &[u8]) -> [u8; 32] {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let mut message = data.to_vec();
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
-    for block in message.chunks_exact(64) {
-        let mut w = [0u32; 64];
-        for (i, word) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (state, add) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-            *state = state.wrapping_add(add);
-        }
-    }
-    let mut out = [0u8; 32];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    out
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -2092,6 +2038,8 @@ enum ToolFailure {
     Unavailable(String),
     /// A well-formed request naming something that is not there or not readable.
     NotFound(String),
+    /// The call ran, but its audit line could not be written (MCP_AUDIT_ON_FAILURE=refuse).
+    Unaudited(String),
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -2106,6 +2054,10 @@ impl std::fmt::Display for ToolFailure {
             ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
             ToolFailure::NotFound(what) => write!(f, "{what}"),
+            ToolFailure::Unaudited(why) => write!(
+                f,
+                "audit log unavailable ({why}); the answer is withheld because this server does not serve unaudited calls (MCP_AUDIT_ON_FAILURE=refuse)"
+            ),
         }
     }
 }
@@ -2125,6 +2077,7 @@ impl ToolFailure {
             ToolFailure::Busy(_) => "busy",
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
+            ToolFailure::Unaudited(_) => "unaudited",
         }
     }
 }
@@ -2148,26 +2101,13 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         caller: context.caller,
     };
     let outcome = (tool.run)(&tool_context, &arguments);
-    let elapsed = started.elapsed();
-    let (status, rows, truncated, sql) = match &outcome {
-        Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
-        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql")),
-    };
-    context.app.metrics.count_tool(
-        tool.name,
-        status,
-        elapsed,
-        rows,
-        outcome.as_ref().map_or(0, |o| o.json.len()),
-    );
-    audit(
+    let outcome = audit_call(
+        context.app,
+        tool,
         tool_context.caller,
-        tool.name,
-        status,
-        rows,
-        truncated,
-        elapsed,
-        sql,
+        &arguments,
+        started,
+        outcome,
     );
     Ok(match outcome {
         Ok(output) => {
@@ -2187,6 +2127,70 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
                 .to_string()
         }
     })
+}
+
+/// Records the call (metrics, the stderr audit line, the audit log) before anything is answered.
+/// A call the audit log could not record fails, unless MCP_AUDIT_ON_FAILURE=serve.
+fn audit_call(
+    app: &App,
+    tool: &ToolSpec,
+    caller: &Caller,
+    arguments: &Arguments,
+    started: Instant,
+    outcome: Result<ToolOutput, ToolFailure>,
+) -> Result<ToolOutput, ToolFailure> {
+    let (status, rows, truncated, sql) = match &outcome {
+        Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
+        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql")),
+    };
+    let mut record = CallRecord {
+        caller,
+        tool: tool.name,
+        arguments,
+        status,
+        rows,
+        truncated,
+        elapsed: started.elapsed(),
+        sql,
+    };
+    let written = app.audit_log.as_ref().map(|log| log.record_call(&record));
+    let refused = match &written {
+        Some(Err(e)) => {
+            let refuse = app
+                .audit_log
+                .as_ref()
+                .is_some_and(|l| l.config.refuse_unaudited);
+            log_event(
+                "error",
+                if refuse {
+                    "audit log write failed; the answer was withheld"
+                } else {
+                    "audit log write failed; answering anyway (MCP_AUDIT_ON_FAILURE=serve)"
+                },
+                &[("tool", tool.name), ("caller", &caller.name), ("error", e)],
+            );
+            refuse.then(|| e.clone())
+        }
+        _ => None,
+    };
+    let status = if refused.is_some() {
+        "unaudited"
+    } else {
+        status
+    };
+    record.status = status;
+    app.metrics.count_tool(
+        tool.name,
+        status,
+        record.elapsed,
+        rows,
+        outcome.as_ref().map_or(0, |o| o.json.len()),
+    );
+    log_audit_line(&record, written.and_then(Result::ok));
+    match refused {
+        Some(why) => Err(ToolFailure::Unaudited(why)),
+        None => outcome,
+    }
 }
 
 /// Appends `text` as a JSON string literal (quotes included). This escapes every large answer
@@ -3711,8 +3715,9 @@ impl Pool {
 // ════════════════════════════════════════════════════════════════════════════════════════════
 // Logging and metrics
 // Contract: one line per event on stderr, as text or (MCP_LOG_FORMAT=json) one JSON object per
-// line. Every tool call writes one audit line: time, caller, tool, status, rows, truncated, ms
-// and the SQL cut to 200 characters with newlines escaped. Tokens and passwords never appear.
+// line. Every tool call writes one audit line: time, caller, how they authenticated, tool,
+// status, rows, truncated, ms and the SQL cut to 200 characters with newlines escaped (plus,
+// with an audit log, the seq and tag of its line there). Tokens and passwords never appear.
 // /metrics shows aggregates only: no caller names, no SQL, no tokens.
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
@@ -3746,32 +3751,31 @@ fn log_event(level: &str, message: &str, fields: &[(&str, &str)]) {
     let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
-fn audit(
-    caller: &Caller,
-    tool: &str,
-    status: &str,
-    rows: u64,
-    truncated: Option<&str>,
-    elapsed: Duration,
-    sql: Option<&str>,
-) {
-    let ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
-    let rows = rows.to_string();
+/// The stderr audit line. With an audit log it names the file line's seq and tag: shipped off
+/// the host, these are the witness that shows lines removed from the end of the file.
+fn log_audit_line(call: &CallRecord, receipt: Option<AuditReceipt>) {
+    let ms = format!("{:.1}", call.elapsed.as_secs_f64() * 1000.0);
+    let rows = call.rows.to_string();
     let mut fields = vec![
-        ("caller", caller.name.as_str()),
-        ("via", caller.via),
-        ("tool", tool),
-        ("status", status),
+        ("caller", call.caller.name.as_str()),
+        ("via", call.caller.via),
+        ("tool", call.tool),
+        ("status", call.status),
         ("rows", rows.as_str()),
-        ("truncated", truncated.unwrap_or("no")),
+        ("truncated", call.truncated.unwrap_or("no")),
         ("ms", ms.as_str()),
     ];
-    if let Some(client) = &caller.client {
+    if let Some(client) = &call.caller.client {
         fields.push(("client", client));
     }
-    let sql = sql.map(audit_sql);
+    let sql = call.sql.map(audit_sql);
     if let Some(sql) = &sql {
         fields.push(("sql", sql));
+    }
+    let witness = receipt.map(|r| (r.seq.to_string(), hex(&r.tag[..8])));
+    if let Some((seq, tag)) = &witness {
+        fields.push(("audit_seq", seq));
+        fields.push(("audit_tag", tag));
     }
     log_event("info", "audit", &fields);
 }
@@ -4001,6 +4005,762 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
+// Audit log
+// Contract: with MCP_AUDIT_LOG set, every tool call also appends one JSON line to that file, and
+// the answer is sent only once the line is written (and, with MCP_AUDIT_FSYNC=always, on disk):
+// time, caller and how they authenticated, tool, arguments, status, rows, ms, the SQL in full up
+// to MCP_AUDIT_MAX_SQL_BYTES and the SHA-256 of all of it. The file is a chain: each line names
+// the previous line's tag (`prev`) and ends with its own `tag`, HMAC-SHA256 under the key of
+// MCP_AUDIT_KEY_FILE over everything before it. Without the key (operators keep a copy off this
+// host) no line can be edited, inserted, removed or reordered without `verify-audit` naming the
+// first line where the chain breaks. The chain continues across restarts (the last line is read
+// and its tag checked at start; an incomplete last line from a crash is cut off and the cut is
+// recorded) and across rotation (a new file opens with a `rotate` line linked to the old file's
+// last). A line that cannot be written fails its call unless MCP_AUDIT_ON_FAILURE=serve, and a
+// failed write leaves nothing half-written. Removing lines from the very end is the one change
+// a chain cannot show by itself: the stderr audit line carries each line's seq and tag as the
+// witness `verify-audit --expect` compares with.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The `prev` of the first line of a chain.
+const GENESIS_TAG: [u8; 32] = [0; 32];
+/// Bytes after a line's content: `,"tag":"` + 64 hex digits + `"}`.
+const TAG_SUFFIX_LEN: usize = 8 + 64 + 2;
+/// How long a string argument other than the SQL may be in an audit line.
+const AUDIT_ARGUMENT_CHARS: usize = 256;
+
+/// The keyed HMAC state, cloned for every line; never printed.
+#[derive(Clone)]
+struct AuditKey(HmacSha256);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<secret>)")
+    }
+}
+
+impl AuditKey {
+    /// Reads a key file: its bytes, without trailing whitespace (a newline from `echo`), at least 32.
+    fn from_file(path: &str) -> Result<AuditKey, String> {
+        use hmac::KeyInit;
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        if end < 32 {
+            return Err(format!(
+                "{path} holds {end} bytes of key; at least 32 are needed (e.g. head -c 32 /dev/urandom | base64 > {path})"
+            ));
+        }
+        HmacSha256::new_from_slice(&bytes[..end])
+            .map(AuditKey)
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    fn tag(&self, content: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(content);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Constant-time comparison of `tag` with the tag `content` should have.
+    fn verifies(&self, content: &[u8], tag: &[u8; 32]) -> bool {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(content);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AuditFsync {
+    /// fdatasync after every line, before the call is answered.
+    Always,
+    /// fdatasync once a second: a power cut can lose up to a second of lines.
+    Interval,
+}
+
+#[derive(Debug, Clone)]
+struct AuditConfig {
+    path: std::path::PathBuf,
+    key: AuditKey,
+    fsync: AuditFsync,
+    /// true (MCP_AUDIT_ON_FAILURE=refuse): a call whose line cannot be written fails.
+    refuse_unaudited: bool,
+    /// Rotate once the file would grow past this (0: never).
+    rotate_bytes: u64,
+    max_sql_bytes: usize,
+}
+
+impl AuditConfig {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<AuditConfig>, ConfigError> {
+        let (path, key_file) = match (get("MCP_AUDIT_LOG"), get("MCP_AUDIT_KEY_FILE")) {
+            (None, None) => return Ok(None),
+            (Some(path), Some(key_file)) => (path, key_file),
+            (Some(_), None) => return Err(ConfigError(
+                "MCP_AUDIT_LOG needs MCP_AUDIT_KEY_FILE: the file of the key that chains its lines (at least 32 bytes)".into(),
+            )),
+            (None, Some(_)) => return Err(ConfigError(
+                "MCP_AUDIT_KEY_FILE is set but MCP_AUDIT_LOG is not: name the audit file too".into(),
+            )),
+        };
+        let key = AuditKey::from_file(&key_file)
+            .map_err(|e| ConfigError(format!("MCP_AUDIT_KEY_FILE: {e}")))?;
+        let fsync = match get("MCP_AUDIT_FSYNC").as_deref() {
+            None | Some("always") => AuditFsync::Always,
+            Some("interval") => AuditFsync::Interval,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_AUDIT_FSYNC must be always or interval, not {other:?}"
+                )))
+            }
+        };
+        let refuse_unaudited = match get("MCP_AUDIT_ON_FAILURE").as_deref() {
+            None | Some("refuse") => true,
+            Some("serve") => false,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_AUDIT_ON_FAILURE must be refuse or serve, not {other:?}"
+                )))
+            }
+        };
+        Ok(Some(AuditConfig {
+            path: path.into(),
+            key,
+            fsync,
+            refuse_unaudited,
+            rotate_bytes: parse_number(get, "MCP_AUDIT_ROTATE_BYTES", 104_857_600, 0, u64::MAX)?,
+            max_sql_bytes: parse_number(get, "MCP_AUDIT_MAX_SQL_BYTES", 65_536, 256, 1 << 20)?
+                as usize,
+        }))
+    }
+}
+
+/// One tool call as the audit lines (stderr and file) record it.
+struct CallRecord<'a> {
+    caller: &'a Caller,
+    tool: &'a str,
+    arguments: &'a Arguments,
+    status: &'a str,
+    rows: u64,
+    truncated: Option<&'a str>,
+    elapsed: Duration,
+    sql: Option<&'a str>,
+}
+
+impl CallRecord<'_> {
+    /// The fields of the file's line (seq and prev are added when it is sealed).
+    fn fields(&self, max_sql_bytes: usize) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("ts".into(), json!(rfc3339_now()));
+        fields.insert("event".into(), json!("call"));
+        fields.insert("caller".into(), json!(self.caller.name));
+        fields.insert("via".into(), json!(self.caller.via));
+        if let Some(client) = &self.caller.client {
+            fields.insert("client".into(), json!(client));
+        }
+        fields.insert("tool".into(), json!(self.tool));
+        let arguments: Map<String, Value> = self
+            .arguments
+            .0
+            .iter()
+            .filter(|(name, _)| name.as_str() != "sql")
+            .map(|(name, value)| (name.clone(), shortened_argument(value)))
+            .collect();
+        fields.insert("args".into(), Value::Object(arguments));
+        fields.insert("status".into(), json!(self.status));
+        fields.insert("rows".into(), json!(self.rows));
+        fields.insert("truncated".into(), json!(self.truncated));
+        fields.insert(
+            "ms".into(),
+            json!((self.elapsed.as_secs_f64() * 1e4).round() / 10.0),
+        );
+        if let Some(sql) = self.sql {
+            let cut = sql.len() > max_sql_bytes;
+            let kept = if cut {
+                &sql[..floor_char_boundary(sql, max_sql_bytes)]
+            } else {
+                sql
+            };
+            fields.insert("sql".into(), json!(kept));
+            fields.insert("sql_bytes".into(), json!(sql.len()));
+            fields.insert("sql_cut".into(), json!(cut));
+            fields.insert("sql_sha256".into(), json!(hex(&sha256(sql.as_bytes()))));
+        }
+        fields
+    }
+}
+
+fn shortened_argument(value: &Value) -> Value {
+    match value {
+        Value::String(text) if text.chars().count() > AUDIT_ARGUMENT_CHARS => {
+            let mut cut: String = text.chars().take(AUDIT_ARGUMENT_CHARS).collect();
+            cut.push('…');
+            Value::String(cut)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(shortened_argument).collect()),
+        other => other.clone(),
+    }
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// A line of the file, checked: its tag matches its content under the key.
+#[derive(Debug)]
+struct SealedLine {
+    seq: u64,
+    prev: [u8; 32],
+    tag: [u8; 32],
+    fields: Map<String, Value>,
+}
+
+/// Builds a line: `{"seq":N,<fields>,"prev":"…","tag":"…"}` with the tag over all before it.
+fn seal_line(
+    key: &AuditKey,
+    seq: u64,
+    prev: &[u8; 32],
+    fields: &Map<String, Value>,
+) -> (String, [u8; 32]) {
+    let body = Value::Object(fields.clone()).to_string();
+    let inner = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("");
+    let separator = if inner.is_empty() { "" } else { "," };
+    let mut line = format!(r#"{{"seq":{seq}{separator}{inner},"prev":"{}""#, hex(prev));
+    line.push('}');
+    let tag = key.tag(line.as_bytes());
+    line.pop();
+    let _ = writeln!(line, r#","tag":"{}"}}"#, hex(&tag));
+    (line, tag)
+}
+
+/// Checks one line (without its newline): shape, then tag. The content is the line with its
+/// tag field removed, byte for byte, so any edit anywhere changes it.
+fn open_line(key: &AuditKey, line: &[u8]) -> Result<SealedLine, &'static str> {
+    let malformed = "not a complete audit record (cut short, or not written by analytics-mcp)";
+    if line.len() < TAG_SUFFIX_LEN + 2 {
+        return Err(malformed);
+    }
+    let (content, suffix) = line.split_at(line.len() - TAG_SUFFIX_LEN);
+    let tag_hex = suffix
+        .strip_prefix(br#","tag":""#)
+        .and_then(|s| s.strip_suffix(br#""}"#))
+        .and_then(|hex| std::str::from_utf8(hex).ok())
+        .and_then(parse_hex_digest)
+        .ok_or(malformed)?;
+    let mut content = content.to_vec();
+    content.push(b'}');
+    if !key.verifies(&content, &tag_hex) {
+        return Err(
+            "its tag does not match its content (edited, inserted, or sealed with another key)",
+        );
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&content) else {
+        return Err(malformed);
+    };
+    let seq = fields.get("seq").and_then(Value::as_u64).ok_or(malformed)?;
+    let prev = fields
+        .get("prev")
+        .and_then(Value::as_str)
+        .and_then(parse_hex_digest)
+        .ok_or(malformed)?;
+    Ok(SealedLine {
+        seq,
+        prev,
+        tag: tag_hex,
+        fields,
+    })
+}
+
+/// What a written line leaves for the stderr witness.
+#[derive(Debug, Clone, Copy)]
+struct AuditReceipt {
+    seq: u64,
+    tag: [u8; 32],
+}
+
+/// The open audit file and where the chain stands.
+struct AuditFile {
+    file: std::fs::File,
+    len: u64,
+    seq: u64,
+    last_tag: [u8; 32],
+    unsynced: bool,
+}
+
+struct AuditLog {
+    config: AuditConfig,
+    state: Mutex<AuditFile>,
+    failures: AtomicU64,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the file, takes its lock, finds where the chain stands and writes the
+    /// `start` line. Any doubt about the chain stops the start: serving would break it.
+    fn open(config: AuditConfig) -> Result<AuditLog, String> {
+        let path = config.path.display().to_string();
+        let (file, mut len) = open_audit_file(&config.path)?;
+        let mut start = Map::new();
+        start.insert("ts".into(), json!(rfc3339_now()));
+        start.insert("event".into(), json!("start"));
+        start.insert("version".into(), json!(VERSION));
+        start.insert("pid".into(), json!(std::process::id()));
+        let (last, complete_len) =
+            read_last_line(&file, len).map_err(|e| format!("cannot read {path}: {e}"))?;
+        if complete_len < len {
+            // A crash in the middle of a write (or a cut): keep the chain whole, say so in it.
+            file.set_len(complete_len)
+                .map_err(|e| format!("cannot cut the incomplete last line of {path}: {e}"))?;
+            start.insert("repaired_bytes".into(), json!(len - complete_len));
+            log_event(
+                "warn",
+                "audit log ended with an incomplete line (a crash during a write?); cut it off and recorded the cut",
+                &[("file", &path), ("bytes", &(len - complete_len).to_string())],
+            );
+            len = complete_len;
+        }
+        let (seq, last_tag) = match last {
+            Some(line) => chain_end(&config.key, &line, &path)?,
+            None => match newest_rotated_file(&config.path) {
+                Some(rotated) => {
+                    let name = rotated.display().to_string();
+                    let (old, old_len) = open_audit_file(&rotated)?;
+                    let (line, _) = read_last_line(&old, old_len)
+                        .map_err(|e| format!("cannot read {name}: {e}"))?;
+                    let line = line.ok_or_else(|| format!("{name} holds no complete line"))?;
+                    start.insert("continues".into(), json!(file_name(&rotated)));
+                    chain_end(&config.key, &line, &name)?
+                }
+                None => (0, GENESIS_TAG),
+            },
+        };
+        let log = AuditLog {
+            state: Mutex::new(AuditFile {
+                file,
+                len,
+                seq,
+                last_tag,
+                unsynced: false,
+            }),
+            config,
+            failures: AtomicU64::new(0),
+        };
+        log.append(start)?;
+        Ok(log)
+    }
+
+    fn record_call(&self, call: &CallRecord) -> Result<AuditReceipt, String> {
+        self.append(call.fields(self.config.max_sql_bytes))
+            .inspect_err(|_| {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            })
+    }
+
+    /// The last line of a clean shutdown.
+    fn record_stop(&self) {
+        let mut stop = Map::new();
+        stop.insert("ts".into(), json!(rfc3339_now()));
+        stop.insert("event".into(), json!("stop"));
+        if let Err(e) = self.append(stop) {
+            log_event(
+                "error",
+                "audit log: cannot write the stop line",
+                &[("error", &e)],
+            );
+        }
+    }
+
+    fn append(&self, fields: Map<String, Value>) -> Result<AuditReceipt, String> {
+        let config = &self.config;
+        let mut state = lock(&self.state);
+        let mut sealed = seal_line(&config.key, state.seq + 1, &state.last_tag, &fields);
+        let rotate_at = config.rotate_bytes;
+        if rotate_at > 0 && state.len > 0 && state.len + sealed.0.len() as u64 > rotate_at {
+            state.rotate(config)?;
+            sealed = seal_line(&config.key, state.seq + 1, &state.last_tag, &fields);
+        }
+        state.write(config, sealed)
+    }
+
+    /// Background loop for MCP_AUDIT_FSYNC=interval.
+    fn sync_every_second(&self) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let mut state = lock(&self.state);
+            if !state.unsynced {
+                continue;
+            }
+            match state.file.sync_data() {
+                Ok(()) => state.unsynced = false,
+                Err(e) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    log_event(
+                        "error",
+                        "audit log: fsync failed; lines answered in the last second may not be on disk",
+                        &[("error", &e.to_string())],
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl AuditFile {
+    /// Appends one line sealed as the next (seq + 1, after last_tag); on any failure the file is cut back to where it was, so no
+    /// half-written line stays behind.
+    fn write(
+        &mut self,
+        config: &AuditConfig,
+        (line, tag): (String, [u8; 32]),
+    ) -> Result<AuditReceipt, String> {
+        let seq = self.seq + 1;
+        let path = config.path.display();
+        let mut written = (&self.file).write_all(line.as_bytes());
+        if written.is_ok() && config.fsync == AuditFsync::Always {
+            written = self.file.sync_data();
+        }
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            return Err(format!("cannot write {path}: {e}"));
+        }
+        self.len += line.len() as u64;
+        self.seq = seq;
+        self.last_tag = tag;
+        self.unsynced = config.fsync == AuditFsync::Interval;
+        Ok(AuditReceipt { seq, tag })
+    }
+
+    /// Moves the full file to `<path>.<last seq, 12 digits>` and continues in a new one whose
+    /// first line links to the old file's last. The new file is made first, so a failure
+    /// leaves the old one in place.
+    fn rotate(&mut self, config: &AuditConfig) -> Result<(), String> {
+        let path = &config.path;
+        let rotated = rotated_file_name(path, self.seq);
+        let mut next_path = path.clone().into_os_string();
+        next_path.push(".next");
+        let next_path = std::path::PathBuf::from(next_path);
+        let _ = std::fs::remove_file(&next_path);
+        let (next, _) = open_audit_file(&next_path)?;
+        let moved = self
+            .file
+            .sync_data()
+            .and_then(|()| std::fs::rename(path, &rotated));
+        if let Err(e) = moved {
+            let _ = std::fs::remove_file(&next_path);
+            return Err(format!("cannot rotate {}: {e}", path.display()));
+        }
+        if let Err(e) = std::fs::rename(&next_path, path) {
+            let _ = std::fs::rename(&rotated, path);
+            let _ = std::fs::remove_file(&next_path);
+            return Err(format!("cannot rotate {}: {e}", path.display()));
+        }
+        self.file = next;
+        self.len = 0;
+        let mut first = Map::new();
+        first.insert("ts".into(), json!(rfc3339_now()));
+        first.insert("event".into(), json!("rotate"));
+        first.insert("previous_file".into(), json!(file_name(&rotated)));
+        let sealed = seal_line(&config.key, self.seq + 1, &self.last_tag, &first);
+        self.write(config, sealed)?;
+        log_event(
+            "info",
+            "audit log rotated",
+            &[("file", &rotated.display().to_string())],
+        );
+        Ok(())
+    }
+}
+
+/// Where the chain ends, from the last line of a file (whose tag must check out).
+fn chain_end(key: &AuditKey, line: &[u8], path: &str) -> Result<(u64, [u8; 32]), String> {
+    let sealed = open_line(key, line).map_err(|why| {
+        format!(
+            "the last line of {path} is {why}. Nothing was written. Run `{SERVER_NAME} verify-audit {path}`; \
+             if the file was damaged, move it aside (a new chain then starts) — or check MCP_AUDIT_KEY_FILE"
+        )
+    })?;
+    Ok((sealed.seq, sealed.tag))
+}
+
+/// Opens for appending (creating it 0600), and takes an exclusive lock so two servers never
+/// interleave one chain.
+fn open_audit_file(path: &std::path::Path) -> Result<(std::fs::File, u64), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    extern "C" {
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {shown}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    // SAFETY: flock(2) on a descriptor this function owns; it only takes an advisory lock.
+    if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } != 0 {
+        return Err(format!(
+            "{shown} is locked by another process (another analytics-mcp writing the same audit log? give each instance its own file)"
+        ));
+    }
+    Ok((file, metadata.len()))
+}
+
+/// The last complete line (without its newline) and the length of the file up to its end;
+/// bytes after the last newline are an incomplete line.
+fn read_last_line(file: &std::fs::File, len: u64) -> io::Result<(Option<Vec<u8>>, u64)> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 64 * 1024;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut start = len;
+    let mut complete_len = None;
+    loop {
+        if complete_len.is_none() {
+            complete_len = tail
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| start + i as u64 + 1);
+        }
+        match complete_len {
+            Some(end) => {
+                let newline = (end - start) as usize - 1;
+                if let Some(i) = tail[..newline].iter().rposition(|b| *b == b'\n') {
+                    return Ok((Some(tail[i + 1..newline].to_vec()), end));
+                }
+                if start == 0 {
+                    return Ok((Some(tail[..newline].to_vec()), end));
+                }
+            }
+            None if start == 0 => return Ok((None, 0)),
+            None => {}
+        }
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (start - from) as usize];
+        file.read_exact_at(&mut chunk, from)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        start = from;
+    }
+}
+
+fn rotated_file_name(path: &std::path::Path, last_seq: u64) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{last_seq:012}"));
+    name.into()
+}
+
+/// The newest `<path>.<12 digits>` beside `path`, to continue its chain when `path` is new.
+fn newest_rotated_file(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let prefix = format!("{}.", file_name(path));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| {
+            name.strip_prefix(&prefix)
+                .is_some_and(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .max()
+        .map(|name| dir.join(name))
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+// ── verify-audit ─────────────────────────────────────────────────────────────────────────────
+
+/// Where a chain stands while files are verified one after the other.
+#[derive(Default)]
+struct ChainCheck {
+    last: Option<(u64, [u8; 32])>,
+    first: Option<(u64, [u8; 32])>,
+    lines: u64,
+    notes: Vec<String>,
+    seen_expected: bool,
+}
+
+/// `verify-audit [--key-file F] [--expect SEQ:TAG] FILE…`: exit 0 when the chain holds, 1 at the
+/// first line where it breaks (named with file, line number and why), 2 for usage errors.
+fn run_verify_audit(args: &[String], env: EnvLookup) -> i32 {
+    let usage = || {
+        eprintln!(
+            "usage: {SERVER_NAME} verify-audit [--key-file FILE] [--expect SEQ:TAG] AUDIT_FILE…\n  \
+             files oldest first (rotated files sort by name: audit.log.* audit.log); the key defaults to MCP_AUDIT_KEY_FILE;\n  \
+             --expect: a seq and tag (or its first 16+ hex digits) from a stderr audit line kept elsewhere"
+        );
+        2
+    };
+    let mut key_file = env("MCP_AUDIT_KEY_FILE");
+    let mut expect: Option<(u64, String)> = None;
+    let mut files = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--key-file" => match rest.next() {
+                Some(file) => key_file = Some(file.clone()),
+                None => return usage(),
+            },
+            "--expect" => {
+                let parsed = rest.next().and_then(|v| {
+                    let (seq, tag) = v.split_once(':')?;
+                    let tag = tag.to_ascii_lowercase();
+                    let hex_ok = (16..=64).contains(&tag.len())
+                        && tag.bytes().all(|b| b.is_ascii_hexdigit());
+                    Some((seq.parse().ok()?, tag)).filter(|_| hex_ok)
+                });
+                match parsed {
+                    Some(parsed) => expect = Some(parsed),
+                    None => return usage(),
+                }
+            }
+            flag if flag.starts_with("--") => return usage(),
+            file => files.push(file.to_string()),
+        }
+    }
+    let Some(key_file) = key_file else {
+        eprintln!("verify-audit: no key: pass --key-file FILE or set MCP_AUDIT_KEY_FILE");
+        return 2;
+    };
+    if files.is_empty() {
+        return usage();
+    }
+    let key = match AuditKey::from_file(&key_file) {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("verify-audit: {e}");
+            return 2;
+        }
+    };
+    let mut chain = ChainCheck::default();
+    for file in &files {
+        if let Err(broken) = verify_audit_file(&key, file, &mut chain, expect.as_ref()) {
+            println!("BROKEN: {broken}");
+            return 1;
+        }
+    }
+    let Some((last_seq, last_tag)) = chain.last else {
+        println!("BROKEN: no audit lines in {}", files.join(", "));
+        return 1;
+    };
+    if let Some((seq, tag)) = &expect {
+        if !chain.seen_expected {
+            println!(
+                "BROKEN: the witness names seq {seq} (tag {tag}), but the chain {}",
+                if *seq > last_seq {
+                    format!("ends at seq {last_seq}: lines were removed from the end")
+                } else {
+                    format!("has another tag at seq {seq}, or does not reach back to it")
+                }
+            );
+            return 1;
+        }
+    }
+    for note in &chain.notes {
+        println!("note: {note}");
+    }
+    let (first_seq, first_prev) = chain.first.unwrap_or((0, GENESIS_TAG));
+    let origin = if first_prev == GENESIS_TAG {
+        "the start of the chain".to_string()
+    } else {
+        format!("tag {} (an earlier file, not given)", hex(&first_prev))
+    };
+    println!(
+        "OK: {} lines in {} file(s), seq {first_seq}–{last_seq}, chained from {origin}; last tag {}",
+        chain.lines,
+        files.len(),
+        hex(&last_tag)
+    );
+    0
+}
+
+fn verify_audit_file(
+    key: &AuditKey,
+    path: &str,
+    chain: &mut ChainCheck,
+    expect: Option<&(u64, String)>,
+) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    let incomplete = lines.pop().filter(|rest| !rest.is_empty());
+    for (index, line) in lines.iter().enumerate() {
+        let at = format!("{path} line {}", index + 1);
+        let sealed = open_line(key, line).map_err(|why| format!("{at}: {why}"))?;
+        let seq = sealed.seq;
+        if let Some((last_seq, last_tag)) = chain.last {
+            if sealed.prev != last_tag {
+                let why = if seq > last_seq + 1 {
+                    format!("seq jumps from {last_seq} to {seq}: {} line(s) before it were deleted or moved (or a file is missing or out of order)", seq - last_seq - 1)
+                } else if seq <= last_seq {
+                    format!("seq {seq} comes after seq {last_seq}: lines were reordered or repeated (or files given out of order)")
+                } else if sealed.prev == GENESIS_TAG {
+                    "a new chain starts here: the lines before it are not its predecessors"
+                        .to_string()
+                } else {
+                    "it does not follow the line before it: that line was replaced or inserted"
+                        .to_string()
+                };
+                return Err(format!("{at} (seq {seq}): {why}"));
+            }
+        } else {
+            chain.first = Some((seq, sealed.prev));
+        }
+        if let Some(bytes) = sealed.fields.get("repaired_bytes").and_then(Value::as_u64) {
+            chain.notes.push(format!(
+                "{at} (seq {seq}): at this restart the server cut an incomplete line of {bytes} bytes off the end (a crash during a write, or a cut)"
+            ));
+        }
+        if let Some((want_seq, want_tag)) = expect {
+            if seq == *want_seq && hex(&sealed.tag).starts_with(want_tag.as_str()) {
+                chain.seen_expected = true;
+            }
+        }
+        chain.last = Some((seq, sealed.tag));
+        chain.lines += 1;
+    }
+    if let Some(rest) = incomplete {
+        return Err(format!(
+            "{path} line {}: the file ends in the middle of a line ({} bytes without a newline): it was cut short",
+            lines.len() + 1,
+            rest.len()
+        ));
+    }
+    Ok(())
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
 // Main
 // Contract: parse the command line, load the configuration, check the database role when the
 // database is reachable (never block on it), bind, serve until SIGTERM/SIGINT, then drain:
@@ -4013,6 +4773,7 @@ struct App {
     config: Config,
     auth: Auth,
     pool: Pool,
+    audit_log: Option<AuditLog>,
     metrics: Metrics,
     connections: ConnectionRegistry,
     connection_slots: Semaphore,
@@ -4086,6 +4847,7 @@ fn main() {
         Some("--version") | Some("-V") => println!("{SERVER_NAME} {VERSION}"),
         Some("check-sql") => std::process::exit(run_check_sql(&args[1..], &env)),
         Some("healthcheck") => std::process::exit(run_healthcheck(&env)),
+        Some("verify-audit") => std::process::exit(run_verify_audit(&args[1..], &env)),
         Some(other) => {
             eprintln!("{SERVER_NAME}: unknown argument {other:?}; see --help");
             std::process::exit(2);
@@ -4185,9 +4947,18 @@ fn serve(env: EnvLookup) {
             std::process::exit(2);
         }
     };
+    // Opened before serving: a chain in doubt, or a file that cannot be written, stops the start.
+    let audit_log = match config.audit.clone().map(AuditLog::open).transpose() {
+        Ok(audit_log) => audit_log,
+        Err(e) => {
+            log_event("error", &format!("cannot open the audit log: {e}"), &[]);
+            std::process::exit(2);
+        }
+    };
     let app: &'static App = Box::leak(Box::new(App {
         auth: Auth::new(&config),
         pool: Pool::new(&config),
+        audit_log,
         metrics: Metrics::default(),
         connections: ConnectionRegistry::default(),
         connection_slots: Semaphore::new(config.max_connections),
@@ -4202,6 +4973,11 @@ fn serve(env: EnvLookup) {
     spawn_background("rejector", move || app.rejector.run());
     spawn_background("token-watcher", move || app.auth.watch());
     spawn_background("query-watchdog", move || app.pool.watchdog.run());
+    if let Some(audit_log) = &app.audit_log {
+        if audit_log.config.fsync == AuditFsync::Interval {
+            spawn_background("audit-fsync", move || audit_log.sync_every_second());
+        }
+    }
     spawn_background("pool-reaper", move || loop {
         std::thread::sleep(
             (app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
@@ -4300,6 +5076,9 @@ fn drain(app: &'static App) {
         app.pool.watchdog.cancel_all();
     }
     app.pool.discard_idle();
+    if let Some(audit_log) = &app.audit_log {
+        audit_log.record_stop();
+    }
     if finished {
         log_event("info", "stopped", &[]);
     } else {
@@ -4319,10 +5098,6 @@ fn drain(app: &'static App) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
 
     fn policy() -> GuardPolicy {
         GuardPolicy {
@@ -4938,5 +5713,68 @@ mod tests {
             .acquire_timeout(Duration::from_millis(10))
             .is_some());
         assert_eq!(semaphore.usage(), (0, 0));
+    }
+
+    fn test_key() -> AuditKey {
+        use hmac::KeyInit;
+        AuditKey(HmacSha256::new_from_slice(&[7u8; 32]).unwrap())
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        use hmac::KeyInit;
+        let key = AuditKey(HmacSha256::new_from_slice(&[0x0b; 20]).unwrap());
+        assert_eq!(
+            hex(&key.tag(b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+    }
+
+    #[test]
+    fn sealed_lines_open_and_any_change_breaks_them() {
+        let key = test_key();
+        let mut fields = Map::new();
+        fields.insert("event".into(), json!("call"));
+        fields.insert("sql".into(), json!("SELECT 'é\n'"));
+        let (line, tag) = seal_line(&key, 5, &GENESIS_TAG, &fields);
+        assert!(line.ends_with("\"}\n") && !line[..line.len() - 1].contains('\n'));
+        let bytes = line.trim_end().as_bytes();
+        let opened = open_line(&key, bytes).unwrap();
+        assert_eq!((opened.seq, opened.prev, opened.tag), (5, GENESIS_TAG, tag));
+        assert_eq!(opened.fields["sql"], json!("SELECT 'é\n'"));
+        for i in 0..bytes.len() {
+            let mut edited = bytes.to_vec();
+            edited[i] ^= 0x01;
+            assert!(
+                open_line(&key, &edited).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
+        }
+        assert!(open_line(&key, &bytes[..bytes.len() - 1]).is_err());
+        let (other, _) = seal_line(&key, 5, &tag, &fields);
+        assert_ne!(other, line, "prev is part of what the tag covers");
+    }
+
+    #[test]
+    fn last_line_and_incomplete_tail_are_found() {
+        let dir = std::env::temp_dir().join(format!("amcp-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tail.log");
+        let long = "x".repeat(200_000);
+        for (content, last, complete) in [
+            ("".to_string(), None, 0),
+            ("partial".to_string(), None, 0),
+            ("one\n".to_string(), Some("one"), 4),
+            ("one\ntwo\n".to_string(), Some("two"), 8),
+            ("one\ntwo\nthr".to_string(), Some("two"), 8),
+            (format!("one\n{long}\n"), Some(long.as_str()), 200_005),
+        ] {
+            std::fs::write(&path, &content).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let (line, len) = read_last_line(&file, content.len() as u64).unwrap();
+            assert_eq!(line.as_deref(), last.map(str::as_bytes), "{content:.20}");
+            assert_eq!(len, complete);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
