@@ -4304,6 +4304,8 @@ struct AuditFile {
     seq: u64,
     last_tag: [u8; 32],
     unsynced: bool,
+    /// After the stop line nothing more joins the chain.
+    stopped: bool,
 }
 
 struct AuditLog {
@@ -4359,6 +4361,7 @@ impl AuditLog {
                 seq,
                 last_tag,
                 unsynced: false,
+                stopped: false,
             }),
             config,
             failures: AtomicU64::new(0),
@@ -4386,11 +4389,15 @@ impl AuditLog {
                 &[("error", &e)],
             );
         }
+        lock(&self.state).stopped = true;
     }
 
     fn append(&self, fields: Map<String, Value>) -> Result<AuditReceipt, String> {
         let config = &self.config;
         let mut state = lock(&self.state);
+        if state.stopped {
+            return Err("the server is shutting down and its audit log is closed".into());
+        }
         let mut sealed = seal_line(&config.key, state.seq + 1, &state.last_tag, &fields);
         let rotate_at = config.rotate_bytes;
         if rotate_at > 0 && state.len > 0 && state.len + sealed.0.len() as u64 > rotate_at {
@@ -4472,6 +4479,7 @@ impl AuditFile {
             let _ = std::fs::remove_file(&next_path);
             return Err(format!("cannot rotate {}: {e}", path.display()));
         }
+        sync_parent_dir(path);
         self.file = next;
         self.len = 0;
         let mut first = Map::new();
@@ -4486,6 +4494,13 @@ impl AuditFile {
             &[("file", &rotated.display().to_string())],
         );
         Ok(())
+    }
+}
+
+/// Makes a created or renamed file's directory entry durable too.
+fn sync_parent_dir(path: &std::path::Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
 }
 
@@ -4523,6 +4538,9 @@ fn open_audit_file(path: &std::path::Path) -> Result<(std::fs::File, u64), Strin
         .map_err(|e| format!("cannot stat {shown}: {e}"))?;
     if !metadata.is_file() {
         return Err(format!("{shown} is not a regular file"));
+    }
+    if metadata.len() == 0 {
+        sync_parent_dir(path);
     }
     // SAFETY: flock(2) on a descriptor this function owns; it only takes an advisory lock.
     if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } != 0 {
