@@ -52,6 +52,8 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
     ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+    ("MCP_ANALYST_ROLES", "none", "name=role,… and/or a pattern like analyst_{name}: each analyst's own database role"),
+    ("MCP_ANALYST_UNMAPPED", "refuse", "refuse: an analyst with no role gets an error; base: served as the login role"),
     ("MCP_AUDIT_LOG", "none", "also append a tamper-evident JSON line per tool call to this file"),
     ("MCP_AUDIT_KEY_FILE", "none", "HMAC key chaining MCP_AUDIT_LOG (>= 32 bytes; keep a copy off this host)"),
     ("MCP_AUDIT_FSYNC", "always", "always (fsync each line before answering) or interval (once a second)"),
@@ -81,6 +83,7 @@ struct Config {
     allow_privileged_role: bool,
     shutdown_grace: Duration,
     audit: Option<AuditConfig>,
+    analyst_roles: Option<AnalystRoles>,
 }
 
 /// A start-up error: which variable, and what is wrong with it.
@@ -176,6 +179,7 @@ impl Config {
                 3600,
             )?),
             audit: AuditConfig::from_env(&get)?,
+            analyst_roles: AnalystRoles::from_env(&get)?,
             host,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
@@ -1612,12 +1616,44 @@ struct ToolContext<'a> {
 }
 
 impl ToolContext<'_> {
-    /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only).
+    /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only),
+    /// as the caller's own database role when MCP_ANALYST_ROLES gives them one.
     fn read_only<T>(
         &self,
-        work: impl FnMut(&mut Session) -> Result<T, DbError>,
+        mut work: impl FnMut(&mut Session) -> Result<T, DbError>,
     ) -> Result<T, ToolFailure> {
-        self.app.pool.read_only(work)
+        let Some(role) = self.database_role()? else {
+            return self.app.pool.read_only(work);
+        };
+        let (pool, analyst) = (&self.app.pool, &self.caller.name);
+        pool.read_only(|session| {
+            if let Err(why) = session.become_role(&role)? {
+                return Ok(Err(ToolFailure::Forbidden(format!(
+                    "cannot work as database role {role:?} for analyst {analyst}: {why}. Create it (role.sql -v analysts=…) and make the login role a member of it"
+                ))));
+            }
+            if let Err(problems) = pool.verdict_on_role(session, &role)? {
+                return Ok(Err(ToolFailure::Forbidden(format!(
+                    "database role {role:?} of analyst {analyst} is not read-only ({problems}); refusing to serve as it"
+                ))));
+            }
+            let value = work(session)?;
+            let now = session.current_role()?;
+            if now != role {
+                return Ok(Err(ToolFailure::Forbidden(format!(
+                    "the statement switched the database role from {role:?} to {now:?} (a function calling set_config or SET ROLE?); the answer is withheld"
+                ))));
+            }
+            Ok(Ok(value))
+        })?
+    }
+
+    /// The role the caller's work runs as; None: the login role itself.
+    fn database_role(&self) -> Result<Option<String>, ToolFailure> {
+        match &self.config().analyst_roles {
+            Some(roles) => roles.resolve(self.caller),
+            None => Ok(None),
+        }
     }
 
     fn config(&self) -> &Config {
@@ -2040,6 +2076,8 @@ enum ToolFailure {
     NotFound(String),
     /// The call ran, but its audit line could not be written (MCP_AUDIT_ON_FAILURE=refuse).
     Unaudited(String),
+    /// The caller may not work as any database role (MCP_ANALYST_ROLES), or changed it.
+    Forbidden(String),
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -2053,7 +2091,7 @@ impl std::fmt::Display for ToolFailure {
                 waited.as_millis()
             ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
-            ToolFailure::NotFound(what) => write!(f, "{what}"),
+            ToolFailure::NotFound(what) | ToolFailure::Forbidden(what) => write!(f, "{what}"),
             ToolFailure::Unaudited(why) => write!(
                 f,
                 "audit log unavailable ({why}); the answer is withheld because this server does not serve unaudited calls (MCP_AUDIT_ON_FAILURE=refuse)"
@@ -2078,6 +2116,7 @@ impl ToolFailure {
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
             ToolFailure::Unaudited(_) => "unaudited",
+            ToolFailure::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -2152,6 +2191,11 @@ fn audit_call(
         truncated,
         elapsed: started.elapsed(),
         sql,
+        db_role: app
+            .config
+            .analyst_roles
+            .as_ref()
+            .and_then(|roles| roles.role_for(&caller.name)),
     };
     let written = app.audit_log.as_ref().map(|log| log.record_call(&record));
     let refused = match &written {
@@ -3058,7 +3102,8 @@ fn check_function_arguments(
 // Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind a counting semaphore of
 // MCP_POOL_MAX permits. Every unit of work runs in `BEGIN READ ONLY` with its settings made
 // `LOCAL` (so nothing depends on server defaults and PgBouncer transaction pooling stays safe),
-// and always ends with ROLLBACK and the session cleanup. A connection that was lost is
+// as the analyst's own role when MCP_ANALYST_ROLES gives one (`SET LOCAL ROLE`, see below), and
+// always ends with ROLLBACK and the session cleanup. A connection that was lost is
 // discarded (with every idle sibling, which likely died with it) and the work is retried once
 // on a fresh connection. That retry never repeats anything a client saw: an answer is sent only
 // once it is complete, so no row of the lost attempt reached anyone, and the statement only
@@ -3091,6 +3136,10 @@ struct Pool {
     begin_sql: String,
     allow_privileged_role: bool,
     role_checked: AtomicBool,
+    /// Roles of MCP_ANALYST_ROLES's name=role entries, checked with the login role.
+    mapped_roles: Vec<String>,
+    /// Each analyst role's self-check verdict (Err: what it could do), from its first use.
+    role_verdicts: Mutex<BTreeMap<String, Result<(), String>>>,
     retries: AtomicU64,
     disconnects: AtomicU64,
     db_errors: Mutex<BTreeMap<String, u64>>,
@@ -3123,6 +3172,14 @@ impl Pool {
             ),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
+            mapped_roles: config.analyst_roles.as_ref().map_or_else(Vec::new, |roles| {
+                let mut mapped: Vec<String> =
+                    roles.explicit.iter().map(|(_, role)| role.clone()).collect();
+                mapped.sort();
+                mapped.dedup();
+                mapped
+            }),
+            role_verdicts: Mutex::new(BTreeMap::new()),
             retries: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             db_errors: Mutex::new(BTreeMap::new()),
@@ -3692,23 +3749,226 @@ impl Pool {
         }
         let role: String = row.try_get(0).unwrap_or_default();
         let problems: Vec<String> = row.try_get(1).unwrap_or_default();
+        let list = problems.join(", ");
         if problems.is_empty() {
             log_event(
                 "info",
                 "database role checked: read-only",
                 &[("role", &role)],
             );
-            return;
-        }
-        let list = problems.join(", ");
-        if self.allow_privileged_role {
+        } else if self.allow_privileged_role {
             log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving with a role that can write or act outside the database !!!",
                 &[("role", &role), ("privileges", &list)]);
-            return;
+        } else {
+            log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)",
+                &[("role", &role), ("privileges", &list)]);
+            std::process::exit(3);
         }
-        log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)",
-            &[("role", &role), ("privileges", &list)]);
-        std::process::exit(3);
+        self.check_mapped_roles(client);
+    }
+}
+
+// ── Each analyst's own database role ─────────────────────────────────────────────────────────
+// With MCP_ANALYST_ROLES, every unit of work runs `SET LOCAL ROLE <the analyst's role>` first,
+// inside its read-only transaction (so it ends with it: PgBouncer transaction pooling stays
+// safe), and grants, column privileges and row-level security apply per person. An analyst with
+// no role is refused unless MCP_ANALYST_UNMAPPED=base. Each role passes the privilege self-check
+// before it serves: explicitly mapped ones with the login role's at first connect, pattern ones
+// on first use. The statement cannot switch back for good — the guard refuses SET/RESET ROLE
+// and set_config, security-definer functions may not change the role, and the role is read
+// again after the work: an answer computed under any other role is withheld.
+
+/// MCP_ANALYST_ROLES: `name=role` entries and/or one pattern with `{name}` in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct AnalystRoles {
+    explicit: Vec<(String, String)>,
+    pattern: Option<String>,
+    /// MCP_ANALYST_UNMAPPED=base: an analyst with no role is served as the login role.
+    serve_unmapped_as_base: bool,
+}
+
+/// PostgreSQL cuts identifiers at 63 bytes; two long names must never meet in one role.
+const MAX_ROLE_NAME_BYTES: usize = 63;
+
+impl AnalystRoles {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<AnalystRoles>, ConfigError> {
+        let serve_unmapped_as_base = match get("MCP_ANALYST_UNMAPPED").as_deref() {
+            None | Some("refuse") => false,
+            Some("base") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_ANALYST_UNMAPPED must be refuse or base, not {other:?}"
+                )))
+            }
+        };
+        let Some(list) = get("MCP_ANALYST_ROLES") else {
+            return Ok(None);
+        };
+        let mut roles = AnalystRoles {
+            serve_unmapped_as_base,
+            ..AnalystRoles::default()
+        };
+        let bad = |entry: &str, why: &str| {
+            ConfigError(format!("MCP_ANALYST_ROLES: entry {entry:?} {why}"))
+        };
+        for entry in split_list(&list) {
+            if let Some((name, role)) = entry.split_once('=') {
+                let (name, role) = (name.trim(), role.trim());
+                if name.is_empty() || role.is_empty() {
+                    return Err(bad(&entry, "needs a name and a role (alice=analyst_alice)"));
+                }
+                check_role_name(role).map_err(|why| bad(&entry, &why))?;
+                if roles.explicit.iter().any(|(known, _)| known == name) {
+                    return Err(bad(&entry, "maps an analyst named before"));
+                }
+                roles.explicit.push((name.to_string(), role.to_string()));
+            } else if entry.contains("{name}") {
+                if roles.pattern.is_some() {
+                    return Err(bad(&entry, "is a second pattern; one is allowed"));
+                }
+                check_role_name(&entry.replace("{name}", "")).map_err(|why| bad(&entry, &why))?;
+                roles.pattern = Some(entry);
+            } else {
+                return Err(bad(
+                    &entry,
+                    "is neither name=role nor a pattern such as analyst_{name}",
+                ));
+            }
+        }
+        Ok(Some(roles))
+    }
+
+    /// The role `caller` works as; None when nothing maps them.
+    fn role_for(&self, caller: &str) -> Option<String> {
+        let explicit = self.explicit.iter().find(|(name, _)| name == caller);
+        match (explicit, &self.pattern) {
+            (Some((_, role)), _) => Some(role.clone()),
+            (None, Some(pattern)) => Some(pattern.replace("{name}", caller)),
+            (None, None) => None,
+        }
+    }
+
+    /// What an analyst's work runs as: Ok(None) for the login role itself.
+    fn resolve(&self, caller: &Caller) -> Result<Option<String>, ToolFailure> {
+        match self.role_for(&caller.name) {
+            Some(role) if check_role_name(&role).is_ok() => Ok(Some(role)),
+            Some(role) => Err(ToolFailure::Forbidden(format!(
+                "analyst {} maps to database role {role:?}, which is not a usable role name (at most {MAX_ROLE_NAME_BYTES} bytes); map them explicitly in MCP_ANALYST_ROLES",
+                caller.name
+            ))),
+            None if self.serve_unmapped_as_base => Ok(None),
+            None => Err(ToolFailure::Forbidden(format!(
+                "analyst {} has no database role: MCP_ANALYST_ROLES maps nothing to them, and this server refuses unmapped analysts (MCP_ANALYST_UNMAPPED=refuse)",
+                caller.name
+            ))),
+        }
+    }
+}
+
+fn check_role_name(role: &str) -> Result<(), String> {
+    if role.len() > MAX_ROLE_NAME_BYTES {
+        return Err(format!(
+            "names a role longer than {MAX_ROLE_NAME_BYTES} bytes"
+        ));
+    }
+    if role.chars().any(char::is_control) {
+        return Err("names a role with a control character".into());
+    }
+    Ok(())
+}
+
+impl Session<'_> {
+    /// `SET LOCAL ROLE`: the rest of this transaction runs as `role`. Ok(Err) when the database
+    /// refuses (no such role, or the login role is not a member of it).
+    fn become_role(&mut self, role: &str) -> Result<Result<(), String>, DbError> {
+        match self
+            .client
+            .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => match e.as_db_error() {
+                Some(db) => Ok(Err(format!("{} ({})", db.message(), db.code().code()))),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn current_role(&mut self) -> Result<String, DbError> {
+        self.client
+            .query_one("SELECT current_user::text", &[])?
+            .try_get(0)
+    }
+}
+
+impl Pool {
+    /// The self-check of an analyst's role, run once in a transaction already SET to it.
+    /// Err names what it could do; the verdict is kept for the life of the process.
+    fn verdict_on_role(
+        &self,
+        session: &mut Session,
+        role: &str,
+    ) -> Result<Result<(), String>, DbError> {
+        if let Some(verdict) = lock(&self.role_verdicts).get(role) {
+            return Ok(verdict.clone());
+        }
+        let row = session.client.query_one(ROLE_CHECK_SQL, &[])?;
+        let problems: Vec<String> = row.try_get(1)?;
+        let verdict = if problems.is_empty() {
+            log_event("info", "analyst role checked: read-only", &[("role", role)]);
+            Ok(())
+        } else if self.allow_privileged_role {
+            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving an analyst's role that can write or act outside the database !!!",
+                &[("role", role), ("privileges", &problems.join(", "))]);
+            Ok(())
+        } else {
+            log_event("error", "refusing to serve as an analyst's role that is not read-only (fix its grants, or set MCP_ALLOW_PRIVILEGED_ROLE=1)",
+                &[("role", role), ("privileges", &problems.join(", "))]);
+            Err(problems.join(", "))
+        };
+        lock(&self.role_verdicts).insert(role.to_string(), verdict.clone());
+        Ok(verdict)
+    }
+
+    /// At first connect: every explicitly mapped role is checked like the login role (a role
+    /// that can write stops the process); one that cannot be reached yet is only warned about.
+    fn check_mapped_roles(&self, client: &mut postgres::Client) {
+        let inherits: bool = client
+            .query_one(
+                "SELECT rolinherit FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .and_then(|row| row.try_get(0))
+            .unwrap_or(false);
+        if inherits && !self.mapped_roles.is_empty() {
+            log_event("warn", "the login role is INHERIT: alone it holds the privileges of every analyst role it is a member of; make it NOINHERIT (role.sql -v analysts=… does)", &[]);
+        }
+        for role in &self.mapped_roles {
+            let mut session = Session {
+                client: &mut *client,
+            };
+            let checked = session
+                .client
+                .batch_execute("BEGIN READ ONLY")
+                .and_then(|()| session.become_role(role))
+                .and_then(|became| match became {
+                    Ok(()) => self.verdict_on_role(&mut session, role).map(Some),
+                    Err(why) => {
+                        log_event("warn", "an analyst's role cannot be used yet; their calls are refused until it can",
+                            &[("role", role), ("error", &why)]);
+                        Ok(None)
+                    }
+                });
+            let _ = client.batch_execute("ROLLBACK");
+            match checked {
+                Ok(Some(Err(_))) => std::process::exit(3),
+                Ok(_) => {}
+                Err(e) => log_event(
+                    "warn",
+                    "an analyst's role could not be checked; it will be on first use",
+                    &[("role", role), ("error", &describe_db_error(&e))],
+                ),
+            }
+        }
     }
 }
 
@@ -3767,6 +4027,9 @@ fn log_audit_line(call: &CallRecord, receipt: Option<AuditReceipt>) {
     ];
     if let Some(client) = &call.caller.client {
         fields.push(("client", client));
+    }
+    if let Some(role) = &call.db_role {
+        fields.push(("db_role", role));
     }
     let sql = call.sql.map(audit_sql);
     if let Some(sql) = &sql {
@@ -4150,6 +4413,8 @@ struct CallRecord<'a> {
     truncated: Option<&'a str>,
     elapsed: Duration,
     sql: Option<&'a str>,
+    /// The analyst's own database role (MCP_ANALYST_ROLES); None: the login role.
+    db_role: Option<String>,
 }
 
 impl CallRecord<'_> {
@@ -4162,6 +4427,9 @@ impl CallRecord<'_> {
         fields.insert("via".into(), json!(self.caller.via));
         if let Some(client) = &self.caller.client {
             fields.insert("client".into(), json!(client));
+        }
+        if let Some(role) = &self.db_role {
+            fields.insert("db_role".into(), json!(role));
         }
         fields.insert("tool".into(), json!(self.tool));
         let arguments: Map<String, Value> = self
@@ -5794,5 +6062,38 @@ mod tests {
             assert_eq!(len, complete);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn analyst_roles_map_explicitly_then_by_pattern() {
+        let env = |list: &'static str| {
+            move |name: &str| (name == "MCP_ANALYST_ROLES").then(|| list.to_string())
+        };
+        let roles = AnalystRoles::from_env(&env("bob=reader_bob, analyst_{name}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(roles.role_for("bob").as_deref(), Some("reader_bob"));
+        assert_eq!(
+            roles.role_for("alice@example.com").as_deref(),
+            Some("analyst_alice@example.com")
+        );
+        let explicit = AnalystRoles::from_env(&env("bob=reader_bob"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(explicit.role_for("alice"), None);
+        let alice = Caller::new("alice", "bearer");
+        assert!(matches!(
+            explicit.resolve(&alice),
+            Err(ToolFailure::Forbidden(_))
+        ));
+        let long = Caller::new(&"x".repeat(60), "bearer");
+        assert!(matches!(
+            roles.resolve(&long),
+            Err(ToolFailure::Forbidden(_))
+        ));
+        for bad in ["alice", "a_{name},b_{name}", "a=", "a=r,a=s"] {
+            assert!(AnalystRoles::from_env(&env(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(AnalystRoles::from_env(&|_: &str| None).unwrap(), None);
     }
 }

@@ -830,6 +830,20 @@ BEGIN
       END LOOP;
     END IF;
   END LOOP;
+  -- A function that changes settings with its caller's arguments (a set_config wrapper), or
+  -- runs with a role of its own, lets a caller act as another role: with analysts, as another
+  -- analyst (the login role may SET ROLE to each of them). The server withholds an answer
+  -- when the role is not the analyst's at the end, but cannot see a switch and back inside one
+  -- statement. Warn about every such function the readers may call.
+  FOR rec IN SELECT n.nspname, p2.proname
+               FROM pg_proc p2 JOIN pg_namespace n ON n.oid = p2.pronamespace
+              WHERE n.nspname = ANY (v_schemas)
+                AND (p2.prosrc ~* '(set_config|\mset\s+(local\s+|session\s+)?role\M|session\s+authorization)'
+                     OR EXISTS (SELECT 1 FROM unnest(p2.proconfig) AS c WHERE c ~* '^(role|session_authorization)='))
+                AND EXISTS (SELECT 1 FROM unnest(v_readers) AS x WHERE has_function_privilege(x, p2.oid, 'EXECUTE'))
+  LOOP
+    v_warn := v_warn || format('readers can EXECUTE %I.%I, which changes settings or the role: a caller could act as another role through it (REVOKE EXECUTE on it, or drop it)', rec.nspname, rec.proname);
+  END LOOP;
   SELECT count(*), count(*) FILTER (WHERE c.relkind = 'm') INTO n_rel, n_mat
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = ANY (v_schemas) AND c.relkind IN ('r', 'p', 'v', 'm', 'f');

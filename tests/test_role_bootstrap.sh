@@ -519,6 +519,13 @@ admin -c 'REVOKE trip_writers FROM "analyst_bob.smith"' -c "DROP OWNED BY trip_w
 expect_ok "grant pg_read_all_data to analyst_alice (simulated mistake)" admin -c "GRANT pg_read_all_data TO analyst_alice"
 expect_fail "... membership of an analyst's role is checked too" "analyst_alice: is a member of pg_read_all_data" boot "${T_ARGS[@]}"
 admin -c "REVOKE pg_read_all_data FROM analyst_alice" >/dev/null
+expect_ok "fleet_owner writes a set_config wrapper (an unwise helper)" admin -c "SET ROLE fleet_owner" \
+  -c "CREATE FUNCTION reporting.set_setting(n text, v text) RETURNS text LANGUAGE sql AS 'SELECT set_config(n, v, true)'"
+run boot "${T_ARGS[@]}"
+if ((RC == 0)) && grep -q 'WARNING:.*readers can EXECUTE reporting.set_setting, which changes settings or the role' <<<"$OUT"; then
+  pass "the self-check warns about functions through which a caller could change role"
+else fail "set_config wrapper warning" "$OUT"; fi
+admin -c "DROP FUNCTION reporting.set_setting(text, text)" >/dev/null
 run boot "${T_ARGS[@]}" --analysts alice
 if ((RC == 0)) && grep -q 'analyst roles not in analysts= are left as they are.*analyst_bob.smith' <<<"$OUT"; then
   pass "an analyst left out of --analysts keeps the role, and the run says so"
