@@ -1746,7 +1746,8 @@ static TOOLS: &[ToolSpec] = &[
         name: "describe_table",
         title: "Describe a table or view",
         description: "Describe one table, view or materialized view: its columns in order with type, nullability, \
-            default and comment, its primary key and its foreign keys (what each references). Use it before \
+            default, comment and whether you may read it (readable=false: withheld personal data; name only readable \
+            columns, SELECT * is refused), its primary key and its foreign keys (what each references). Use it before \
             writing a query.",
         params: &[SCHEMA_PARAM, TABLE_PARAM],
         output_schema: describe_table_output_schema,
@@ -1773,7 +1774,8 @@ static TOOLS: &[ToolSpec] = &[
         name: "sample_table",
         title: "Sample rows of a table",
         description: "Return the first n rows (default 20) of a table, view or materialized view, with column \
-            types: a quick look at what the data holds. Same result shape as query.",
+            types: a quick look at what the data holds. Same result shape as query; columns you may not read are \
+            left out and named in withheld_columns.",
         params: &[
             SCHEMA_PARAM,
             TABLE_PARAM,
@@ -1867,6 +1869,8 @@ fn query_output_schema() -> Value {
                 "required": ["name", "type"],
             }},
             "rows": { "type": "array", "items": { "type": "object" } },
+            "withheld_columns": { "type": "array", "items": { "type": "string" },
+                "description": "sample_table: columns left out because this role may not read them" },
         },
         "required": ["row_count", "truncated", "truncated_reason", "columns", "rows"],
     })
@@ -1908,6 +1912,7 @@ fn describe_table_output_schema() -> Value {
             "schema": text, "table": text, "kind": text, "comment": { "type": ["string", "null"] },
             "columns": { "type": "array", "items": { "type": "object", "properties": {
                 "name": text, "type": text, "nullable": { "type": "boolean" },
+                "readable": { "type": "boolean", "description": "false: withheld from this role by a column privilege" },
                 "default": { "type": ["string", "null"] }, "comment": { "type": ["string", "null"] } } } },
             "primary_key": names,
             "foreign_keys": { "type": "array", "items": { "type": "object", "properties": {
@@ -2293,10 +2298,33 @@ fn tool_query(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFai
     let sql = args.text("sql").unwrap_or("");
     let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
     let cap = (args.integer("max_rows").max(1) as u64).min(ctx.config().max_rows);
-    let result = ctx.read_only(|session| {
-        session.run_statement(&statement, cap, ctx.config().max_result_bytes)
-    })?;
+    let result = ctx
+        .read_only(|session| session.run_statement(&statement, cap, ctx.config().max_result_bytes))
+        .map_err(|failure| explain_withheld_columns(ctx, failure))?;
     Ok(result.into_output(sql))
+}
+
+/// `permission denied for table X` on a table whose columns are only partly readable (withheld
+/// personal data, SELECT * or a whole-row reference): says which columns are withheld and
+/// which may be named instead. Any other failure is returned as it is.
+fn explain_withheld_columns(ctx: &ToolContext, failure: ToolFailure) -> ToolFailure {
+    let ToolFailure::Database { message, sqlstate } = &failure else {
+        return failure;
+    };
+    let Some(table) = message
+        .strip_prefix("permission denied for table ")
+        .filter(|_| sqlstate == "42501")
+    else {
+        return failure;
+    };
+    let table = table.split(';').next().unwrap_or(table).trim();
+    match ctx.read_only(|session| session.json_document(WITHHELD_COLUMNS_SQL, &[&table])) {
+        Ok(Some(explained)) => ToolFailure::Database {
+            message: format!("{message}: {explained}"),
+            sqlstate: sqlstate.clone(),
+        },
+        _ => failure,
+    }
 }
 
 fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -2306,16 +2334,46 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
     );
     let cap = (args.integer("n").max(1) as u64).min(ctx.config().max_rows);
     let readable = ctx.config().readable_schemas.clone();
-    let (sql, result) = ctx.read_only(|session| {
-        let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
-        let Some(quoted) = found else {
+    let (sql, result, withheld) = ctx.read_only(|session| {
+        let found = session.json_document(&SAMPLE_RELATION_SQL, &[&readable, &schema, &table])?;
+        let Some(found) = found.and_then(|json| serde_json::from_str::<Value>(&json).ok()) else {
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
-        let sql = format!("SELECT * FROM {quoted}");
+        let names = |key: &str| -> Vec<String> {
+            found[key].as_array().map_or_else(Vec::new, |names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(String::from))
+                    .collect()
+            })
+        };
+        let (columns, withheld) = (names("readable"), names("withheld"));
+        let relation = found["relation"].as_str().unwrap_or_default();
+        if columns.is_empty() {
+            return Ok(Err(ToolFailure::Database {
+                message: format!(
+                    "permission denied: no column of {relation} is readable by this role"
+                ),
+                sqlstate: "42501".into(),
+            }));
+        }
+        // Only the columns this role may read: SELECT * would be refused outright.
+        let list = if withheld.is_empty() {
+            "*".to_string()
+        } else {
+            columns.join(", ")
+        };
+        let sql = format!("SELECT {list} FROM {relation}");
         let result = session.run_statement(&sql, cap, ctx.config().max_result_bytes)?;
-        Ok(Ok((sql, result)))
+        Ok(Ok((sql, result, withheld)))
     })??;
-    Ok(result.into_output(&sql))
+    let mut output = result.into_output(&sql);
+    if !withheld.is_empty() {
+        // `…,"rows":[…]}` gains the names of the columns left out.
+        output.json.pop();
+        let _ = write!(output.json, r#","withheld_columns":{}}}"#, json!(withheld));
+    }
+    Ok(output)
 }
 
 fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -2453,6 +2511,7 @@ static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
            'comment', obj_description(c.oid, 'pg_class'),
            'columns', coalesce((SELECT json_agg(json_build_object(
                'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'nullable', NOT a.attnotnull,
+               'readable', has_column_privilege(c.oid, a.attnum, 'SELECT'),
                'default', pg_get_expr(d.adbin, d.adrelid), 'comment', col_description(c.oid, a.attnum)) ORDER BY a.attnum)
              FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::json),
@@ -2482,12 +2541,30 @@ static LIST_FUNCTIONS_SQL: Lazy<String> = Lazy::new(|| {
     )
 });
 
-static FIND_RELATION_SQL: Lazy<String> = Lazy::new(|| {
+/// The relation to sample: its quoted name, the quoted columns this role may read and the
+/// names of those it may not (withheld by column privileges).
+static SAMPLE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        "SELECT json_build_object('relation', format('%I.%I', n.nspname, c.relname),
+           'readable', coalesce((SELECT json_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND has_column_privilege(c.oid, a.attnum, 'SELECT')), '[]'::json),
+           'withheld', coalesce((SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT')), '[]'::json))::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}"
     )
 });
+
+/// After `permission denied for table X`: each visible relation named X whose columns this role
+/// may read only in part, with what is withheld and what may be read ($1: the name).
+const WITHHELD_COLUMNS_SQL: &str = "SELECT string_agg(format('columns %s of %I.%I are withheld from this role, so SELECT * and whole-row references are refused; name the columns you may read: SELECT %s FROM %I.%I',
+       w.withheld, n.nspname, c.relname, w.readable, n.nspname, c.relname), '; ' ORDER BY n.nspname)
+   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+   LATERAL (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE has_column_privilege(c.oid, a.attnum, 'SELECT')) AS readable,
+                   string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE NOT has_column_privilege(c.oid, a.attnum, 'SELECT')) AS withheld
+              FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) w
+  WHERE c.relname = $1 AND c.relkind IN ('r','p','v','m','f') AND has_schema_privilege(n.oid, 'USAGE')
+    AND w.readable IS NOT NULL AND w.withheld IS NOT NULL";
 
 static SCHEMA_IS_READABLE_SQL: Lazy<String> =
     Lazy::new(|| format!("SELECT 'yes' FROM pg_namespace n WHERE n.nspname = $2 AND {READABLE}"));
