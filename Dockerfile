@@ -10,6 +10,8 @@ FROM rust:1.95-bookworm AS build
 RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock main.rs ./
+# compiled in with include_str! (the MCP Apps result view)
+COPY web ./web
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/analytics-mcp /analytics-mcp
 

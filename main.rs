@@ -1286,6 +1286,9 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Resp
     match message {
         Value::Array(batch) => handle_batch(&context, &batch),
         single => match handle_message(&context, &single) {
+            Outcome::Reply(200, body) if negotiates_views_at_initialize(era, &single) => {
+                Response::json(200, body).with_header("Mcp-Session-Id", view_session_id())
+            }
             Outcome::Reply(status, body) => Response::json(status, body),
             Outcome::Accepted => Response::empty(202),
         },
@@ -1415,20 +1418,27 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Routes a request to its method; the result is a JSON object as text.
 fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<String, RpcError> {
+    let views = client_renders_views(context, method, params);
     match context.era {
         Era::Legacy(_) => match method {
-            "initialize" => Ok(initialize_result(params)),
+            "initialize" => Ok(initialize_result(params, views)),
             "ping" => Ok("{}".to_string()),
-            "tools/list" => Ok(TOOLS_LIST_LEGACY.clone()),
+            "tools/list" => Ok(TOOLS_LIST.get(views).for_era(context.era)),
             "tools/call" => call_tool(context, params),
+            "resources/list" if views => Ok(RESOURCES_LIST.for_era(context.era)),
+            "resources/templates/list" if views => Ok(RESOURCE_TEMPLATES_LIST.for_era(context.era)),
+            "resources/read" if views => read_resource(context.era, params),
             _ => Err(RpcError::new(-32601, format!("method not found: {method}"))),
         },
         Era::Modern => {
             check_modern_request(context.request, method, params)?;
             let result = match method {
-                "server/discover" => discover_result(),
-                "tools/list" => TOOLS_LIST_MODERN.clone(),
+                "server/discover" => discover_result(views),
+                "tools/list" => TOOLS_LIST.get(views).for_era(context.era),
                 "tools/call" => call_tool(context, params)?,
+                "resources/list" if views => RESOURCES_LIST.for_era(context.era),
+                "resources/templates/list" if views => RESOURCE_TEMPLATES_LIST.for_era(context.era),
+                "resources/read" if views => read_resource(context.era, params)?,
                 _ => {
                     return Err(RpcError {
                         status: 404,
@@ -1450,8 +1460,19 @@ fn server_info() -> Value {
     json!({ "name": SERVER_NAME, "title": "Analytics (read-only PostgreSQL)", "version": VERSION })
 }
 
+/// What the server offers: tools always; the result view's resources and the MCP Apps extension
+/// only to a client that negotiated it (see the MCP Apps part below).
+fn server_capabilities(views: bool) -> Value {
+    let mut capabilities = json!({ "tools": { "listChanged": false } });
+    if views {
+        capabilities["resources"] = json!({});
+        capabilities["extensions"] = json!({ UI_EXTENSION: {} });
+    }
+    capabilities
+}
+
 /// Echo a requested initialize-era version we speak; otherwise answer the latest of them.
-fn initialize_result(params: &Value) -> String {
+fn initialize_result(params: &Value, views: bool) -> String {
     let requested = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -1463,17 +1484,17 @@ fn initialize_result(params: &Value) -> String {
         .unwrap_or(LEGACY_VERSIONS[0]);
     json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": false } },
+        "capabilities": server_capabilities(views),
         "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     })
     .to_string()
 }
 
-fn discover_result() -> String {
+fn discover_result(views: bool) -> String {
     json!({
         "supportedVersions": SUPPORTED_VERSIONS,
-        "capabilities": { "tools": { "listChanged": false } },
+        "capabilities": server_capabilities(views),
         "instructions": INSTRUCTIONS,
         "ttlMs": CACHE_TTL_MS,
         "cacheScope": "public",
@@ -1588,6 +1609,162 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+// ── MCP Apps: the result view (extension io.modelcontextprotocol/ui) ─────────────────────────
+// `query` and `sample_table` name an HTML view (`_meta.ui.resourceUri`) that hosts such as
+// Claude render inline from the tool's answer; the view itself is web/result.html, compiled in.
+// It is offered only to a client that negotiated the extension (its capabilities list
+// `extensions["io.modelcontextprotocol/ui"].mimeTypes` with text/html;profile=mcp-app), so every
+// other client gets exactly the answers it got before. The server keeps no state, so it learns
+// this per request: 2026-07-28 carries the client's capabilities in every request's `_meta`;
+// the initialize era states them only in `initialize`, so a negotiating client is handed an
+// `Mcp-Session-Id` that says so, which the transport makes it echo on every later request.
+
+const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
+const VIEW_MIME_TYPE: &str = "text/html;profile=mcp-app";
+const RESULT_VIEW_URI: &str = "ui://analytics-mcp/result";
+const RESULT_VIEW_HTML: &str = include_str!("web/result.html");
+/// Tools whose answer has the `{columns, rows, truncated…}` shape the view draws.
+const TOOLS_WITH_RESULT_VIEW: [&str; 2] = ["query", "sample_table"];
+/// Marks a session id as "this client renders views"; nothing else is in it or kept anywhere.
+const VIEW_SESSION_PREFIX: &str = "mcp-apps.";
+
+/// Whether a `capabilities` object (initialize's, or 2026-07-28's per-request one) declares the
+/// MCP Apps extension with the HTML profile our view is written in.
+fn declares_views(capabilities: Option<&Value>) -> bool {
+    capabilities
+        .and_then(|c| c.get("extensions"))
+        .and_then(|e| e.get(UI_EXTENSION))
+        .and_then(|ui| ui.get("mimeTypes"))
+        .and_then(Value::as_array)
+        .is_some_and(|types| types.iter().any(|t| t.as_str() == Some(VIEW_MIME_TYPE)))
+}
+
+/// Whether the client making this request negotiated the view (see the contract above).
+fn client_renders_views(context: &CallContext, method: &str, params: &Value) -> bool {
+    match context.era {
+        Era::Modern => declares_views(
+            params
+                .get("_meta")
+                .and_then(|meta| meta.get("io.modelcontextprotocol/clientCapabilities")),
+        ),
+        Era::Legacy(_) if method == "initialize" => declares_views(params.get("capabilities")),
+        Era::Legacy(_) => context
+            .request
+            .header("mcp-session-id")
+            .is_some_and(|id| id.starts_with(VIEW_SESSION_PREFIX)),
+    }
+}
+
+/// An initialize-era `initialize` request that declares the extension: its answer carries the
+/// session id that lets later requests say so.
+fn negotiates_views_at_initialize(era: Era, message: &Value) -> bool {
+    matches!(era, Era::Legacy(_))
+        && message.get("method").and_then(Value::as_str) == Some("initialize")
+        && declares_views(message.get("params").and_then(|p| p.get("capabilities")))
+}
+
+/// `mcp-apps.` and 128 random bits: unique, as session ids should be, though it grants nothing
+/// (every request is still authenticated by its bearer token).
+fn view_session_id() -> String {
+    let mut random = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
+    if read.is_err() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!(
+            "{nanos}/{}/{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        random.copy_from_slice(&sha256(seed.as_bytes())[..16]);
+    }
+    let mut id = String::from(VIEW_SESSION_PREFIX);
+    for byte in random {
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
+}
+
+/// How the view may be hosted: nothing external at all (no connections, scripts, styles, fonts,
+/// images or frames from anywhere), a border, and the clipboard for "copy as CSV" / "copy SQL".
+fn result_view_meta() -> Value {
+    json!({ "ui": {
+        "csp": { "connectDomains": [], "resourceDomains": [], "frameDomains": [], "baseUriDomains": [] },
+        "permissions": { "clipboardWrite": {} },
+        "prefersBorder": true,
+    }})
+}
+
+/// One answer per era: 2026-07-28 adds caching hints (the view changes only with the binary).
+struct EraAnswers {
+    legacy: String,
+    modern: String,
+}
+
+impl EraAnswers {
+    fn cacheable(result: Value) -> EraAnswers {
+        let mut modern = result.clone();
+        modern["ttlMs"] = json!(CACHE_TTL_MS);
+        modern["cacheScope"] = json!("public");
+        EraAnswers {
+            legacy: result.to_string(),
+            modern: modern.to_string(),
+        }
+    }
+
+    fn for_era(&self, era: Era) -> String {
+        match era {
+            Era::Legacy(_) => self.legacy.clone(),
+            Era::Modern => self.modern.clone(),
+        }
+    }
+}
+
+static RESOURCES_LIST: Lazy<EraAnswers> = Lazy::new(|| {
+    EraAnswers::cacheable(json!({ "resources": [{
+        "uri": RESULT_VIEW_URI,
+        "name": "result",
+        "title": "Query result view",
+        "description": "Table and chart of a query or sample_table answer, rendered by MCP Apps hosts",
+        "mimeType": VIEW_MIME_TYPE,
+        "_meta": result_view_meta(),
+    }]}))
+});
+
+static RESOURCE_TEMPLATES_LIST: Lazy<EraAnswers> =
+    Lazy::new(|| EraAnswers::cacheable(json!({ "resourceTemplates": [] })));
+
+static RESULT_VIEW_READ: Lazy<EraAnswers> = Lazy::new(|| {
+    EraAnswers::cacheable(json!({ "contents": [{
+        "uri": RESULT_VIEW_URI,
+        "mimeType": VIEW_MIME_TYPE,
+        "text": RESULT_VIEW_HTML,
+        "_meta": result_view_meta(),
+    }]}))
+});
+
+/// `resources/read`: the view is the only resource. An unknown URI is "resource not found":
+/// -32002 in the initialize era, -32602 from 2026-07-28 on (SEP-2164).
+fn read_resource(era: Era, params: &Value) -> Result<String, RpcError> {
+    let uri = params
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("resources/read needs params.uri (a string)"))?;
+    if uri != RESULT_VIEW_URI {
+        let code = if era == Era::Modern { -32602 } else { -32002 };
+        return Err(RpcError {
+            data: Some(json!({ "uri": uri })),
+            ..RpcError::new(
+                code,
+                format!("Resource not found: {uri} (the only resource is {RESULT_VIEW_URI})"),
+            )
+        });
+    }
+    Ok(RESULT_VIEW_READ.for_era(era))
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -1825,11 +2002,12 @@ fn input_schema(tool: &ToolSpec) -> Value {
     json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
 }
 
-fn tools_list_json() -> Value {
+/// `tools/list`; with `views`, the tools that answer in the result shape name the result view.
+fn tools_list_json(views: bool) -> Value {
     let tools: Vec<Value> = TOOLS
         .iter()
         .map(|tool| {
-            json!({
+            let mut entry = json!({
                 "name": tool.name,
                 "title": tool.title,
                 "description": tool.description,
@@ -1842,18 +2020,39 @@ fn tools_list_json() -> Value {
                     "idempotentHint": true,
                     "openWorldHint": false,
                 },
-            })
+            });
+            if views && TOOLS_WITH_RESULT_VIEW.contains(&tool.name) {
+                // the flat key is the extension's deprecated spelling, still read by older hosts
+                entry["_meta"] = json!({
+                    "ui": { "resourceUri": RESULT_VIEW_URI },
+                    "ui/resourceUri": RESULT_VIEW_URI,
+                });
+            }
+            entry
         })
         .collect();
     json!({ "tools": tools })
 }
 
-static TOOLS_LIST_LEGACY: Lazy<String> = Lazy::new(|| tools_list_json().to_string());
-static TOOLS_LIST_MODERN: Lazy<String> = Lazy::new(|| {
-    let mut list = tools_list_json();
-    list["ttlMs"] = json!(CACHE_TTL_MS);
-    list["cacheScope"] = json!("public");
-    list.to_string()
+/// The `tools/list` answers, without and with the result view named, built once.
+struct ToolLists {
+    plain: EraAnswers,
+    with_views: EraAnswers,
+}
+
+impl ToolLists {
+    fn get(&self, views: bool) -> &EraAnswers {
+        if views {
+            &self.with_views
+        } else {
+            &self.plain
+        }
+    }
+}
+
+static TOOLS_LIST: Lazy<ToolLists> = Lazy::new(|| ToolLists {
+    plain: EraAnswers::cacheable(tools_list_json(false)),
+    with_views: EraAnswers::cacheable(tools_list_json(true)),
 });
 
 fn query_output_schema() -> Value {
@@ -5467,6 +5666,61 @@ mod tests {
             statement_timeout_ms: 30_000,
             max_result_bytes: 1_000_000,
         }
+    }
+
+    #[test]
+    fn the_result_view_is_one_html_document_within_its_budget() {
+        assert!(RESULT_VIEW_HTML.starts_with("<!DOCTYPE html>"));
+        assert!(RESULT_VIEW_HTML.trim_end().ends_with("</html>"));
+        assert!(
+            RESULT_VIEW_HTML.len() <= 60 * 1024,
+            "web/result.html is {} bytes; the budget is 60 KB",
+            RESULT_VIEW_HTML.len()
+        );
+    }
+
+    #[test]
+    fn views_are_negotiated_only_with_the_html_profile() {
+        let caps = |v: Value| declares_views(Some(&v));
+        assert!(caps(
+            json!({ "extensions": { UI_EXTENSION: { "mimeTypes": ["text/plain", VIEW_MIME_TYPE] } } })
+        ));
+        assert!(!caps(json!({ "extensions": { UI_EXTENSION: {} } })));
+        assert!(!caps(
+            json!({ "extensions": { UI_EXTENSION: { "mimeTypes": VIEW_MIME_TYPE } } })
+        ));
+        assert!(!caps(
+            json!({ "extensions": { UI_EXTENSION: { "mimeTypes": ["text/html"] } } })
+        ));
+        assert!(!caps(
+            json!({ "experimental": { UI_EXTENSION: { "mimeTypes": [VIEW_MIME_TYPE] } } })
+        ));
+        assert!(!caps(json!("extensions")));
+        assert!(!declares_views(None));
+    }
+
+    #[test]
+    fn view_session_ids_are_marked_visible_ascii_and_unique() {
+        let (a, b) = (view_session_id(), view_session_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with(VIEW_SESSION_PREFIX) && a.len() == VIEW_SESSION_PREFIX.len() + 32);
+        assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
+    }
+
+    #[test]
+    fn only_the_result_shaped_tools_name_the_view() {
+        let named = |views: bool| -> Vec<String> {
+            tools_list_json(views)["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["_meta"]["ui"]["resourceUri"] == RESULT_VIEW_URI)
+                .filter_map(|t| t["name"].as_str().map(String::from))
+                .collect()
+        };
+        assert_eq!(named(true), ["query", "sample_table"]);
+        assert!(named(false).is_empty());
+        assert!(!TOOLS_LIST.get(false).legacy.contains("_meta"));
     }
 
     #[test]

@@ -136,7 +136,9 @@ while IFS=$'\t' read -r s _ word args; do
       case "$dest" in /*) dest="$STAGE_ROOT$dest" ;; *) dest="$cwd/$dest" ;; esac
       mkdir -p "$dest"
       for src in "${words[@]:0:${#words[@]}-1}"; do
-        if [[ -e "$ROOT/$src" ]]; then cp -a "$ROOT/$src" "$dest/"; copied+=("$src")
+        # as Docker does: a directory source copies its contents into the destination
+        if [[ -d "$ROOT/$src" ]]; then cp -a "$ROOT/$src/." "$dest/"; copied+=("$src")
+        elif [[ -e "$ROOT/$src" ]]; then cp -a "$ROOT/$src" "$dest/"; copied+=("$src")
         else fail "COPY source $src exists in the repo"; replay_ok=0; fi
       done ;;
     RUN)
@@ -154,10 +156,10 @@ while IFS=$'\t' read -r s _ word args; do
 done <"$PARSED"
 
 # exactly the files the build needs, nothing from the host leaks in
-if [[ "${copied[*]}" == "Cargo.toml Cargo.lock main.rs" ]]; then
-  pass "build stage COPYs exactly Cargo.toml Cargo.lock main.rs"
+if [[ "${copied[*]}" == "Cargo.toml Cargo.lock main.rs web" ]]; then
+  pass "build stage COPYs exactly Cargo.toml Cargo.lock main.rs web"
 else
-  fail "build stage COPYs exactly Cargo.toml Cargo.lock main.rs" "got: ${copied[*]}"
+  fail "build stage COPYs exactly Cargo.toml Cargo.lock main.rs web" "got: ${copied[*]}"
 fi
 if grep -q -- '--locked' <(instr "$build_stage" RUN) && grep -q 'x86_64-unknown-linux-musl' <(instr "$build_stage" RUN); then
   pass "RUN uses cargo build --locked for x86_64-unknown-linux-musl"
