@@ -8,9 +8,12 @@
 # ── build: the musl target gives a binary that needs no libc at all ──────────────────────────
 FROM rust:1.95-bookworm AS build
 RUN rustup target add x86_64-unknown-linux-musl
+# ring (TLS, JWT) compiles a little C and assembly: it needs the musl C compiler wrapper.
+RUN command -v x86_64-linux-musl-gcc >/dev/null \
+ || (apt-get update && apt-get install -y --no-install-recommends musl-tools musl-dev)
 WORKDIR /src
 COPY Cargo.toml Cargo.lock main.rs ./
-# compiled in with include_str! (the MCP Apps result view)
+# compiled in with include_str! (the MCP Apps result view, the OAuth sign-in pages)
 COPY web ./web
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/analytics-mcp /analytics-mcp

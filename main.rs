@@ -60,6 +60,22 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_AUDIT_ON_FAILURE", "refuse", "refuse: a call whose audit line cannot be written fails; serve: answer, log it"),
     ("MCP_AUDIT_ROTATE_BYTES", "104857600", "rotate MCP_AUDIT_LOG to <file>.<last seq> past this size (0: never)"),
     ("MCP_AUDIT_MAX_SQL_BYTES", "65536", "SQL kept in full up to this size (sql_sha256 always covers all of it)"),
+    ("MCP_OAUTH", "off", "OAuth for claude.ai/Desktop: off, token (sign in with the personal token) or oidc"),
+    ("MCP_PUBLIC_URL", "required with OAuth", "public origin of this server, e.g. https://analytics.example.org"),
+    ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify); re-read on change"),
+    ("MCP_OAUTH_ACCESS_TTL_S", "3600", "access token lifetime (60..3600)"),
+    ("MCP_OAUTH_REFRESH_TTL_S", "2592000", "how long one sign-in lasts through refreshes (0: no refresh tokens)"),
+    ("MCP_OAUTH_CA_FILE", "Mozilla roots", "PEM CAs trusted for outbound HTTPS (identity provider, client documents)"),
+    ("MCP_OAUTH_CLIENT_IP_HEADER", "none", "header with the browser's address behind a proxy (X-Forwarded-For)"),
+    ("MCP_OAUTH_ALLOW_PRIVATE_FETCH", "0", "1 (tests only): client documents may be on private/loopback addresses"),
+    ("MCP_OIDC_ISSUER", "required for oidc", "identity provider's issuer URL (https)"),
+    ("MCP_OIDC_CLIENT_ID", "required for oidc", "this server's client id at the identity provider"),
+    ("MCP_OIDC_CLIENT_SECRET_FILE", "required for oidc", "file holding the client secret"),
+    ("MCP_OIDC_ALLOWED_DOMAINS", "none", "e-mail domains allowed to sign in (Google's hd honoured)"),
+    ("MCP_OIDC_ALLOWED_EMAILS", "none", "e-mail addresses allowed to sign in"),
+    ("MCP_OIDC_ALLOWED_FILE", "none", "file of allowed addresses, @domains, !denied addresses; re-read on change"),
+    ("MCP_OIDC_ANALYST_NAME", "email", "analyst name from the e-mail: email or local-part"),
+    ("MCP_OIDC_PROVIDER_NAME", "issuer host", "what the sign-in button calls the identity provider"),
 ];
 
 #[derive(Debug, Clone)]
@@ -84,6 +100,8 @@ struct Config {
     shutdown_grace: Duration,
     audit: Option<AuditConfig>,
     analyst_roles: Option<AnalystRoles>,
+    /// None when MCP_OAUTH=off: then nothing of the OAuth section is reachable.
+    oauth: Option<OAuthConfig>,
 }
 
 /// A start-up error: which variable, and what is wrong with it.
@@ -180,10 +198,23 @@ impl Config {
             )?),
             audit: AuditConfig::from_env(&get)?,
             analyst_roles: AnalystRoles::from_env(&get)?,
+            oauth: OAuthConfig::from_env(&get)?,
             host,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
-        if no_tokens && !is_loopback_host(&config.host) {
+        if no_tokens
+            && config
+                .oauth
+                .as_ref()
+                .is_some_and(|o| o.mode == OAuthMode::Token)
+        {
+            return Err(ConfigError(
+                "MCP_OAUTH=token signs analysts in with their personal tokens: set MCP_AUTH_TOKENS or MCP_AUTH_TOKENS_FILE \
+                 (or use MCP_OAUTH=oidc)"
+                    .into(),
+            ));
+        }
+        if no_tokens && config.oauth.is_none() && !is_loopback_host(&config.host) {
             return Err(ConfigError(format!(
                 "MCP_AUTH_TOKENS (or MCP_AUTH_TOKENS_FILE) is required when MCP_HOST={} is not a loopback address: \
                  refusing to serve the database to the network without authentication",
@@ -253,6 +284,7 @@ fn help_text() -> String {
          {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
          {SERVER_NAME} verify-audit FILE…  check the MCP_AUDIT_LOG chain, oldest file first (exit 0/1)\n  \
+         {SERVER_NAME} oauth-key          print a new random line for MCP_OAUTH_KEY_FILE\n  \
          {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
     );
     for (name, default, what) in ENV_VARS {
@@ -287,6 +319,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 struct Request {
     method: String,
     path: String,
+    /// The query string without its `?` ("" when there is none).
+    query: String,
+    /// The connection's peer address (the proxy's, behind one).
+    peer: Option<IpAddr>,
     http10: bool,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -333,6 +369,15 @@ impl Response {
 
     fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
         Response::new(status, "application/json", body.into())
+    }
+
+    fn html(status: u16, body: String) -> Response {
+        Response::new(status, "text/html; charset=utf-8", body.into_bytes())
+    }
+
+    /// A redirect (302 for GETs, 303 after a form POST, so the browser follows with a GET).
+    fn redirect(status: u16, location: &str) -> Response {
+        Response::empty(status).with_header("Location", location)
     }
 
     fn empty(status: u16) -> Response {
@@ -410,8 +455,11 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        201 => "Created",
         202 => "Accepted",
         204 => "No Content",
+        302 => "Found",
+        303 => "See Other",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -422,6 +470,7 @@ fn reason_phrase(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         421 => "Misdirected Request",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -554,15 +603,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, ReadError> 
         return Err(reject(431, "request head larger than 16 KiB"));
     }
     let version = parsed.version.unwrap_or(1);
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut request = Request {
         method: parsed.method.unwrap_or("").to_string(),
-        path: parsed
-            .path
-            .unwrap_or("/")
-            .split('?')
-            .next()
-            .unwrap_or("/")
-            .to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
         http10: version == 0,
         ..Request::default()
     };
@@ -610,9 +656,11 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
         buf: Vec::new(),
     };
     let mut idle = HEAD_TIMEOUT;
+    let peer = conn.stream.peer_addr().ok().map(|a| a.ip());
     loop {
         let (method, response, keep_alive) = match conn.read_request(idle) {
-            Ok(request) => {
+            Ok(mut request) => {
+                request.peer = peer;
                 let keep_alive = request.wants_keep_alive() && !app.draining();
                 let response = route(app, &request);
                 (request.method, response, keep_alive)
@@ -843,6 +891,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 // ── Routing ──────────────────────────────────────────────────────────────────────────────────
 
 fn route(app: &'static App, request: &Request) -> Response {
+    if let Some(oauth) = &app.oauth {
+        if let Some(response) = oauth_route(app, oauth, request) {
+            return response;
+        }
+    }
     let get_like = request.method == "GET" || request.method == "HEAD";
     match request.path.as_str() {
         "/mcp" | "/" => match request.method.as_str() {
@@ -855,11 +908,17 @@ fn route(app: &'static App, request: &Request) -> Response {
             Ok(()) => Response::json(200, r#"{"ok":true,"database":"up"}"#),
             Err(_) => Response::json(503, r#"{"ok":false,"database":"down"}"#),
         },
-        "/metrics" if get_like => Response::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(&app.pool).into_bytes(),
-        ),
+        "/metrics" if get_like => {
+            let mut text = app.metrics.render(&app.pool);
+            if let Some(oauth) = &app.oauth {
+                text.push_str(&oauth.render_metrics());
+            }
+            Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text.into_bytes(),
+            )
+        }
         "/healthz" | "/readyz" | "/metrics" => {
             Response::error(405, "this endpoint accepts GET only").with_header("Allow", "GET, HEAD")
         }
@@ -884,11 +943,16 @@ fn handle_mcp_post(app: &'static App, request: &Request) -> Response {
             return Response::error(403, "forbidden: Origin not allowed (MCP_ALLOWED_ORIGINS)");
         }
     }
-    let caller = match app.auth.authenticate(request.header("authorization")) {
-        Some(caller) => caller,
-        None => {
+    let caller = match authenticate(app, request.header("authorization")) {
+        Ok(caller) => caller,
+        Err(refusal) => {
             app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-            return Response::error(401, "unauthorized").with_header("WWW-Authenticate", "Bearer");
+            return match &app.oauth {
+                Some(oauth) => oauth.refusal_response(&refusal, &request.path),
+                None => {
+                    Response::error(401, "unauthorized").with_header("WWW-Authenticate", "Bearer")
+                }
+            };
         }
     };
     let content_type = request.header("content-type").unwrap_or("");
@@ -957,8 +1021,9 @@ fn origin_allowed(origin: &str, extra: &[String]) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 struct Caller {
     name: String,
-    /// How the caller authenticated: "bearer" (a configured token) or "none" (no tokens are
-    /// configured, which Config allows on loopback only).
+    /// How the caller authenticated: "bearer" (a configured token), "oauth" (an access token this
+    /// server issued, see OAuth) or "none" (no tokens and no OAuth are configured, which Config
+    /// allows on loopback only).
     via: &'static str,
     /// The client the analyst signed in through, when the credential names one.
     client: Option<String>,
@@ -1046,7 +1111,33 @@ fn read_token_file(path: &str) -> Result<Vec<Token>, String> {
     parse_token_list(lines).map_err(|e| format!("{path}: {}", e.replace("entry", "line")))
 }
 
+/// Why a request to /mcp was refused (the OAuth section turns this into its WWW-Authenticate).
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    /// No credential, or a bearer token that is neither a configured token nor ours.
+    Missing,
+    /// One of our access tokens, but expired, forged, for another resource, or its analyst was
+    /// removed since: the RFC 6750 `invalid_token`.
+    InvalidToken(&'static str),
+    /// A valid access token whose scope does not include MCP access.
+    InsufficientScope,
+}
+
+/// Who is calling: a configured bearer token first (unchanged by OAuth), then one of our OAuth
+/// access tokens when OAuth is on.
+fn authenticate(app: &App, header: Option<&str>) -> Result<Caller, Refusal> {
+    if let Some(caller) = app.auth.authenticate(header) {
+        return Ok(caller);
+    }
+    match &app.oauth {
+        Some(oauth) => oauth.authenticate(header, &app.auth),
+        None => Err(Refusal::Missing),
+    }
+}
+
 struct Auth {
+    /// No tokens and no OAuth: everyone is "anonymous" (Config allows it on loopback only).
+    open: bool,
     inline: Vec<Token>,
     file: Option<String>,
     file_tokens: RwLock<Vec<Token>>,
@@ -1058,6 +1149,9 @@ static RELOAD_REQUESTED: AtomicBool = AtomicBool::new(false);
 impl Auth {
     fn new(config: &Config) -> Auth {
         let auth = Auth {
+            open: config.inline_tokens.is_empty()
+                && config.tokens_file.is_none()
+                && config.oauth.is_none(),
             inline: config.inline_tokens.clone(),
             file: config.tokens_file.clone(),
             file_tokens: RwLock::new(Vec::new()),
@@ -1068,21 +1162,24 @@ impl Auth {
     }
 
     fn enabled(&self) -> bool {
-        !self.inline.is_empty() || self.file.is_some()
+        !self.open
     }
 
-    /// The caller, or None when the header carries no valid token. With no tokens configured
-    /// (loopback only, enforced by Config) everyone is "anonymous".
+    /// The caller, or None when the header carries no configured token. With no tokens and no
+    /// OAuth configured (loopback only, enforced by Config) everyone is "anonymous".
     fn authenticate(&self, header: Option<&str>) -> Option<Caller> {
-        if !self.enabled() {
+        if self.open {
             return Some(Caller::new("anonymous", "none"));
         }
-        let header = header?.trim();
-        let (scheme, presented) = header.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let presented = sha256(presented.trim().as_bytes());
+        let presented = bearer_credential(header?)?;
+        self.lookup(presented)
+            .map(|(name, _)| Caller::new(&name, "bearer"))
+    }
+
+    /// The name of the analyst whose token this is, and the token's digest. Constant-time over
+    /// every configured token: the sign-in page uses this too.
+    fn lookup(&self, secret: &str) -> Option<(String, [u8; 32])> {
+        let presented = sha256(secret.trim().as_bytes());
         let file_tokens = self.file_tokens.read().unwrap_or_else(|e| e.into_inner());
         let mut matched: Option<&Token> = None;
         for token in self.inline.iter().chain(file_tokens.iter()) {
@@ -1090,7 +1187,18 @@ impl Auth {
                 matched = Some(token);
             }
         }
-        matched.map(|t| Caller::new(&t.name, "bearer"))
+        matched.map(|t| (t.name.clone(), t.digest))
+    }
+
+    /// Whether `name` still holds the token an OAuth grant was made with (its fingerprint, see
+    /// grant_fingerprint): removing the analyst or replacing their token ends every grant.
+    fn still_holds(&self, name: &str, fingerprint: &str) -> bool {
+        let file_tokens = self.file_tokens.read().unwrap_or_else(|e| e.into_inner());
+        let mut found = false;
+        for token in self.inline.iter().chain(file_tokens.iter()) {
+            found |= token.name == name && grant_fingerprint(&token.digest) == fingerprint;
+        }
+        found
     }
 
     /// Re-reads the token file; on any problem keeps the tokens it had and logs why.
@@ -1137,6 +1245,27 @@ impl Auth {
     }
 }
 
+/// The credential of an `Authorization: Bearer <credential>` header.
+fn bearer_credential(header: &str) -> Option<&str> {
+    let (scheme, presented) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| presented.trim())
+        .filter(|p| !p.is_empty())
+}
+
+/// What an OAuth grant made with a personal token remembers of it: 16 hex digits of a hash of
+/// its digest (never the token, and nothing a guess could be checked against offline).
+fn grant_fingerprint(digest: &[u8; 32]) -> String {
+    let mut input = b"analytics-mcp grant ".to_vec();
+    input.extend_from_slice(digest);
+    hex(&sha256(&input)[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let mut diff = 0u8;
     for (x, y) in a.iter().zip(b.iter()) {
@@ -1149,6 +1278,3063 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// OAuth
+// Contract: off unless MCP_OAUTH is `token` or `oidc`; then this server is both the OAuth 2.1
+// resource server of /mcp (RFC 9728 metadata, RFC 6750 challenges, RFC 8707 audience) and its own
+// authorization server (RFC 8414 metadata, /authorize, /token, /register on the MCP origin).
+// Analysts sign in on a page of ours with their personal token, or at the company's OpenID
+// provider; either way the MCP client only ever gets our tokens. Everything we issue — client
+// ids of registered clients, sign-in page state, codes, access and refresh tokens — is an HS256
+// JWT under a key derived per purpose from MCP_OAUTH_KEY_FILE (re-read when it changes, so keys
+// rotate without a restart), so any replica with the file accepts any replica's. What is in-process: the single-use record of codes and refresh tokens,
+// the revoked refresh families, the sign-in throttle and the client-document cache. Every
+// request re-checks that the analyst is still allowed (token file / allow-list): removing one
+// ends their access at the next call, whatever they hold. Static bearer tokens work unchanged.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+const SCOPE_MCP: &str = "mcp";
+const SUPPORTED_SCOPES: [&str; 2] = ["mcp", "offline_access"];
+const CODE_TTL_S: u64 = 60;
+/// How long a sign-in page stays usable (and its CSRF cookie lives).
+const SIGN_IN_TTL_S: u64 = 600;
+const REGISTRATION_MAX_BYTES: usize = 16 * 1024;
+const CLIENT_DOCUMENT_MAX_BYTES: u64 = 16 * 1024;
+const CLIENT_DOCUMENT_CACHE_S: u64 = 300;
+const PROVIDER_DOCUMENT_MAX_BYTES: u64 = 256 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REDIRECT_URIS: usize = 10;
+const MAX_URI_LEN: usize = 2000;
+/// Failed sign-ins allowed per client address within THROTTLE_WINDOW before it is refused.
+const THROTTLE_FAILURES: u32 = 10;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(600);
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+// ── Configuration ────────────────────────────────────────────────────────────────────────────
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OAuthMode {
+    /// Sign in with the personal token of MCP_AUTH_TOKENS / the tokens file.
+    Token,
+    /// Sign in at the company's OpenID Connect provider.
+    Oidc,
+}
+
+#[derive(Debug, Clone)]
+struct OAuthConfig {
+    mode: OAuthMode,
+    /// `scheme://host[:port]`, no trailing slash: the issuer, and with /mcp the resource.
+    public_url: String,
+    key_file: Option<String>,
+    access_ttl_s: u64,
+    refresh_ttl_s: u64,
+    ca_file: Option<String>,
+    client_ip_header: Option<String>,
+    allow_private_fetch: bool,
+    oidc: Option<OidcConfig>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NameFrom {
+    Email,
+    LocalPart,
+}
+
+#[derive(Clone)]
+struct OidcConfig {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    allowed_domains: Vec<String>,
+    allowed_emails: Vec<String>,
+    allowed_file: Option<String>,
+    name_from: NameFrom,
+    provider_name: String,
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OidcConfig({}, {}, <secret>)",
+            self.issuer, self.client_id
+        )
+    }
+}
+
+impl OAuthConfig {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<OAuthConfig>, ConfigError> {
+        let mode = match get("MCP_OAUTH").as_deref() {
+            None | Some("off") | Some("0") => return Ok(None),
+            Some("token") => OAuthMode::Token,
+            Some("oidc") => OAuthMode::Oidc,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_OAUTH must be off, token or oidc, not {other:?}"
+                )))
+            }
+        };
+        let public_url = get("MCP_PUBLIC_URL").ok_or_else(|| {
+            ConfigError(
+                "MCP_PUBLIC_URL is required with MCP_OAUTH (the public origin clients use, e.g. https://analytics.example.org): \
+                 it is the issuer and resource of every token, never guessed from Host"
+                    .into(),
+            )
+        })?;
+        let public_url = parse_public_url(&public_url)
+            .map_err(|e| ConfigError(format!("MCP_PUBLIC_URL: {e}")))?;
+        let key_file = get("MCP_OAUTH_KEY_FILE");
+        if let Some(path) = &key_file {
+            read_key_file(path).map_err(|e| ConfigError(format!("MCP_OAUTH_KEY_FILE: {e}")))?;
+        }
+        let ca_file = get("MCP_OAUTH_CA_FILE");
+        if let Some(path) = &ca_file {
+            read_ca_file(path).map_err(|e| ConfigError(format!("MCP_OAUTH_CA_FILE: {e}")))?;
+        }
+        let oidc = match mode {
+            OAuthMode::Token => None,
+            OAuthMode::Oidc => Some(OidcConfig::from_env(get)?),
+        };
+        Ok(Some(OAuthConfig {
+            mode,
+            public_url,
+            key_file,
+            access_ttl_s: parse_number(get, "MCP_OAUTH_ACCESS_TTL_S", 3600, 60, 3600)?,
+            refresh_ttl_s: match parse_number(get, "MCP_OAUTH_REFRESH_TTL_S", 2_592_000, 0, 31_536_000)? {
+                n @ 1..=299 => {
+                    return Err(ConfigError(format!(
+                        "MCP_OAUTH_REFRESH_TTL_S must be 0 (no refresh tokens) or at least 300, not {n}"
+                    )))
+                }
+                n => n,
+            },
+            ca_file,
+            client_ip_header: get("MCP_OAUTH_CLIENT_IP_HEADER").map(|h| h.to_ascii_lowercase()),
+            allow_private_fetch: parse_flag(get, "MCP_OAUTH_ALLOW_PRIVATE_FETCH")?,
+            oidc,
+        }))
+    }
+}
+
+impl OidcConfig {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<OidcConfig, ConfigError> {
+        let required = |name: &str, example: &str| {
+            get(name).ok_or_else(|| {
+                ConfigError(format!(
+                    "{name} is required with MCP_OAUTH=oidc ({example})"
+                ))
+            })
+        };
+        let issuer = required("MCP_OIDC_ISSUER", "e.g. https://accounts.google.com")?;
+        let issuer = issuer.trim_end_matches('/').to_string();
+        if !issuer.starts_with("https://") || split_url(&issuer).is_none() {
+            return Err(ConfigError(format!(
+                "MCP_OIDC_ISSUER must be an https URL, not {issuer:?}"
+            )));
+        }
+        let client_id = required(
+            "MCP_OIDC_CLIENT_ID",
+            "this server's client id at the provider",
+        )?;
+        let secret_file = required(
+            "MCP_OIDC_CLIENT_SECRET_FILE",
+            "a file holding the client secret the provider issued",
+        )?;
+        let client_secret = std::fs::read_to_string(&secret_file)
+            .map_err(|e| {
+                ConfigError(format!(
+                    "MCP_OIDC_CLIENT_SECRET_FILE: cannot read {secret_file}: {e}"
+                ))
+            })?
+            .trim()
+            .to_string();
+        if client_secret.is_empty() {
+            return Err(ConfigError(format!(
+                "MCP_OIDC_CLIENT_SECRET_FILE: {secret_file} is empty"
+            )));
+        }
+        let lower_list = |name: &str| {
+            get(name)
+                .map(|s| split_list(&s.to_ascii_lowercase()))
+                .unwrap_or_default()
+        };
+        let allowed_domains: Vec<String> = lower_list("MCP_OIDC_ALLOWED_DOMAINS")
+            .into_iter()
+            .map(|d| d.trim_start_matches('@').to_string())
+            .collect();
+        let allowed_emails = lower_list("MCP_OIDC_ALLOWED_EMAILS");
+        if let Some(bad) = allowed_emails.iter().find(|e| !e.contains('@')) {
+            return Err(ConfigError(format!(
+                "MCP_OIDC_ALLOWED_EMAILS: {bad:?} is not an e-mail address"
+            )));
+        }
+        let allowed_file = get("MCP_OIDC_ALLOWED_FILE");
+        if let Some(path) = &allowed_file {
+            read_allow_file(path)
+                .map_err(|e| ConfigError(format!("MCP_OIDC_ALLOWED_FILE: {e}")))?;
+        }
+        if allowed_domains.is_empty() && allowed_emails.is_empty() && allowed_file.is_none() {
+            return Err(ConfigError(
+                "MCP_OAUTH=oidc needs MCP_OIDC_ALLOWED_DOMAINS, MCP_OIDC_ALLOWED_EMAILS or MCP_OIDC_ALLOWED_FILE: \
+                 who may sign in is never 'everyone the provider knows'"
+                    .into(),
+            ));
+        }
+        let name_from = match get("MCP_OIDC_ANALYST_NAME").as_deref() {
+            None | Some("email") => NameFrom::Email,
+            Some("local-part") => NameFrom::LocalPart,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_OIDC_ANALYST_NAME must be email or local-part, not {other:?}"
+                )))
+            }
+        };
+        let provider_name = get("MCP_OIDC_PROVIDER_NAME").unwrap_or_else(|| {
+            split_url(&issuer)
+                .map(|u| u.host.to_string())
+                .unwrap_or_else(|| issuer.clone())
+        });
+        Ok(OidcConfig {
+            issuer,
+            client_id,
+            client_secret,
+            allowed_domains,
+            allowed_emails,
+            allowed_file,
+            name_from,
+            provider_name,
+        })
+    }
+}
+
+/// `https://host[:port]` (http only for a loopback host), without path, query or fragment.
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let url = split_url(trimmed).ok_or_else(|| format!("{raw:?} is not an http(s) URL"))?;
+    if !url.path_and_query.is_empty() {
+        return Err(format!(
+            "{raw:?} must be an origin without a path (the server answers at /mcp and / of it)"
+        ));
+    }
+    if url.scheme.eq_ignore_ascii_case("http") && !is_loopback_host(url.host) {
+        return Err(format!(
+            "{raw:?} must be https (plain http is accepted for a loopback host only)"
+        ));
+    }
+    Ok(format!(
+        "{}://{}",
+        url.scheme.to_ascii_lowercase(),
+        url.authority.to_ascii_lowercase()
+    ))
+}
+
+// ── URLs, forms and encodings ────────────────────────────────────────────────────────────────
+
+/// An absolute http(s) URL split into the parts we compare. No userinfo, no fragment, no
+/// whitespace or control characters: what is not plain is refused rather than interpreted.
+#[derive(Debug, PartialEq)]
+struct Url<'a> {
+    scheme: &'a str,
+    /// host[:port] as written
+    authority: &'a str,
+    /// host without port (IPv6 with its brackets)
+    host: &'a str,
+    port: Option<u16>,
+    /// everything from the first `/` or `?` after the authority ("" when none)
+    path_and_query: &'a str,
+}
+
+fn split_url(raw: &str) -> Option<Url<'_>> {
+    if raw.len() > MAX_URI_LEN
+        || raw.contains('#')
+        || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let (scheme, rest) = raw.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return None;
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') || authority.contains('\\') {
+        return None;
+    }
+    let (host, port) = split_host_port(authority);
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok()?),
+    };
+    if host.is_empty() || host == "[]" {
+        return None;
+    }
+    Some(Url {
+        scheme,
+        authority,
+        host,
+        port,
+        path_and_query,
+    })
+}
+
+fn origin_of(url: &str) -> Option<String> {
+    split_url(url).map(|u| format!("{}://{}", u.scheme, u.authority))
+}
+
+fn is_loopback_redirect(url: &Url) -> bool {
+    url.scheme == "http" && matches!(url.host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// A redirect URI a client may register: https anywhere, or http on a loopback host (RFC 8252
+/// native clients such as Claude Code, any port).
+fn redirect_uri_allowed(uri: &str) -> bool {
+    split_url(uri).is_some_and(|url| url.scheme == "https" || is_loopback_redirect(&url))
+}
+
+/// Exact match, except that a loopback redirect URI matches on any port (RFC 8252 §7.3).
+fn redirect_uri_matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    match (split_url(registered), split_url(presented)) {
+        (Some(r), Some(p)) => {
+            is_loopback_redirect(&r)
+                && is_loopback_redirect(&p)
+                && r.host == p.host
+                && r.path_and_query == p.path_and_query
+        }
+        _ => false,
+    }
+}
+
+/// `application/x-www-form-urlencoded` (bodies and query strings). A parameter given twice is an
+/// error, as RFC 6749 §3.1 requires.
+fn parse_form(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key).ok_or("a parameter name is not valid percent-encoding")?;
+        let value = percent_decode(value)
+            .ok_or_else(|| format!("parameter {key} is not valid percent-encoding"))?;
+        if out.insert(key.clone(), value).is_some() {
+            return Err(format!("parameter {key} is given more than once"));
+        }
+    }
+    Ok(out)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let pair = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(pair, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `uri` with `params` added to its query.
+fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut out = uri.to_string();
+    let mut separator = if uri.contains('?') { '&' } else { '?' };
+    for (key, value) in params {
+        out.push(separator);
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&percent_encode(value));
+        separator = '&';
+    }
+    out
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| format!("the OS random source failed: {e}"))?;
+    Ok(buf)
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// BASE64URL(SHA-256(verifier)) == challenge, for a verifier of RFC 7636's shape.
+fn pkce_verifier_matches(verifier: &str, challenge: &str) -> bool {
+    let shaped = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    shaped && b64url(&sha256(verifier.as_bytes())) == challenge
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Result<[u8; 32], String> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .map_err(|e| format!("HMAC key refused: {e}"))?;
+    mac.update(message);
+    Ok(mac.finalize().into_bytes().into())
+}
+
+fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+// ── Keys and signed tokens ───────────────────────────────────────────────────────────────────
+
+/// What a signed token is for. Each purpose signs with its own key derived from the master key,
+/// so no token of one kind can ever pass as another (a code as an access token, a client id as
+/// a refresh token, …), on top of the `use` claim every token carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Purpose {
+    Access,
+    Refresh,
+    Code,
+    Client,
+    SignIn,
+    Provider,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Purpose::Access => "access",
+            Purpose::Refresh => "refresh",
+            Purpose::Code => "code",
+            Purpose::Client => "client",
+            Purpose::SignIn => "sign-in",
+            Purpose::Provider => "provider",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct MasterKey {
+    kid: String,
+    /// One key per Purpose (index: Purpose as usize), derived at start-up.
+    derived: [[u8; 32]; 6],
+}
+
+/// The keys of MCP_OAUTH_KEY_FILE (or one generated at start): the first signs, all verify.
+struct KeyRing {
+    keys: Vec<MasterKey>,
+}
+
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = text.trim();
+    if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+            .collect();
+    }
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+    ];
+    engines.iter().find_map(|e| e.decode(text).ok())
+}
+
+fn read_key_file(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut keys = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let key = decode_key(line).ok_or_else(|| {
+            format!(
+                "{path} line {}: not base64 or hex (make one with `analytics-mcp oauth-key`)",
+                number + 1
+            )
+        })?;
+        if key.len() < 32 {
+            return Err(format!(
+                "{path} line {}: a key must be at least 32 random bytes, this one has {}",
+                number + 1,
+                key.len()
+            ));
+        }
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "{path} holds no key (make one with `analytics-mcp oauth-key`)"
+        ));
+    }
+    Ok(keys)
+}
+
+fn new_signing_key_line() -> Result<String, String> {
+    Ok(b64url(&random_bytes::<32>()?))
+}
+
+const PURPOSES: [Purpose; 6] = [
+    Purpose::Access,
+    Purpose::Refresh,
+    Purpose::Code,
+    Purpose::Client,
+    Purpose::SignIn,
+    Purpose::Provider,
+];
+
+impl KeyRing {
+    fn new(secrets: Vec<Vec<u8>>) -> Result<KeyRing, String> {
+        let mut keys = Vec::new();
+        for secret in secrets {
+            let mut derived = [[0u8; 32]; 6];
+            for (slot, purpose) in derived.iter_mut().zip(PURPOSES) {
+                *slot = hmac_sha256(
+                    &secret,
+                    format!("analytics-mcp oauth v1 {}", purpose.label()).as_bytes(),
+                )?;
+            }
+            keys.push(MasterKey {
+                kid: hex(&sha256(&secret)[..6]),
+                derived,
+            });
+        }
+        Ok(KeyRing { keys })
+    }
+
+    fn derived(key: &MasterKey, purpose: Purpose) -> [u8; 32] {
+        key.derived[purpose as usize]
+    }
+
+    /// Signs `claims` (plus `use` and `iat`) for `purpose` with the first key.
+    fn sign(&self, purpose: Purpose, mut claims: Map<String, Value>) -> Result<String, String> {
+        let key = self.keys.first().ok_or("no signing key")?;
+        claims.insert("use".into(), json!(purpose.label()));
+        claims.entry("iat").or_insert(json!(now_s()));
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        let secret = KeyRing::derived(key, purpose);
+        let encoding = jsonwebtoken::EncodingKey::from_secret(&secret)
+            .map_err(|e| format!("signing key: {e}"))?;
+        jsonwebtoken::encode(&header, &Value::Object(claims), &encoding)
+            .map_err(|e| format!("signing failed: {e}"))
+    }
+
+    /// The claims of a token we signed for `purpose` and `audience`, unexpired; None for anything
+    /// else (another purpose, an unknown key, `alg` other than HS256 — `none` included —, a bad
+    /// signature, a wrong issuer or audience, expired). The reason is for logs and challenges.
+    fn verify(
+        &self,
+        purpose: Purpose,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Map<String, Value>, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+        if header.alg != jsonwebtoken::Algorithm::HS256 {
+            return Err("token not signed by this server");
+        }
+        let kid = header.kid.ok_or("token not signed by this server")?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or("token signed with a key this server no longer has")?;
+        let secret = KeyRing::derived(key, purpose);
+        let decoding = jsonwebtoken::DecodingKey::from_secret(&secret)
+            .map_err(|_| "token not signed by this server")?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &decoding, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => "token is for another resource",
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => "token from another issuer",
+                _ => "token not signed by this server",
+            })?;
+        if data.claims.get("use").and_then(Value::as_str) != Some(purpose.label()) {
+            return Err("token not signed by this server");
+        }
+        Ok(data.claims)
+    }
+}
+
+fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> &'a str {
+    claims.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Single-use ids (codes, refresh tokens) and revoked refresh families, until they expire.
+#[derive(Default)]
+struct OnceLedger {
+    used: Mutex<std::collections::HashMap<String, u64>>,
+    revoked_families: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl OnceLedger {
+    /// Records `id` as used until `until`; false when it already was.
+    fn first_use(&self, id: &str, until: u64) -> bool {
+        let mut used = lock(&self.used);
+        if used.contains_key(id) {
+            return false;
+        }
+        used.insert(id.to_string(), until);
+        true
+    }
+
+    fn revoke_family(&self, family: &str, until: u64) {
+        lock(&self.revoked_families).insert(family.to_string(), until);
+    }
+
+    fn family_revoked(&self, family: &str) -> bool {
+        lock(&self.revoked_families).contains_key(family)
+    }
+
+    fn forget_expired(&self) {
+        let now = now_s();
+        lock(&self.used).retain(|_, until| *until >= now);
+        lock(&self.revoked_families).retain(|_, until| *until >= now);
+    }
+}
+
+/// Failed sign-ins per client address, in fixed windows.
+#[derive(Default)]
+struct Throttle {
+    failures: Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Throttle {
+    fn blocked(&self, address: IpAddr) -> bool {
+        let failures = lock(&self.failures);
+        failures
+            .get(&address)
+            .is_some_and(|(n, since)| *n >= THROTTLE_FAILURES && since.elapsed() < THROTTLE_WINDOW)
+    }
+
+    fn record_failure(&self, address: IpAddr) {
+        let mut failures = lock(&self.failures);
+        let entry = failures.entry(address).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= THROTTLE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    fn forget_expired(&self) {
+        lock(&self.failures).retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+    }
+}
+
+// ── Clients ──────────────────────────────────────────────────────────────────────────────────
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ClientAuthMethod {
+    /// A public client: PKCE is its only proof.
+    None,
+    Post,
+    Basic,
+}
+
+impl ClientAuthMethod {
+    fn parse(text: &str) -> Option<ClientAuthMethod> {
+        match text {
+            "none" => Some(ClientAuthMethod::None),
+            "client_secret_post" => Some(ClientAuthMethod::Post),
+            "client_secret_basic" => Some(ClientAuthMethod::Basic),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ClientAuthMethod::None => "none",
+            ClientAuthMethod::Post => "client_secret_post",
+            ClientAuthMethod::Basic => "client_secret_basic",
+        }
+    }
+}
+
+/// A client as the flow needs it, whichever way it registered.
+#[derive(Clone, Debug)]
+struct ClientInfo {
+    id: String,
+    /// What the pages and audit lines call it (self-asserted: the pages show the redirect too).
+    name: String,
+    redirect_uris: Vec<String>,
+    auth_method: ClientAuthMethod,
+    refresh: bool,
+    /// Registered through a Client ID Metadata Document (its https client_id is its identity).
+    document: bool,
+}
+
+impl ClientInfo {
+    fn registered_redirect(&self, presented: &str) -> bool {
+        self.redirect_uris
+            .iter()
+            .any(|r| redirect_uri_matches(r, presented))
+    }
+}
+
+/// Why a client id did not resolve to a client.
+#[derive(Debug)]
+enum ClientError {
+    /// Not an id we issued (or forged, or signed with a retired key): `invalid_client`.
+    Unknown,
+    /// A metadata document URL whose document could not be fetched or is not acceptable.
+    Document(String),
+}
+
+/// What a registration request or metadata document says about a client, checked.
+struct ClientMetadata {
+    name: String,
+    redirect_uris: Vec<String>,
+    auth_method: ClientAuthMethod,
+    refresh: bool,
+}
+
+/// The client metadata of a registration request or a metadata document, checked. Unknown
+/// fields are ignored (RFC 7591 §2); anything we would have to guess about is refused with the
+/// RFC 7591 error code and what to change.
+fn client_from_metadata(
+    metadata: &Map<String, Value>,
+    document: bool,
+) -> Result<ClientMetadata, (&'static str, String)> {
+    let bad = |what: String| ("invalid_client_metadata", what);
+    let uris = match metadata.get("redirect_uris") {
+        Some(Value::Array(uris)) if !uris.is_empty() => uris,
+        _ => {
+            return Err((
+                "invalid_redirect_uri",
+                "redirect_uris must be a non-empty array".into(),
+            ))
+        }
+    };
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err((
+            "invalid_redirect_uri",
+            format!("at most {MAX_REDIRECT_URIS} redirect_uris"),
+        ));
+    }
+    let mut redirect_uris = Vec::new();
+    for uri in uris {
+        let uri = uri.as_str().unwrap_or("");
+        if !redirect_uri_allowed(uri) {
+            return Err((
+                "invalid_redirect_uri",
+                format!(
+                    "redirect URI {:?} is not allowed: use https, or http on 127.0.0.1, localhost or [::1]; no fragment",
+                    uri.chars().take(200).collect::<String>()
+                ),
+            ));
+        }
+        redirect_uris.push(uri.to_string());
+    }
+    let default_method = if document {
+        "none"
+    } else {
+        "client_secret_basic"
+    };
+    let method_text = match metadata.get("token_endpoint_auth_method") {
+        None => default_method,
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => return Err(bad("token_endpoint_auth_method must be a string".into())),
+    };
+    let auth_method = ClientAuthMethod::parse(method_text).ok_or_else(|| {
+        bad(format!(
+            "token_endpoint_auth_method {method_text:?} is not supported: use none, client_secret_post or client_secret_basic"
+        ))
+    })?;
+    if document && auth_method != ClientAuthMethod::None {
+        return Err(bad(
+            "a client metadata document client cannot use a client secret: use token_endpoint_auth_method none".into(),
+        ));
+    }
+    let strings = |field: &str, default: &[&str]| -> Result<Vec<String>, (&'static str, String)> {
+        match metadata.get(field) {
+            None => Ok(default.iter().map(|s| s.to_string()).collect()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad(format!("{field} must be an array of strings"))),
+            Some(_) => Err(bad(format!("{field} must be an array of strings"))),
+        }
+    };
+    let grant_types = strings("grant_types", &["authorization_code"])?;
+    if let Some(other) = grant_types
+        .iter()
+        .find(|g| *g != "authorization_code" && *g != "refresh_token")
+    {
+        return Err(bad(format!(
+            "grant type {other:?} is not supported: authorization_code and refresh_token only"
+        )));
+    }
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(bad("grant_types must include authorization_code".into()));
+    }
+    let response_types = strings("response_types", &["code"])?;
+    if response_types.iter().any(|r| r != "code") {
+        return Err(bad("response_types must be [\"code\"]".into()));
+    }
+    let name = match metadata.get("client_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.trim().to_string()),
+        Some(_) => return Err(bad("client_name must be a string".into())),
+    };
+    let name = match name {
+        Some(name) if name.chars().count() > 100 => {
+            return Err(bad("client_name is longer than 100 characters".into()))
+        }
+        Some(name) if !name.is_empty() => name
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+        _ => split_url(&redirect_uris[0])
+            .map(|u| u.host.to_string())
+            .unwrap_or_else(|| "an unnamed app".into()),
+    };
+    Ok(ClientMetadata {
+        name,
+        redirect_uris,
+        auth_method,
+        refresh: grant_types.iter().any(|g| g == "refresh_token"),
+    })
+}
+
+/// A Client ID Metadata Document URL: https, with a path, nothing to interpret.
+fn document_client_id(id: &str) -> bool {
+    split_url(id).is_some_and(|u| {
+        u.scheme == "https"
+            && u.path_and_query.starts_with('/')
+            && u.path_and_query.len() > 1
+            && !u
+                .path_and_query
+                .split(['/', '?'])
+                .any(|seg| seg == "." || seg == "..")
+    })
+}
+
+// ── The server ───────────────────────────────────────────────────────────────────────────────
+
+struct OAuth {
+    mode: OAuthMode,
+    issuer: String,
+    /// The canonical resource (`issuer/mcp`): the audience of every access token.
+    resource: String,
+    access_ttl_s: u64,
+    refresh_ttl_s: u64,
+    secure_cookies: bool,
+    client_ip_header: Option<String>,
+    database: String,
+    /// MCP_OAUTH_KEY_FILE's keys, re-read when the file changes (see housekeeping).
+    key_ring: RwLock<KeyRing>,
+    key_file: Option<String>,
+    key_file_mtime: Mutex<Option<SystemTime>>,
+    ledger: OnceLedger,
+    throttle: Throttle,
+    documents: Mutex<std::collections::HashMap<String, (ClientInfo, Instant)>>,
+    fetch: Fetcher,
+    oidc: Option<Oidc>,
+    counters: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+/// The requested authorization, checked: what a sign-in page carries (signed) to its POST.
+#[derive(Clone, Debug)]
+struct GrantRequest {
+    client: ClientInfo,
+    redirect_uri: String,
+    state: Option<String>,
+    code_challenge: String,
+    scope: String,
+    resource: String,
+}
+
+/// What stops an authorization request: an error page when the redirect URI cannot be trusted,
+/// else an RFC 6749 §4.1.2.1 error sent back to the client.
+enum AuthorizeError {
+    Page(Response),
+    Redirect(Response),
+}
+
+impl OAuth {
+    fn new(config: &OAuthConfig, server: &Config) -> Result<OAuth, String> {
+        let (secrets, generated) = match &config.key_file {
+            Some(path) => (read_key_file(path)?, false),
+            None => (vec![random_bytes::<32>()?.to_vec()], true),
+        };
+        if generated {
+            log_event(
+                "warn",
+                "MCP_OAUTH_KEY_FILE not set: generated a signing key for this process only, so OAuth tokens die with the \
+                 process (analysts sign in again after a restart) and replicas do not accept each other's tokens",
+                &[],
+            );
+        }
+        let database = server
+            .database_url
+            .parse::<postgres::Config>()
+            .ok()
+            .and_then(|c| c.get_dbname().map(String::from))
+            .unwrap_or_else(|| "analytics".into());
+        Ok(OAuth {
+            mode: config.mode,
+            issuer: config.public_url.clone(),
+            resource: format!("{}/mcp", config.public_url),
+            access_ttl_s: config.access_ttl_s,
+            refresh_ttl_s: config.refresh_ttl_s,
+            secure_cookies: config.public_url.starts_with("https://"),
+            client_ip_header: config.client_ip_header.clone(),
+            database,
+            key_ring: RwLock::new(KeyRing::new(secrets)?),
+            key_file: config.key_file.clone(),
+            key_file_mtime: Mutex::new(
+                config
+                    .key_file
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()),
+            ),
+            ledger: OnceLedger::default(),
+            throttle: Throttle::default(),
+            documents: Mutex::new(std::collections::HashMap::new()),
+            fetch: Fetcher::new(config)?,
+            oidc: config.oidc.clone().map(Oidc::new),
+            counters: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.mode {
+            OAuthMode::Token => "bearer tokens + OAuth (sign in with the personal token)",
+            OAuthMode::Oidc => "bearer tokens + OAuth (sign in at the identity provider)",
+        }
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+        self.key_ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads MCP_OAUTH_KEY_FILE when its mtime changes, so keys rotate without a restart; a
+    /// bad file keeps the keys we have and says why.
+    fn reload_keys_if_changed(&self) {
+        let Some(path) = &self.key_file else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if mtime == *lock(&self.key_file_mtime) {
+            return;
+        }
+        *lock(&self.key_file_mtime) = mtime;
+        match read_key_file(path).and_then(KeyRing::new) {
+            Ok(ring) => {
+                let count = ring.keys.len().to_string();
+                let signing = ring.keys.first().map(|k| k.kid.clone()).unwrap_or_default();
+                *self.key_ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
+                log_event(
+                    "info",
+                    "oauth keys loaded",
+                    &[
+                        ("source", path),
+                        ("keys", &count),
+                        ("signing_kid", &signing),
+                    ],
+                );
+            }
+            Err(e) => log_event(
+                "warn",
+                "oauth key file not reloaded, keeping the previous keys",
+                &[("error", &e)],
+            ),
+        }
+    }
+
+    fn count(&self, family: &'static str, label: &'static str) {
+        *lock(&self.counters).entry((family, label)).or_insert(0) += 1;
+    }
+
+    /// Background loop: forget expired single-use records and throttle windows; re-read the key
+    /// file and the allow-list file when they change.
+    fn housekeeping(&self) {
+        let mut last_sweep = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            self.reload_keys_if_changed();
+            if let Some(oidc) = &self.oidc {
+                oidc.reload_allow_file_if_changed();
+            }
+            if last_sweep.elapsed() >= Duration::from_secs(30) {
+                self.ledger.forget_expired();
+                self.throttle.forget_expired();
+                lock(&self.documents).retain(|_, (_, until)| *until > Instant::now());
+                last_sweep = Instant::now();
+            }
+        }
+    }
+
+    /// The browser's address, for the sign-in throttle: the peer, or behind a proxy the last
+    /// address of MCP_OAUTH_CLIENT_IP_HEADER (the one the proxy itself appended).
+    fn client_address(&self, request: &Request) -> IpAddr {
+        let from_header = self.client_ip_header.as_ref().and_then(|name| {
+            request
+                .header(name)
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        });
+        from_header
+            .or(request.peer)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn metadata_url(&self, path: &str) -> String {
+        if path == "/" {
+            format!("{}/.well-known/oauth-protected-resource", self.issuer)
+        } else {
+            format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer)
+        }
+    }
+
+    // ── the resource server ──
+
+    /// An OAuth access token in `header`, verified and re-checked against who may still sign
+    /// in. Called only after the header matched no configured bearer token.
+    fn authenticate(&self, header: Option<&str>, auth: &Auth) -> Result<Caller, Refusal> {
+        let presented = header.and_then(bearer_credential).ok_or(Refusal::Missing)?;
+        let claims = self
+            .keys()
+            .verify(Purpose::Access, presented, &self.issuer, &self.resource)
+            .map_err(Refusal::InvalidToken)?;
+        if self.ledger.family_revoked(claim(&claims, "fid")) {
+            return Err(Refusal::InvalidToken(
+                "the sign-in this token belongs to was revoked",
+            ));
+        }
+        let name = claim(&claims, "sub");
+        if !self.grant_still_valid(name, claim(&claims, "g"), auth) {
+            return Err(Refusal::InvalidToken(
+                "the analyst is no longer allowed on this server",
+            ));
+        }
+        if !claim(&claims, "scope").split(' ').any(|s| s == SCOPE_MCP) {
+            return Err(Refusal::InsufficientScope);
+        }
+        Ok(Caller {
+            name: name.to_string(),
+            via: "oauth",
+            client: Some(claim(&claims, "cn").to_string()),
+        })
+    }
+
+    /// Whether the analyst behind a grant may still be served: in token mode they still hold
+    /// the token they signed in with; in oidc mode their e-mail is still allowed.
+    fn grant_still_valid(&self, name: &str, grant: &str, auth: &Auth) -> bool {
+        match (grant.split_once(':'), &self.oidc) {
+            (Some(("t", fingerprint)), _) => auth.still_holds(name, fingerprint),
+            (Some(("e", email)), Some(oidc)) => oidc.email_allowed(email),
+            _ => false,
+        }
+    }
+
+    fn refusal_response(&self, refusal: &Refusal, path: &str) -> Response {
+        let metadata = self.metadata_url(path);
+        let (status, challenge, message) = match refusal {
+            Refusal::Missing => (
+                401,
+                format!(r#"Bearer resource_metadata="{metadata}", scope="{SCOPE_MCP}""#),
+                "unauthorized: sign in (OAuth) or send Authorization: Bearer <token>".to_string(),
+            ),
+            Refusal::InvalidToken(why) => (
+                401,
+                format!(
+                    r#"Bearer error="invalid_token", error_description="{why}", resource_metadata="{metadata}", scope="{SCOPE_MCP}""#
+                ),
+                format!("unauthorized: {why}"),
+            ),
+            Refusal::InsufficientScope => (
+                403,
+                format!(
+                    r#"Bearer error="insufficient_scope", scope="{SCOPE_MCP}", resource_metadata="{metadata}", error_description="the {SCOPE_MCP} scope is needed to use the tools""#
+                ),
+                format!("forbidden: the token lacks the {SCOPE_MCP} scope"),
+            ),
+        };
+        Response::error(status, &message).with_header("WWW-Authenticate", challenge)
+    }
+
+    // ── clients ──
+
+    fn resolve_client(&self, id: &str) -> Result<ClientInfo, ClientError> {
+        if id.starts_with("https://") {
+            return self.client_document(id);
+        }
+        let claims = self
+            .keys()
+            .verify(Purpose::Client, id, &self.issuer, &self.issuer)
+            .map_err(|_| ClientError::Unknown)?;
+        let redirect_uris = claims
+            .get("r")
+            .and_then(Value::as_array)
+            .map(|uris| {
+                uris.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ClientInfo {
+            id: id.to_string(),
+            name: claim(&claims, "n").to_string(),
+            redirect_uris,
+            auth_method: ClientAuthMethod::parse(claim(&claims, "m"))
+                .ok_or(ClientError::Unknown)?,
+            refresh: claims.get("rt").and_then(Value::as_bool).unwrap_or(false),
+            document: false,
+        })
+    }
+
+    /// A Client ID Metadata Document client: fetched (SSRF-guarded, see Fetcher), checked, and
+    /// cached for CLIENT_DOCUMENT_CACHE_S.
+    fn client_document(&self, url: &str) -> Result<ClientInfo, ClientError> {
+        if let Some((client, until)) = lock(&self.documents).get(url) {
+            if *until > Instant::now() {
+                return Ok(client.clone());
+            }
+        }
+        if !document_client_id(url) {
+            return Err(ClientError::Document(
+                "a client_id URL must be https with a path and no fragment, credentials or dot segments".into(),
+            ));
+        }
+        let fetched = self.fetch.client_document(url);
+        self.count(
+            "mcp_oauth_client_documents_total",
+            if fetched.is_ok() { "fetched" } else { "failed" },
+        );
+        let body = fetched.map_err(ClientError::Document)?;
+        let metadata: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+            ClientError::Document(format!(
+                "the client metadata document is not a JSON object: {e}"
+            ))
+        })?;
+        if metadata.get("client_id").and_then(Value::as_str) != Some(url) {
+            return Err(ClientError::Document(
+                "the client metadata document's client_id is not its own URL".into(),
+            ));
+        }
+        let checked = client_from_metadata(&metadata, true).map_err(|(_, why)| {
+            ClientError::Document(format!("client metadata document: {why}"))
+        })?;
+        let client = ClientInfo {
+            id: url.to_string(),
+            name: checked.name,
+            redirect_uris: checked.redirect_uris,
+            auth_method: checked.auth_method,
+            refresh: checked.refresh,
+            document: true,
+        };
+        let mut documents = lock(&self.documents);
+        if documents.len() >= 1024 {
+            documents.clear();
+        }
+        documents.insert(
+            url.to_string(),
+            (
+                client.clone(),
+                Instant::now() + Duration::from_secs(CLIENT_DOCUMENT_CACHE_S),
+            ),
+        );
+        Ok(client)
+    }
+
+    fn client_secret(&self, client_id: &str, key: &MasterKey) -> Result<String, String> {
+        Ok(b64url(&hmac_sha256(
+            &KeyRing::derived(key, Purpose::Client),
+            format!("secret {client_id}").as_bytes(),
+        )?))
+    }
+
+    fn client_secret_valid(&self, client_id: &str, presented: &str) -> bool {
+        let presented = sha256(presented.as_bytes());
+        let mut valid = false;
+        for key in &self.keys().keys {
+            if let Ok(secret) = self.client_secret(client_id, key) {
+                valid |= constant_time_eq(&sha256(secret.as_bytes()), &presented);
+            }
+        }
+        valid
+    }
+}
+
+// ── Routing and metadata ─────────────────────────────────────────────────────────────────────
+
+const OAUTH_PATHS: [&str; 9] = [
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+    "/authorize",
+    "/token",
+    "/register",
+    "/oauth/callback",
+    "/oauth/style.css",
+];
+
+/// The OAuth endpoints; None for every other path (the MCP routes answer those).
+fn oauth_route(app: &'static App, oauth: &OAuth, request: &Request) -> Option<Response> {
+    let path = request.path.as_str();
+    if !OAUTH_PATHS.contains(&path) {
+        return None;
+    }
+    let method = request.method.as_str();
+    let get_like = method == "GET" || method == "HEAD";
+    let api = path.starts_with("/.well-known/") || path == "/token" || path == "/register";
+    let response =
+        match (method, path) {
+            ("OPTIONS", _) if api => Response::empty(204)
+                .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                .with_header(
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, MCP-Protocol-Version",
+                )
+                .with_header("Access-Control-Max-Age", "600"),
+            (_, "/.well-known/oauth-protected-resource") if get_like => {
+                Response::json(200, oauth.resource_metadata(&oauth.issuer).to_string())
+            }
+            (_, "/.well-known/oauth-protected-resource/mcp") if get_like => {
+                Response::json(200, oauth.resource_metadata(&oauth.resource).to_string())
+            }
+            (
+                _,
+                "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
+            ) if get_like => Response::json(200, oauth.server_metadata().to_string()),
+            (_, "/oauth/style.css") if get_like => {
+                Response::new(200, "text/css; charset=utf-8", PAGE_CSS.as_bytes().to_vec())
+            }
+            ("GET" | "HEAD", "/authorize") => oauth.authorize_get(request),
+            ("POST", "/authorize") => oauth.authorize_post(app, request),
+            ("POST", "/token") => oauth.token(app, request),
+            ("POST", "/register") => oauth.register(request),
+            ("GET" | "HEAD", "/oauth/callback") => oauth.provider_callback(request),
+            (
+                "POST",
+                "/.well-known/oauth-protected-resource"
+                | "/.well-known/oauth-protected-resource/mcp"
+                | "/.well-known/oauth-authorization-server"
+                | "/.well-known/openid-configuration"
+                | "/oauth/style.css"
+                | "/oauth/callback",
+            ) => Response::error(405, "this endpoint accepts GET only")
+                .with_header("Allow", "GET, HEAD"),
+            (_, "/token" | "/register") => {
+                Response::error(405, "this endpoint accepts POST only").with_header("Allow", "POST")
+            }
+            _ => Response::error(405, "method not allowed").with_header("Allow", "GET, POST"),
+        };
+    Some(if api {
+        response.with_header("Access-Control-Allow-Origin", "*")
+    } else {
+        response
+    })
+}
+
+impl OAuth {
+    /// RFC 9728. `resource` is the origin for the root document, `/mcp` for the path-specific
+    /// one, so a client that connected to either URL finds a resource that covers it.
+    fn resource_metadata(&self, resource: &str) -> Value {
+        json!({
+            "resource": resource,
+            "authorization_servers": [self.issuer],
+            "scopes_supported": [SCOPE_MCP],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Analytics (read-only PostgreSQL)",
+        })
+    }
+
+    /// RFC 8414 (also served as openid-configuration: some clients only look there).
+    fn server_metadata(&self) -> Value {
+        let issuer = &self.issuer;
+        json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "registration_endpoint": format!("{issuer}/register"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+            "scopes_supported": SUPPORTED_SCOPES,
+            "authorization_response_iss_parameter_supported": true,
+            "client_id_metadata_document_supported": true,
+        })
+    }
+
+    // ── /register (RFC 7591) ──
+
+    /// Registration is stateless: the client id is a token we sign holding the client's
+    /// metadata, and a confidential client's secret is an HMAC of its id. Any replica with the
+    /// key file knows every client; nothing grows with the number of registrations.
+    fn register(&self, request: &Request) -> Response {
+        let error = |code: &str, description: &str| {
+            self.count("mcp_oauth_registrations_total", "refused");
+            Response::json(
+                400,
+                json!({ "error": code, "error_description": description }).to_string(),
+            )
+        };
+        if request.body.len() > REGISTRATION_MAX_BYTES {
+            return error(
+                "invalid_client_metadata",
+                &format!(
+                    "registration request larger than {} KiB",
+                    REGISTRATION_MAX_BYTES / 1024
+                ),
+            );
+        }
+        let Ok(Value::Object(metadata)) = serde_json::from_slice::<Value>(&request.body) else {
+            return error(
+                "invalid_client_metadata",
+                "the registration request must be a JSON object",
+            );
+        };
+        let ClientMetadata {
+            name,
+            redirect_uris,
+            auth_method,
+            refresh,
+        } = match client_from_metadata(&metadata, false) {
+            Ok(checked) => checked,
+            Err((code, why)) => return error(code, &why),
+        };
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("aud".into(), json!(self.issuer));
+        // Client ids do not expire (RFC 7591 §3.2.1 allows it); a retired key retires them.
+        claims.insert("exp".into(), json!(u64::from(u32::MAX) * 2));
+        claims.insert("n".into(), json!(name));
+        claims.insert("r".into(), json!(redirect_uris));
+        claims.insert("m".into(), json!(auth_method.label()));
+        claims.insert("rt".into(), json!(refresh));
+        // Unique per registration: two apps registering the same metadata must not share an id.
+        match random_bytes::<12>() {
+            Ok(id) => claims.insert("jti".into(), json!(hex(&id))),
+            Err(e) => return self.server_error_json(&e),
+        };
+        let client_id = match self.keys().sign(Purpose::Client, claims) {
+            Ok(id) => id,
+            Err(e) => return self.server_error_json(&e),
+        };
+        let mut grant_types = vec!["authorization_code"];
+        if refresh {
+            grant_types.push("refresh_token");
+        }
+        let mut answer = json!({
+            "client_id": client_id,
+            "client_id_issued_at": now_s(),
+            "client_name": name,
+            "redirect_uris": redirect_uris,
+            "grant_types": grant_types,
+            "response_types": ["code"],
+            "token_endpoint_auth_method": auth_method.label(),
+        });
+        if auth_method != ClientAuthMethod::None {
+            let Some(key) = self.keys().keys.first().cloned() else {
+                return self.server_error_json("no signing key");
+            };
+            match self.client_secret(&client_id, &key) {
+                Ok(secret) => {
+                    answer["client_secret"] = json!(secret);
+                    answer["client_secret_expires_at"] = json!(0);
+                }
+                Err(e) => return self.server_error_json(&e),
+            }
+        }
+        self.count("mcp_oauth_registrations_total", "registered");
+        log_event(
+            "info",
+            "oauth client registered",
+            &[("client", &name), ("auth", auth_method.label())],
+        );
+        Response::json(201, answer.to_string())
+    }
+
+    fn server_error_json(&self, why: &str) -> Response {
+        log_event("error", "oauth: internal error", &[("error", why)]);
+        Response::json(
+            500,
+            json!({ "error": "server_error", "error_description": "internal error; it was logged" }).to_string(),
+        )
+    }
+
+    // ── /authorize ──
+
+    /// Checks an authorization request (from the query of GET /authorize or the signed state
+    /// of the sign-in page). Until the redirect URI is known to be registered, every problem is
+    /// an error page: we never send a browser to a URI we cannot vouch for.
+    fn check_authorization_request(
+        &self,
+        params: &BTreeMap<String, String>,
+    ) -> Result<GrantRequest, AuthorizeError> {
+        let page = |status: u16, title: &str, message: &str| {
+            AuthorizeError::Page(error_page(status, title, message))
+        };
+        let client_id = params.get("client_id").map(String::as_str).unwrap_or("");
+        if client_id.is_empty() {
+            return Err(page(
+                400,
+                "This sign-in link is incomplete",
+                "The app that sent you here did not say who it is (client_id is missing). Go back to the app and connect again.",
+            ));
+        }
+        let client = match self.resolve_client(client_id) {
+            Ok(client) => client,
+            Err(ClientError::Unknown) => {
+                return Err(page(
+                    400,
+                    "This app is not registered here",
+                    "The app's registration is unknown to this server (it may have been made with an older key). \
+                     Remove the connector in the app and add it again, so it registers anew.",
+                ))
+            }
+            Err(ClientError::Document(why)) => {
+                return Err(page(
+                    400,
+                    "This app could not be verified",
+                    &format!("This server could not read the app's client metadata document: {why}. Ask the app's developer, or try again later."),
+                ))
+            }
+        };
+        let redirect_uri = params.get("redirect_uri").map(String::as_str).unwrap_or("");
+        if redirect_uri.is_empty() || !client.registered_redirect(redirect_uri) {
+            return Err(page(
+                400,
+                "This sign-in link points somewhere unexpected",
+                "The address this sign-in would return you to is not one the app registered, so this server will not send you there. \
+                 If you started this from Claude, remove the connector and add it again; otherwise close this page.",
+            ));
+        }
+        let state = params.get("state").cloned();
+        let back = |error: &str, description: &str| {
+            let mut query = vec![("error", error), ("error_description", description)];
+            if let Some(state) = &state {
+                query.push(("state", state.as_str()));
+            }
+            query.push(("iss", self.issuer.as_str()));
+            // Not an automatic redirect: anyone can register a redirect URI, and a server that
+            // bounces malformed requests straight to it is an open redirector (RFC 9700
+            // §4.11.2). The analyst sees what went wrong and follows the link back if they wish.
+            let back = with_query(redirect_uri, &query);
+            let host = split_url(redirect_uri).map(|u| u.host).unwrap_or("the app");
+            AuthorizeError::Redirect(error_page_with_link(
+                400,
+                "The app's sign-in request was refused",
+                &format!("The app asked for something this server does not support ({error}: {description}). Nothing was signed in. Tell the app's developer, or remove the connector and add it again."),
+                &back,
+                &format!("Back to {host}"),
+            ))
+        };
+        if params.get("response_type").map(String::as_str) != Some("code") {
+            return Err(back(
+                "unsupported_response_type",
+                "response_type must be code",
+            ));
+        }
+        let challenge = params
+            .get("code_challenge")
+            .map(String::as_str)
+            .unwrap_or("");
+        if challenge.len() != 43
+            || !challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(back(
+                "invalid_request",
+                "PKCE is required: code_challenge must be the base64url SHA-256 of the code_verifier",
+            ));
+        }
+        if params.get("code_challenge_method").map(String::as_str) != Some("S256") {
+            return Err(back(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is not accepted)",
+            ));
+        }
+        let resource = match params.get("resource") {
+            None => self.resource.clone(),
+            Some(r) if self.resource_acceptable(r) => self.resource.clone(),
+            Some(_) => {
+                return Err(back(
+                    "invalid_target",
+                    "resource must be this server's MCP URL",
+                ))
+            }
+        };
+        let scope = match self.grantable_scope(params.get("scope").map(String::as_str)) {
+            Some(scope) => scope,
+            None => {
+                return Err(back(
+                    "invalid_scope",
+                    &format!("supported scopes: {}", SUPPORTED_SCOPES.join(" ")),
+                ))
+            }
+        };
+        Ok(GrantRequest {
+            client,
+            redirect_uri: redirect_uri.to_string(),
+            state,
+            code_challenge: challenge.to_string(),
+            scope,
+            resource,
+        })
+    }
+
+    /// The resource indicators that name this server (RFC 8707): its origin, or its MCP URL,
+    /// with or without a trailing slash, scheme and host in any case (as MCP asks).
+    fn resource_acceptable(&self, resource: &str) -> bool {
+        let Some(url) = split_url(resource) else {
+            return false;
+        };
+        let origin = format!(
+            "{}://{}",
+            url.scheme.to_ascii_lowercase(),
+            url.authority.to_ascii_lowercase()
+        );
+        let path = url.path_and_query.trim_end_matches('/');
+        origin == self.issuer && (path.is_empty() || path == "/mcp")
+    }
+
+    /// The requested scopes we support; "mcp" when none are requested; None when all requested
+    /// are unknown.
+    fn grantable_scope(&self, requested: Option<&str>) -> Option<String> {
+        let requested: Vec<&str> = requested
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .collect();
+        if requested.is_empty() {
+            return Some(SCOPE_MCP.into());
+        }
+        let granted: Vec<&str> = SUPPORTED_SCOPES
+            .into_iter()
+            .filter(|s| requested.contains(s))
+            .collect();
+        (!granted.is_empty()).then(|| granted.join(" "))
+    }
+
+    fn authorize_get(&self, request: &Request) -> Response {
+        // A request we must refuse with a page (unknown client, unverifiable client document,
+        // unregistered redirect) counts as a failed sign-in: a client id URL makes us fetch a
+        // document, and an address that keeps sending bad ones is stopped here.
+        let address = self.client_address(request);
+        if self.throttle.blocked(address) {
+            return self.throttled_page();
+        }
+        let params = match parse_form(&request.query) {
+            Ok(params) => params,
+            Err(e) => {
+                return error_page(
+                    400,
+                    "This sign-in link is damaged",
+                    &format!("{e}. Go back to the app and connect again."),
+                )
+            }
+        };
+        match self.check_authorization_request(&params) {
+            Err(AuthorizeError::Page(page)) => {
+                self.throttle.record_failure(address);
+                page
+            }
+            Err(AuthorizeError::Redirect(response)) => response,
+            Ok(grant) => self.sign_in_page(request, &grant, None, 200),
+        }
+    }
+
+    /// The CSRF nonce of this browser: the one its cookie holds, or a new one.
+    fn csrf_nonce(&self, request: &Request) -> Result<String, String> {
+        match cookie(request, self.csrf_cookie_name()) {
+            Some(n) if n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(n.to_string())
+            }
+            _ => Ok(hex(&random_bytes::<16>()?)),
+        }
+    }
+
+    fn csrf_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-amcp_csrf"
+        } else {
+            "amcp_csrf"
+        }
+    }
+
+    fn csrf_cookie(&self, nonce: &str) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        format!(
+            "{}={nonce}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SIGN_IN_TTL_S}{secure}",
+            self.csrf_cookie_name()
+        )
+    }
+
+    /// The signed state a sign-in page (or the provider round trip) carries.
+    fn grant_claims(&self, grant: &GrantRequest, nonce: &str) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("aud".into(), json!(self.issuer));
+        claims.insert("exp".into(), json!(now_s() + SIGN_IN_TTL_S));
+        claims.insert("client_id".into(), json!(grant.client.id));
+        claims.insert("redirect_uri".into(), json!(grant.redirect_uri));
+        if let Some(state) = &grant.state {
+            claims.insert("state".into(), json!(state));
+        }
+        claims.insert("code_challenge".into(), json!(grant.code_challenge));
+        claims.insert("code_challenge_method".into(), json!("S256"));
+        claims.insert("response_type".into(), json!("code"));
+        claims.insert("scope".into(), json!(grant.scope));
+        claims.insert("resource".into(), json!(grant.resource));
+        claims.insert("csrf".into(), json!(nonce));
+        claims
+    }
+
+    /// Back from signed state to the grant it describes, re-checked (the client may be gone).
+    fn grant_from_claims(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<GrantRequest, AuthorizeError> {
+        let params: BTreeMap<String, String> = claims
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect();
+        self.check_authorization_request(&params)
+    }
+
+    fn sign_in_page(
+        &self,
+        request: &Request,
+        grant: &GrantRequest,
+        problem: Option<&str>,
+        status: u16,
+    ) -> Response {
+        let nonce = match self.csrf_nonce(request) {
+            Ok(nonce) => nonce,
+            Err(e) => return self.internal_error_page(&e),
+        };
+        let state = match self
+            .keys()
+            .sign(Purpose::SignIn, self.grant_claims(grant, &nonce))
+        {
+            Ok(state) => state,
+            Err(e) => return self.internal_error_page(&e),
+        };
+        let redirect = split_url(&grant.redirect_uri);
+        let redirect_host = redirect.as_ref().map(|u| u.host).unwrap_or("the app");
+        let mut form_targets = vec!["'self'".to_string()];
+        form_targets.extend(origin_of(&grant.redirect_uri));
+        let fields = match (&self.oidc, self.mode) {
+            (Some(oidc), OAuthMode::Oidc) => {
+                // The form's POST is answered with a redirect to the provider, which the CSP must
+                // allow: its issuer's origin and (discovered now if need be) its login page's.
+                form_targets.extend(origin_of(&oidc.config.issuer));
+                let _ = oidc.endpoints(&self.fetch);
+                form_targets.extend(oidc.authorization_origin());
+                format!(
+                    r#"<p class="hint">You sign in at <strong>{}</strong>; this server only learns your e-mail address.</p>
+<div class="buttons"><button type="submit" name="action" value="allow" id="allow">Continue with {}</button>
+<button type="submit" name="action" value="deny" id="deny" class="secondary">Deny</button></div>"#,
+                    html_escape(&oidc.config.provider_name),
+                    html_escape(&oidc.config.provider_name)
+                )
+            }
+            _ => r#"<label for="token">Your personal access token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" spellcheck="false" required autofocus>
+<p class="hint">The token your administrator gave you for this server (the same one Claude Code uses). It is checked here and never shared with the app.</p>
+<div class="buttons"><button type="submit" name="action" value="allow" id="allow">Allow</button>
+<button type="submit" name="action" value="deny" id="deny" class="secondary" formnovalidate>Deny</button></div>"#
+                .to_string(),
+        };
+        let problem = problem
+            .map(|p| format!(r#"<p class="problem" role="alert">{}</p>"#, html_escape(p)))
+            .unwrap_or_default();
+        let verified = if grant.client.document {
+            format!(
+                r#"<li>The app is identified by <code>{}</code>.</li>"#,
+                html_escape(&grant.client.id)
+            )
+        } else {
+            String::new()
+        };
+        let body = PAGE_SIGN_IN
+            .replace("{{client}}", &html_escape(&grant.client.name))
+            .replace("{{database}}", &html_escape(&self.database))
+            .replace("{{redirect_host}}", &html_escape(redirect_host))
+            .replace("{{redirect_uri}}", &html_escape(&grant.redirect_uri))
+            .replace("{{verified}}", &verified)
+            .replace("{{problem}}", &problem)
+            .replace("{{state}}", &html_escape(&state))
+            .replace("{{fields}}", &fields)
+            .replace(
+                "{{ends}}",
+                match self.mode {
+                    OAuthMode::Token => {
+                        "Access ends when your administrator removes you or replaces your token."
+                    }
+                    OAuthMode::Oidc => {
+                        "Access ends when your administrator removes you from this server's analysts."
+                    }
+                },
+            );
+        page_response(status, body, &form_targets.join(" "))
+            .with_header("Set-Cookie", self.csrf_cookie(&nonce))
+    }
+
+    fn throttled_page(&self) -> Response {
+        self.count("mcp_oauth_sign_ins_total", "throttled");
+        error_page(
+            429,
+            "Too many failed sign-ins",
+            "There were too many failed sign-ins from your network address. Wait 10 minutes, then try again \
+             (with the personal token your administrator gave you, or your work account).",
+        )
+        .with_header("Retry-After", THROTTLE_WINDOW.as_secs().to_string())
+    }
+
+    fn internal_error_page(&self, why: &str) -> Response {
+        log_event("error", "oauth: internal error", &[("error", why)]);
+        error_page(
+            500,
+            "Something went wrong on the server",
+            "The sign-in could not be completed because of a server error (it was logged). Try again in a minute; if it keeps happening, tell your administrator.",
+        )
+    }
+
+    /// The sign-in page's form: CSRF check, throttle, then Deny, or the personal token, or off
+    /// to the identity provider.
+    fn authorize_post(&self, app: &App, request: &Request) -> Response {
+        let form = match std::str::from_utf8(&request.body)
+            .map_err(|_| "the form is not UTF-8".to_string())
+            .and_then(parse_form)
+        {
+            Ok(form) => form,
+            Err(e) => {
+                return error_page(
+                    400,
+                    "The sign-in form was damaged",
+                    &format!("{e}. Go back to the app and connect again."),
+                )
+            }
+        };
+        let claims = match self.keys().verify(
+            Purpose::SignIn,
+            form.get("state").map(String::as_str).unwrap_or(""),
+            &self.issuer,
+            &self.issuer,
+        ) {
+            Ok(claims) => claims,
+            Err(_) => {
+                self.count("mcp_oauth_sign_ins_total", "expired_page");
+                return error_page(
+                    400,
+                    "This sign-in page is no longer valid",
+                    "It was open for more than 10 minutes, or it was changed. Go back to Claude (or the app you came from) and connect again.",
+                );
+            }
+        };
+        let address = self.client_address(request);
+        if !self.csrf_matches(request, &claims) {
+            self.count("mcp_oauth_sign_ins_total", "csrf");
+            self.throttle.record_failure(address);
+            return error_page(
+                403,
+                "This sign-in could not be verified",
+                "Your browser did not send this page's security check (a cookie), so nothing was signed in. \
+                 Make sure cookies are allowed for this site, then go back to the app and connect again.",
+            );
+        }
+        let grant = match self.grant_from_claims(&claims) {
+            Ok(grant) => grant,
+            Err(AuthorizeError::Page(page)) | Err(AuthorizeError::Redirect(page)) => return page,
+        };
+        if self.throttle.blocked(address) {
+            return self.throttled_page();
+        }
+        if form.get("action").map(String::as_str) != Some("allow") {
+            self.count("mcp_oauth_sign_ins_total", "denied");
+            return self.redirect_error(&grant, "access_denied", "the analyst denied access");
+        }
+        match self.mode {
+            OAuthMode::Token => {
+                let secret = form.get("token").map(String::as_str).unwrap_or("");
+                match app
+                    .auth
+                    .lookup(secret)
+                    .filter(|_| !secret.trim().is_empty())
+                {
+                    Some((name, digest)) => {
+                        self.count("mcp_oauth_sign_ins_total", "ok");
+                        log_event(
+                            "info",
+                            "oauth sign-in",
+                            &[
+                                ("caller", &name),
+                                ("client", &grant.client.name),
+                                ("via", "token"),
+                            ],
+                        );
+                        self.issue_code(&grant, &name, &format!("t:{}", grant_fingerprint(&digest)))
+                    }
+                    None => {
+                        self.count("mcp_oauth_sign_ins_total", "bad_token");
+                        self.throttle.record_failure(address);
+                        log_event(
+                            "warn",
+                            "oauth sign-in refused: wrong token",
+                            &[
+                                ("address", &address.to_string()),
+                                ("client", &grant.client.name),
+                            ],
+                        );
+                        self.sign_in_page(
+                            request,
+                            &grant,
+                            Some("That token is not valid here. Check that you pasted all of it, without spaces; if it still fails, ask your administrator for a new one."),
+                            401,
+                        )
+                    }
+                }
+            }
+            OAuthMode::Oidc => self.send_to_provider(request, &grant),
+        }
+    }
+
+    fn csrf_matches(&self, request: &Request, claims: &Map<String, Value>) -> bool {
+        let expected = claim(claims, "csrf");
+        let presented = cookie(request, self.csrf_cookie_name()).unwrap_or("");
+        !expected.is_empty()
+            && constant_time_eq(&sha256(expected.as_bytes()), &sha256(presented.as_bytes()))
+    }
+
+    fn redirect_error(&self, grant: &GrantRequest, error: &str, description: &str) -> Response {
+        let mut query = vec![("error", error), ("error_description", description)];
+        if let Some(state) = &grant.state {
+            query.push(("state", state.as_str()));
+        }
+        query.push(("iss", self.issuer.as_str()));
+        Response::redirect(303, &with_query(&grant.redirect_uri, &query))
+    }
+
+    /// Our authorization code for a signed-in analyst (`grant_basis`: how the grant stays
+    /// revocable, see grant_still_valid), sent to the client's redirect URI with state and iss.
+    fn issue_code(&self, grant: &GrantRequest, name: &str, grant_basis: &str) -> Response {
+        let Ok(id) = random_bytes::<16>() else {
+            return self.internal_error_page("no randomness for a code id");
+        };
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("aud".into(), json!(self.issuer));
+        claims.insert("exp".into(), json!(now_s() + CODE_TTL_S));
+        claims.insert("jti".into(), json!(hex(&id)));
+        claims.insert("sub".into(), json!(name));
+        claims.insert("g".into(), json!(grant_basis));
+        claims.insert("client_id".into(), json!(grant.client.id));
+        claims.insert("redirect_uri".into(), json!(grant.redirect_uri));
+        claims.insert("code_challenge".into(), json!(grant.code_challenge));
+        claims.insert("scope".into(), json!(grant.scope));
+        claims.insert("resource".into(), json!(grant.resource));
+        let code = match self.keys().sign(Purpose::Code, claims) {
+            Ok(code) => code,
+            Err(e) => return self.internal_error_page(&e),
+        };
+        let mut query = vec![("code", code.as_str())];
+        if let Some(state) = &grant.state {
+            query.push(("state", state.as_str()));
+        }
+        query.push(("iss", self.issuer.as_str()));
+        Response::redirect(303, &with_query(&grant.redirect_uri, &query))
+            .with_header("Referrer-Policy", "no-referrer")
+    }
+
+    // ── /token ──
+
+    fn token(&self, app: &App, request: &Request) -> Response {
+        match self.token_exchange(app, request) {
+            Ok(answer) => Response::json(200, answer.to_string()).with_header("Pragma", "no-cache"),
+            Err(error) => {
+                self.count("mcp_oauth_token_errors_total", error.code);
+                let mut response = Response::json(
+                    error.status,
+                    json!({ "error": error.code, "error_description": error.description })
+                        .to_string(),
+                );
+                if error.status == 401 {
+                    response =
+                        response.with_header("WWW-Authenticate", r#"Basic realm="analytics-mcp""#);
+                }
+                response
+            }
+        }
+    }
+
+    fn token_exchange(&self, app: &App, request: &Request) -> Result<Value, TokenError> {
+        let form = std::str::from_utf8(&request.body)
+            .map_err(|_| TokenError::request("the body is not UTF-8"))
+            .and_then(|body| parse_form(body).map_err(|e| TokenError::request(&e)))?;
+        let client = self.authenticate_client(request, &form)?;
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => self.redeem_code(app, &client, &form),
+            Some("refresh_token") => self.redeem_refresh(app, &client, &form),
+            None => Err(TokenError::request("grant_type is required")),
+            Some(_) => Err(TokenError::new(
+                400,
+                "unsupported_grant_type",
+                "grant_type must be authorization_code or refresh_token",
+            )),
+        }
+    }
+
+    /// RFC 6749 §2.3: a public client names itself; a confidential one proves it with its
+    /// secret (Basic or in the form).
+    fn authenticate_client(
+        &self,
+        request: &Request,
+        form: &BTreeMap<String, String>,
+    ) -> Result<ClientInfo, TokenError> {
+        let basic = request
+            .header("authorization")
+            .and_then(|h| {
+                h.trim()
+                    .strip_prefix("Basic ")
+                    .or_else(|| h.trim().strip_prefix("basic "))
+            })
+            .map(|encoded| {
+                base64_decode(encoded.trim())
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .and_then(|pair| {
+                        let (id, secret) = pair.split_once(':')?;
+                        Some((percent_decode(id)?, percent_decode(secret)?))
+                    })
+                    .ok_or_else(|| TokenError::client("the Basic credentials are malformed"))
+            })
+            .transpose()?;
+        let (client_id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {
+            (Some(_), _, Some(_)) => return Err(TokenError::request(
+                "send the client secret once: in the Authorization header or in the form, not both",
+            )),
+            (Some((id, _)), Some(form_id), _) if &id != form_id => {
+                return Err(TokenError::request(
+                    "client_id differs from the Basic credentials",
+                ))
+            }
+            (Some((id, secret)), _, _) => (id, Some(secret)),
+            (None, Some(id), secret) => (id.clone(), secret.cloned()),
+            (None, None, _) => return Err(TokenError::client("client_id is required")),
+        };
+        let client = self.resolve_client(&client_id).map_err(|e| match e {
+            ClientError::Unknown => TokenError::client("unknown client: register again"),
+            ClientError::Document(why) => TokenError::client(&why),
+        })?;
+        if client.auth_method != ClientAuthMethod::None {
+            let valid = secret
+                .as_deref()
+                .is_some_and(|s| self.client_secret_valid(&client.id, s));
+            if !valid {
+                return Err(TokenError::client("client authentication failed"));
+            }
+        }
+        Ok(client)
+    }
+
+    fn redeem_code(
+        &self,
+        app: &App,
+        client: &ClientInfo,
+        form: &BTreeMap<String, String>,
+    ) -> Result<Value, TokenError> {
+        let code = form
+            .get("code")
+            .ok_or_else(|| TokenError::request("code is required"))?;
+        let verifier = form
+            .get("code_verifier")
+            .ok_or_else(|| TokenError::request("code_verifier is required (PKCE)"))?;
+        let claims = self
+            .keys()
+            .verify(Purpose::Code, code, &self.issuer, &self.issuer)
+            .map_err(|_| TokenError::grant("the authorization code is invalid or expired"))?;
+        if claim(&claims, "client_id") != client.id {
+            return Err(TokenError::grant(
+                "the authorization code was issued to another client",
+            ));
+        }
+        if !self
+            .ledger
+            .first_use(claim(&claims, "jti"), now_s() + CODE_TTL_S)
+        {
+            log_event(
+                "warn",
+                "oauth: authorization code used twice",
+                &[("client", &client.name), ("caller", claim(&claims, "sub"))],
+            );
+            return Err(TokenError::grant("the authorization code was already used"));
+        }
+        if form.get("redirect_uri").map(String::as_str) != Some(claim(&claims, "redirect_uri")) {
+            return Err(TokenError::grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        if !pkce_verifier_matches(verifier, claim(&claims, "code_challenge")) {
+            return Err(TokenError::grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        if form
+            .get("resource")
+            .is_some_and(|r| !self.resource_acceptable(r))
+        {
+            return Err(TokenError::new(
+                400,
+                "invalid_target",
+                "resource must be this server's MCP URL",
+            ));
+        }
+        let name = claim(&claims, "sub");
+        let grant = claim(&claims, "g");
+        if !self.grant_still_valid(name, grant, &app.auth) {
+            return Err(TokenError::grant(
+                "the analyst is no longer allowed on this server",
+            ));
+        }
+        let family = hex(&random_bytes::<12>().map_err(|e| TokenError::server(&e))?);
+        let session_end = now_s() + self.refresh_ttl_s;
+        let answer = self.issue_tokens(
+            client,
+            name,
+            grant,
+            claim(&claims, "scope"),
+            &family,
+            session_end,
+        )?;
+        self.count("mcp_oauth_tokens_issued_total", "authorization_code");
+        Ok(answer)
+    }
+
+    fn redeem_refresh(
+        &self,
+        app: &App,
+        client: &ClientInfo,
+        form: &BTreeMap<String, String>,
+    ) -> Result<Value, TokenError> {
+        let token = form
+            .get("refresh_token")
+            .ok_or_else(|| TokenError::request("refresh_token is required"))?;
+        let claims = self
+            .keys()
+            .verify(Purpose::Refresh, token, &self.issuer, &self.issuer)
+            .map_err(|_| {
+                TokenError::grant("the refresh token is invalid or expired: sign in again")
+            })?;
+        if claim(&claims, "client_id") != client.id {
+            return Err(TokenError::grant(
+                "the refresh token was issued to another client",
+            ));
+        }
+        let family = claim(&claims, "fid");
+        let session_end = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        if self.ledger.family_revoked(family) {
+            return Err(TokenError::grant("this sign-in was revoked: sign in again"));
+        }
+        if !self.ledger.first_use(claim(&claims, "jti"), session_end) {
+            // RFC 9700 §4.14.2: a rotated refresh token came back, so one of the two holders
+            // is not the client. End the whole sign-in, its access tokens included.
+            self.ledger.revoke_family(family, session_end);
+            log_event(
+                "warn",
+                "oauth: refresh token replayed after rotation; sign-in revoked",
+                &[("client", &client.name), ("caller", claim(&claims, "sub"))],
+            );
+            return Err(TokenError::grant(
+                "the refresh token was already used; this sign-in is revoked: sign in again",
+            ));
+        }
+        let granted = claim(&claims, "scope");
+        let scope = match form.get("scope") {
+            None => granted.to_string(),
+            Some(asked) => {
+                if asked
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .any(|s| !granted.split(' ').any(|g| g == s))
+                {
+                    return Err(TokenError::new(
+                        400,
+                        "invalid_scope",
+                        "a refresh cannot widen the granted scope",
+                    ));
+                }
+                asked
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        if form
+            .get("resource")
+            .is_some_and(|r| !self.resource_acceptable(r))
+        {
+            return Err(TokenError::new(
+                400,
+                "invalid_target",
+                "resource must be this server's MCP URL",
+            ));
+        }
+        let name = claim(&claims, "sub");
+        let grant = claim(&claims, "g");
+        if !self.grant_still_valid(name, grant, &app.auth) {
+            return Err(TokenError::grant(
+                "the analyst is no longer allowed on this server",
+            ));
+        }
+        let answer = self.issue_tokens(client, name, grant, &scope, family, session_end)?;
+        self.count("mcp_oauth_tokens_issued_total", "refresh_token");
+        Ok(answer)
+    }
+
+    fn issue_tokens(
+        &self,
+        client: &ClientInfo,
+        name: &str,
+        grant: &str,
+        scope: &str,
+        family: &str,
+        session_end: u64,
+    ) -> Result<Value, TokenError> {
+        let now = now_s();
+        let common = |audience: &str, exp: u64| -> Result<Map<String, Value>, TokenError> {
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(self.issuer));
+            claims.insert("aud".into(), json!(audience));
+            claims.insert("sub".into(), json!(name));
+            claims.insert("client_id".into(), json!(client.id));
+            claims.insert("cn".into(), json!(client.name));
+            claims.insert("scope".into(), json!(scope));
+            claims.insert("g".into(), json!(grant));
+            claims.insert("fid".into(), json!(family));
+            claims.insert("exp".into(), json!(exp));
+            claims.insert("iat".into(), json!(now));
+            let id = random_bytes::<12>().map_err(|e| TokenError::server(&e))?;
+            claims.insert("jti".into(), json!(hex(&id)));
+            Ok(claims)
+        };
+        let access_exp = now + self.access_ttl_s;
+        let access = self
+            .keys()
+            .sign(Purpose::Access, common(&self.resource, access_exp)?)
+            .map_err(|e| TokenError::server(&e))?;
+        let mut answer = json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl_s,
+            "scope": scope,
+        });
+        if client.refresh && self.refresh_ttl_s > 0 && session_end > now {
+            let refresh = self
+                .keys()
+                .sign(Purpose::Refresh, common(&self.issuer, session_end)?)
+                .map_err(|e| TokenError::server(&e))?;
+            answer["refresh_token"] = json!(refresh);
+        }
+        Ok(answer)
+    }
+}
+
+/// An RFC 6749 §5.2 error of the token endpoint.
+#[derive(Debug)]
+struct TokenError {
+    status: u16,
+    code: &'static str,
+    description: String,
+}
+
+impl TokenError {
+    fn new(status: u16, code: &'static str, description: &str) -> TokenError {
+        TokenError {
+            status,
+            code,
+            description: description.to_string(),
+        }
+    }
+    fn request(description: &str) -> TokenError {
+        TokenError::new(400, "invalid_request", description)
+    }
+    fn client(description: &str) -> TokenError {
+        TokenError::new(401, "invalid_client", description)
+    }
+    fn grant(description: &str) -> TokenError {
+        TokenError::new(400, "invalid_grant", description)
+    }
+    fn server(why: &str) -> TokenError {
+        log_event("error", "oauth: internal error", &[("error", why)]);
+        TokenError::new(500, "server_error", "internal error; it was logged")
+    }
+}
+
+// ── Pages ────────────────────────────────────────────────────────────────────────────────────
+// Plain server-rendered HTML, no JavaScript, nothing from another origin. Every value is
+// HTML-escaped where it is put in.
+
+const PAGE_SIGN_IN: &str = include_str!("web/sign-in.html");
+const PAGE_ERROR: &str = include_str!("web/error.html");
+const PAGE_CSS: &str = include_str!("web/oauth.css");
+
+/// A page with the headers every page carries: a CSP that allows our stylesheet and forms to
+/// `form_targets` only (Chromium applies form-action to the redirect that follows a POST, so
+/// the client's redirect origin and the identity provider are listed), never framed.
+fn page_response(status: u16, body: String, form_targets: &str) -> Response {
+    Response::html(status, body)
+        .with_header(
+            "Content-Security-Policy",
+            format!(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_targets}; \
+                 frame-ancestors 'none'; base-uri 'none'"
+            ),
+        )
+        .with_header("X-Frame-Options", "DENY")
+        .with_header("Referrer-Policy", "no-referrer")
+}
+
+fn error_page(status: u16, title: &str, message: &str) -> Response {
+    let body = PAGE_ERROR
+        .replace("{{title}}", &html_escape(title))
+        .replace("{{message}}", &html_escape(message))
+        .replace("{{link}}", "");
+    page_response(status, body, "'none'")
+}
+
+/// An error page with one link (back to a registered redirect URI, with the OAuth error).
+fn error_page_with_link(
+    status: u16,
+    title: &str,
+    message: &str,
+    href: &str,
+    label: &str,
+) -> Response {
+    let link = format!(
+        r#"<p><a id="back" href="{}">{}</a></p>"#,
+        html_escape(href),
+        html_escape(label)
+    );
+    let body = PAGE_ERROR
+        .replace("{{title}}", &html_escape(title))
+        .replace("{{message}}", &html_escape(message))
+        .replace("{{link}}", &link);
+    page_response(status, body, "'none'")
+}
+
+// ── Signing in at the identity provider (OpenID Connect) ────────────────────────────────────
+// Authorization code flow with our own PKCE, state and nonce. The provider's code is redeemed
+// server-side; its ID token is verified (signature against its JWKS, refetched once when an
+// unknown key id appears — key rotation; iss, aud, azp, exp, nonce) and its e-mail must be
+// verified and allowed. Provider tokens go nowhere: the MCP client gets our code.
+
+/// The provider's endpoints from its discovery document.
+#[derive(Clone, Debug)]
+struct ProviderEndpoints {
+    authorization: String,
+    token: String,
+    jwks: String,
+    /// Send the client secret with Basic (else in the form).
+    basic_auth: bool,
+}
+
+/// Who may sign in: addresses, @domains, and !addresses refused even when their domain is allowed.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct AllowList {
+    emails: Vec<String>,
+    domains: Vec<String>,
+    denied: Vec<String>,
+}
+
+fn read_allow_file(path: &str) -> Result<AllowList, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut list = AllowList::default();
+    for (number, line) in text.lines().enumerate() {
+        let line = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(denied) = line.strip_prefix('!') {
+            list.denied.push(denied.trim().to_string());
+        } else if let Some(domain) = line.strip_prefix('@') {
+            list.domains.push(domain.trim().to_string());
+        } else if line.contains('@') {
+            list.emails.push(line);
+        } else {
+            return Err(format!(
+                "{path} line {}: {line:?} is neither an address, an @domain nor a !address",
+                number + 1
+            ));
+        }
+    }
+    Ok(list)
+}
+
+struct Oidc {
+    config: OidcConfig,
+    endpoints: Mutex<Option<(ProviderEndpoints, Instant)>>,
+    jwks: Mutex<Option<(jsonwebtoken::jwk::JwkSet, Instant)>>,
+    file: RwLock<AllowList>,
+    /// The allow-list file's mtime when last read (None: not read yet).
+    file_mtime: Mutex<Option<Option<SystemTime>>>,
+}
+
+impl Oidc {
+    fn new(config: OidcConfig) -> Oidc {
+        let oidc = Oidc {
+            config,
+            endpoints: Mutex::new(None),
+            jwks: Mutex::new(None),
+            file: RwLock::new(AllowList::default()),
+            file_mtime: Mutex::new(None),
+        };
+        oidc.reload_allow_file_if_changed();
+        oidc
+    }
+
+    fn reload_allow_file_if_changed(&self) {
+        let Some(path) = &self.config.allowed_file else {
+            return;
+        };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if *lock(&self.file_mtime) == Some(mtime) {
+            return;
+        }
+        *lock(&self.file_mtime) = Some(mtime);
+        match read_allow_file(path) {
+            Ok(list) => {
+                let count =
+                    (list.emails.len() + list.domains.len() + list.denied.len()).to_string();
+                *self.file.write().unwrap_or_else(|e| e.into_inner()) = list;
+                log_event(
+                    "info",
+                    "oidc allow-list loaded",
+                    &[("source", path), ("entries", &count)],
+                );
+            }
+            Err(e) => log_event(
+                "warn",
+                "oidc allow-list not reloaded, keeping the previous one",
+                &[("error", &e)],
+            ),
+        }
+    }
+
+    /// Whether `email` may be served now (checked at sign-in and on every request).
+    fn email_allowed(&self, email: &str) -> bool {
+        self.allowed_by(email).is_some()
+    }
+
+    /// How `email` is allowed: Some(true) by its address, Some(false) by its domain, None not.
+    fn allowed_by(&self, email: &str) -> Option<bool> {
+        let email = email.to_ascii_lowercase();
+        let file = self.file.read().unwrap_or_else(|e| e.into_inner());
+        if file.denied.contains(&email) {
+            return None;
+        }
+        if self.config.allowed_emails.contains(&email) || file.emails.contains(&email) {
+            return Some(true);
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d)?;
+        (self.config.allowed_domains.iter().any(|d| d == domain)
+            || file.domains.iter().any(|d| d == domain))
+        .then_some(false)
+    }
+
+    fn analyst_name(&self, email: &str) -> String {
+        let email = email.to_ascii_lowercase();
+        match self.config.name_from {
+            NameFrom::Email => email,
+            NameFrom::LocalPart => email.split('@').next().unwrap_or("").to_string(),
+        }
+    }
+
+    /// The origin of the provider's authorization endpoint, once known (for the page's CSP).
+    fn authorization_origin(&self) -> Option<String> {
+        let endpoints = lock(&self.endpoints);
+        let (endpoints, _) = endpoints.as_ref()?;
+        origin_of(&endpoints.authorization)
+    }
+
+    /// The discovery document's endpoints, fetched on first use and hourly after.
+    fn endpoints(&self, fetch: &Fetcher) -> Result<ProviderEndpoints, String> {
+        if let Some((endpoints, at)) = lock(&self.endpoints).as_ref() {
+            if at.elapsed() < Duration::from_secs(3600) {
+                return Ok(endpoints.clone());
+            }
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
+        let document: Value = serde_json::from_slice(&fetch.provider_get(&url)?)
+            .map_err(|e| format!("the provider's discovery document is not JSON: {e}"))?;
+        if document
+            .get("issuer")
+            .and_then(Value::as_str)
+            .map(|i| i.trim_end_matches('/'))
+            != Some(self.config.issuer.as_str())
+        {
+            return Err("the provider's discovery document names another issuer".into());
+        }
+        let https = |field: &str| {
+            document
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|u| u.starts_with("https://"))
+                .map(String::from)
+                .ok_or_else(|| format!("the provider's discovery document has no https {field}"))
+        };
+        let methods: Vec<&str> = document
+            .get("token_endpoint_auth_methods_supported")
+            .and_then(Value::as_array)
+            .map(|m| m.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let endpoints = ProviderEndpoints {
+            authorization: https("authorization_endpoint")?,
+            token: https("token_endpoint")?,
+            jwks: https("jwks_uri")?,
+            basic_auth: methods.is_empty() || methods.contains(&"client_secret_basic"),
+        };
+        *lock(&self.endpoints) = Some((endpoints.clone(), Instant::now()));
+        Ok(endpoints)
+    }
+
+    /// The verification key for `kid`: from the cached JWKS, else from a fresh one (the
+    /// provider rotated its keys), fetched at most once a second.
+    fn key_for(
+        &self,
+        fetch: &Fetcher,
+        endpoints: &ProviderEndpoints,
+        kid: Option<&str>,
+    ) -> Result<jsonwebtoken::jwk::Jwk, String> {
+        let find = |set: &jsonwebtoken::jwk::JwkSet| match kid {
+            Some(kid) => set.find(kid).cloned(),
+            None if set.keys.len() == 1 => set.keys.first().cloned(),
+            None => None,
+        };
+        {
+            let cached = lock(&self.jwks);
+            if let Some((set, at)) = cached.as_ref() {
+                if let Some(key) = find(set) {
+                    return Ok(key);
+                }
+                if at.elapsed() < Duration::from_secs(1) {
+                    return Err(
+                        "the ID token is signed with a key the provider does not publish".into(),
+                    );
+                }
+            }
+        }
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_slice(&fetch.provider_get(&endpoints.jwks)?)
+                .map_err(|e| format!("the provider's JWKS is not valid: {e}"))?;
+        let key = find(&set);
+        *lock(&self.jwks) = Some((set, Instant::now()));
+        key.ok_or_else(|| "the ID token is signed with a key the provider does not publish".into())
+    }
+
+    /// The ID token's claims, verified. Only asymmetric algorithms: an HS256 ID token (keyed
+    /// with the client secret) is refused, and the JWK's own alg/kty must agree with the header.
+    fn verify_id_token(
+        &self,
+        fetch: &Fetcher,
+        endpoints: &ProviderEndpoints,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, String> {
+        use jsonwebtoken::Algorithm as A;
+        let header =
+            jsonwebtoken::decode_header(id_token).map_err(|_| "the ID token is malformed")?;
+        if !matches!(
+            header.alg,
+            A::RS256
+                | A::RS384
+                | A::RS512
+                | A::PS256
+                | A::PS384
+                | A::PS512
+                | A::ES256
+                | A::ES384
+                | A::EdDSA
+        ) {
+            return Err(format!(
+                "the ID token uses algorithm {:?}, which is not accepted",
+                header.alg
+            ));
+        }
+        let jwk = self.key_for(fetch, endpoints, header.kid.as_deref())?;
+        if let Some(alg) = jwk.common.key_algorithm {
+            if jsonwebtoken::jwk::KeyAlgorithm::from(header.alg) != alg {
+                return Err("the ID token's algorithm does not match its key".into());
+            }
+        }
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+            .map_err(|e| format!("the provider's key is not usable: {e}"))?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.leeway = 60;
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.set_issuer(&[
+            self.config.issuer.as_str(),
+            &format!("{}/", self.config.issuer),
+        ]);
+        validation.set_audience(&[self.config.client_id.as_str()]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(id_token, &key, &validation)
+            .map_err(|e| format!("the ID token was refused: {e}"))?
+            .claims;
+        if let Some(Value::Array(audiences)) = claims.get("aud") {
+            if audiences.len() > 1 && claim(&claims, "azp") != self.config.client_id {
+                return Err("the ID token was issued to another party (azp)".into());
+            }
+        }
+        if !constant_time_eq(
+            &sha256(claim(&claims, "nonce").as_bytes()),
+            &sha256(nonce.as_bytes()),
+        ) {
+            return Err("the ID token's nonce does not match this sign-in".into());
+        }
+        Ok(claims)
+    }
+}
+
+impl OAuth {
+    /// The sign-in page's Allow in oidc mode: off to the provider, carrying (signed) the client's
+    /// request, our PKCE verifier and nonce.
+    fn send_to_provider(&self, request: &Request, grant: &GrantRequest) -> Response {
+        let Some(oidc) = &self.oidc else {
+            return self.internal_error_page("oidc mode without a provider");
+        };
+        let endpoints = match oidc.endpoints(&self.fetch) {
+            Ok(endpoints) => endpoints,
+            Err(e) => {
+                self.count("mcp_oauth_sign_ins_total", "provider_error");
+                log_event("warn", "oidc: provider unavailable", &[("error", &e)]);
+                return error_page(
+                    502,
+                    "The company sign-in is not reachable",
+                    "This server could not reach the identity provider. Try again in a minute; if it keeps failing, tell your administrator.",
+                );
+            }
+        };
+        let (Ok(verifier), Ok(nonce)) = (random_bytes::<32>(), random_bytes::<16>()) else {
+            return self.internal_error_page("no randomness for the provider request");
+        };
+        let (verifier, nonce) = (b64url(&verifier), b64url(&nonce));
+        let csrf = cookie(request, self.csrf_cookie_name())
+            .unwrap_or("")
+            .to_string();
+        let mut claims = self.grant_claims(grant, &csrf);
+        claims.insert("pkce".into(), json!(verifier));
+        claims.insert("nonce".into(), json!(nonce));
+        let state = match self.keys().sign(Purpose::Provider, claims) {
+            Ok(state) => state,
+            Err(e) => return self.internal_error_page(&e),
+        };
+        let challenge = b64url(&sha256(verifier.as_bytes()));
+        let callback = format!("{}/oauth/callback", self.issuer);
+        let location = with_query(
+            &endpoints.authorization,
+            &[
+                ("response_type", "code"),
+                ("client_id", &oidc.config.client_id),
+                ("redirect_uri", &callback),
+                ("scope", "openid email profile"),
+                ("state", &state),
+                ("nonce", &nonce),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        );
+        Response::redirect(303, &location).with_header("Referrer-Policy", "no-referrer")
+    }
+
+    /// GET /oauth/callback: the provider sends the browser back here.
+    fn provider_callback(&self, request: &Request) -> Response {
+        let Some(oidc) = &self.oidc else {
+            return error_page(
+                404,
+                "Not found",
+                "This server does not sign in with an identity provider.",
+            );
+        };
+        let params = parse_form(&request.query).unwrap_or_default();
+        let claims = match self.keys().verify(
+            Purpose::Provider,
+            params.get("state").map(String::as_str).unwrap_or(""),
+            &self.issuer,
+            &self.issuer,
+        ) {
+            Ok(claims) => claims,
+            Err(_) => {
+                self.count("mcp_oauth_sign_ins_total", "expired_page");
+                return error_page(
+                    400,
+                    "This sign-in is no longer valid",
+                    "The answer from the identity provider does not belong to a sign-in started here, or it took more than 10 minutes. \
+                     Go back to Claude (or the app you came from) and connect again.",
+                );
+            }
+        };
+        let address = self.client_address(request);
+        if !self.csrf_matches(request, &claims) {
+            self.count("mcp_oauth_sign_ins_total", "csrf");
+            self.throttle.record_failure(address);
+            return error_page(
+                403,
+                "This sign-in could not be verified",
+                "Your browser did not send this sign-in's security check (a cookie), so nothing was signed in. \
+                 Make sure cookies are allowed for this site, then connect again from the app.",
+            );
+        }
+        let grant = match self.grant_from_claims(&claims) {
+            Ok(grant) => grant,
+            Err(AuthorizeError::Page(page)) | Err(AuthorizeError::Redirect(page)) => return page,
+        };
+        if self.throttle.blocked(address) {
+            return self.throttled_page();
+        }
+        if let Some(error) = params.get("error") {
+            self.count("mcp_oauth_sign_ins_total", "denied");
+            let error = if error == "access_denied" {
+                "access_denied"
+            } else {
+                "server_error"
+            };
+            return self.redirect_error(
+                &grant,
+                error,
+                "the identity provider did not sign the analyst in",
+            );
+        }
+        if params
+            .get("iss")
+            .is_some_and(|iss| iss.trim_end_matches('/') != oidc.config.issuer)
+        {
+            self.count("mcp_oauth_sign_ins_total", "provider_error");
+            return error_page(
+                400,
+                "The answer came from the wrong identity provider",
+                "This sign-in was answered by a provider other than the one this server trusts. Connect again from the app.",
+            );
+        }
+        match self.redeem_at_provider(oidc, &params, &claims) {
+            Ok((name, email)) => {
+                self.count("mcp_oauth_sign_ins_total", "ok");
+                log_event(
+                    "info",
+                    "oauth sign-in",
+                    &[
+                        ("caller", &name),
+                        ("client", &grant.client.name),
+                        ("via", "oidc"),
+                    ],
+                );
+                self.issue_code(&grant, &name, &format!("e:{email}"))
+            }
+            Err((outcome, title, message)) => {
+                self.count("mcp_oauth_sign_ins_total", outcome);
+                self.throttle.record_failure(address);
+                log_event(
+                    "warn",
+                    "oidc sign-in refused",
+                    &[("reason", outcome), ("detail", &message)],
+                );
+                error_page(403, title, &message)
+            }
+        }
+    }
+
+    /// Redeems the provider's code, verifies the ID token and applies the allow-list. The
+    /// analyst name and e-mail, or (metrics outcome, page title, what to do).
+    fn redeem_at_provider(
+        &self,
+        oidc: &Oidc,
+        params: &BTreeMap<String, String>,
+        state: &Map<String, Value>,
+    ) -> Result<(String, String), (&'static str, &'static str, String)> {
+        let provider_failed = |detail: String| {
+            log_event(
+                "warn",
+                "oidc: provider exchange failed",
+                &[("error", &detail)],
+            );
+            (
+                "provider_error",
+                "The company sign-in did not complete",
+                "The identity provider's answer could not be verified. Connect again from the app; if it keeps failing, tell your administrator.".to_string(),
+            )
+        };
+        let code = params
+            .get("code")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| provider_failed("no code in the callback".into()))?;
+        let endpoints = oidc.endpoints(&self.fetch).map_err(provider_failed)?;
+        let callback = format!("{}/oauth/callback", self.issuer);
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.clone()),
+            ("redirect_uri", callback),
+            ("code_verifier", claim(state, "pkce").to_string()),
+        ];
+        let basic = if endpoints.basic_auth {
+            Some(format!(
+                "Basic {}",
+                base64_standard(&format!(
+                    "{}:{}",
+                    percent_encode(&oidc.config.client_id),
+                    percent_encode(&oidc.config.client_secret)
+                ))
+            ))
+        } else {
+            form.push(("client_id", oidc.config.client_id.clone()));
+            form.push(("client_secret", oidc.config.client_secret.clone()));
+            None
+        };
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        let answer = self
+            .fetch
+            .provider_post(&endpoints.token, &body.join("&"), basic.as_deref())
+            .map_err(provider_failed)?;
+        let answer: Value = serde_json::from_slice(&answer)
+            .map_err(|e| provider_failed(format!("token response is not JSON: {e}")))?;
+        let id_token = answer
+            .get("id_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| provider_failed("the token response has no id_token".into()))?;
+        let claims = oidc
+            .verify_id_token(&self.fetch, &endpoints, id_token, claim(state, "nonce"))
+            .map_err(provider_failed)?;
+        let email = claim(&claims, "email").to_ascii_lowercase();
+        if email.is_empty() || !email.contains('@') {
+            return Err((
+                "not_allowed",
+                "Your account has no e-mail address",
+                "The identity provider did not share an e-mail address for your account, so this server cannot tell who you are. Ask your administrator.".into(),
+            ));
+        }
+        let verified = match claims.get("email_verified") {
+            Some(Value::Bool(v)) => *v,
+            Some(Value::String(v)) => v == "true",
+            _ => false,
+        };
+        if !verified {
+            return Err((
+                "unverified_email",
+                "Your e-mail address is not verified",
+                format!("The identity provider has not verified {email}. Verify it there (or ask your administrator), then connect again."),
+            ));
+        }
+        let Some(by_address) = oidc.allowed_by(&email) else {
+            return Err((
+                "not_allowed",
+                "This account may not use this server",
+                format!("{email} is not on this server's list of analysts. If you should have access, ask your administrator to add you; or sign in with your work account."),
+            ));
+        };
+        // Google: a domain grant needs the Workspace's hosted-domain claim, not just an address
+        // in the domain (consumer accounts can carry any verified address). Any provider that
+        // sends `hd` must send the allowed domain.
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let hd = claims.get("hd").and_then(Value::as_str);
+        let hd_required = oidc.config.issuer == GOOGLE_ISSUER;
+        if !by_address
+            && (hd.is_some_and(|hd| !hd.eq_ignore_ascii_case(domain))
+                || (hd_required && hd.is_none()))
+        {
+            return Err((
+                "not_allowed",
+                "This account may not use this server",
+                format!("{email} is not a member of the company's workspace ({domain}). Sign in with your work account."),
+            ));
+        }
+        Ok((oidc.analyst_name(&email), email))
+    }
+}
+
+fn base64_standard(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+// ── Outbound HTTPS ───────────────────────────────────────────────────────────────────────────
+// Blocking ureq on rustls (ring), https only, no redirects, no proxy, 5 s for the whole
+// exchange, bounded bodies. Client metadata documents come from addresses the client chose,
+// so their fetches resolve the name first and connect only to public addresses (no loopback,
+// private, link-local, CGNAT, multicast or reserved ranges — the resolver returns only those
+// it allows, so no rebinding between check and connect) unless MCP_OAUTH_ALLOW_PRIVATE_FETCH=1.
+
+struct Fetcher {
+    provider: ureq::Agent,
+    documents: ureq::Agent,
+}
+
+#[derive(Debug)]
+struct PublicAddressesOnly {
+    allow_private: bool,
+}
+
+impl ureq::unversioned::resolver::Resolver for PublicAddressesOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let all = ureq::unversioned::resolver::DefaultResolver::default()
+            .resolve(uri, config, timeout)?;
+        let mut allowed = self.empty();
+        for address in all.iter() {
+            if self.allow_private || is_public_address(address.ip()) {
+                allowed.push(*address);
+            }
+        }
+        if allowed.is_empty() {
+            return Err(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the client metadata document's host resolves only to private, loopback or reserved addresses",
+            )));
+        }
+        Ok(allowed)
+    }
+}
+
+/// Globally routable unicast: what a client-chosen URL may reach.
+fn is_public_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064
+                || first == 0x0100)
+        }
+    }
+}
+
+fn read_ca_file(path: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut certificates = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certificates.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{path}: {e}")),
+        }
+    }
+    if certificates.is_empty() {
+        return Err(format!("{path} holds no PEM certificate"));
+    }
+    Ok(certificates)
+}
+
+impl Fetcher {
+    fn new(config: &OAuthConfig) -> Result<Fetcher, String> {
+        let roots = match &config.ca_file {
+            Some(path) => ureq::tls::RootCerts::new_with_certs(&read_ca_file(path)?),
+            None => ureq::tls::RootCerts::WebPki,
+        };
+        let agent_config = || {
+            ureq::Agent::config_builder()
+                .https_only(true)
+                .max_redirects(0)
+                .proxy(None)
+                .http_status_as_error(false)
+                .timeout_global(Some(FETCH_TIMEOUT))
+                .user_agent(format!("{SERVER_NAME}/{VERSION}"))
+                .tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .provider(ureq::tls::TlsProvider::Rustls)
+                        .root_certs(roots.clone())
+                        .build(),
+                )
+                .build()
+        };
+        Ok(Fetcher {
+            provider: ureq::Agent::new_with_config(agent_config()),
+            documents: ureq::Agent::with_parts(
+                agent_config(),
+                ureq::unversioned::transport::DefaultConnector::new(),
+                PublicAddressesOnly {
+                    allow_private: config.allow_private_fetch,
+                },
+            ),
+        })
+    }
+
+    fn read(
+        mut response: ureq::http::Response<ureq::Body>,
+        limit: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, String> {
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(format!("{what} answered HTTP {status}"));
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| format!("{what}: {e}"))
+    }
+
+    fn client_document(&self, url: &str) -> Result<Vec<u8>, String> {
+        let response = self
+            .documents
+            .get(url)
+            .header("Accept", "application/json")
+            .call()
+            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        Fetcher::read(
+            response,
+            CLIENT_DOCUMENT_MAX_BYTES,
+            "the client metadata document",
+        )
+    }
+
+    fn provider_get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let response = self
+            .provider
+            .get(url)
+            .header("Accept", "application/json")
+            .call()
+            .map_err(|e| format!("cannot reach the identity provider at {url}: {e}"))?;
+        Fetcher::read(
+            response,
+            PROVIDER_DOCUMENT_MAX_BYTES,
+            "the identity provider",
+        )
+    }
+
+    fn provider_post(
+        &self,
+        url: &str,
+        form: &str,
+        authorization: Option<&str>,
+    ) -> Result<Vec<u8>, String> {
+        let mut request = self
+            .provider
+            .post(url)
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request
+            .send(form)
+            .map_err(|e| format!("cannot reach the identity provider at {url}: {e}"))?;
+        Fetcher::read(
+            response,
+            PROVIDER_DOCUMENT_MAX_BYTES,
+            "the identity provider's token endpoint",
+        )
+    }
+}
+
+impl OAuth {
+    /// /metrics families of the OAuth section (closed label sets).
+    fn render_metrics(&self) -> String {
+        #[rustfmt::skip]
+        let families: [(&str, &str, &str); 5] = [
+            ("mcp_oauth_sign_ins_total", "outcome", "Sign-in attempts on the OAuth pages by outcome (ok, bad_token, not_allowed, unverified_email, csrf, throttled, …)."),
+            ("mcp_oauth_tokens_issued_total", "grant", "OAuth access tokens issued by grant type."),
+            ("mcp_oauth_token_errors_total", "error", "Token endpoint refusals by OAuth error code."),
+            ("mcp_oauth_registrations_total", "outcome", "Dynamic client registrations by outcome."),
+            ("mcp_oauth_client_documents_total", "outcome", "Client ID Metadata Document fetches by outcome."),
+        ];
+        let counters = lock(&self.counters);
+        let mut out = String::new();
+        for (family, label, help) in families {
+            let samples: Vec<(String, f64)> = counters
+                .iter()
+                .filter(|((f, _), _)| *f == family)
+                .map(|((_, value), n)| (format!("{label}=\"{value}\""), *n as f64))
+                .collect();
+            write_family(&mut out, family, "counter", help, &samples);
+        }
+        out
+    }
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -4758,14 +7944,6 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
     index
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
 /// A line of the file, checked: its tag matches its content under the key.
 #[derive(Debug)]
 struct SealedLine {
@@ -5334,6 +8512,8 @@ fn verify_audit_file(
 struct App {
     config: Config,
     auth: Auth,
+    /// The OAuth resource + authorization server; None when MCP_OAUTH=off.
+    oauth: Option<OAuth>,
     pool: Pool,
     audit_log: Option<AuditLog>,
     metrics: Metrics,
@@ -5410,6 +8590,13 @@ fn main() {
         Some("check-sql") => std::process::exit(run_check_sql(&args[1..], &env)),
         Some("healthcheck") => std::process::exit(run_healthcheck(&env)),
         Some("verify-audit") => std::process::exit(run_verify_audit(&args[1..], &env)),
+        Some("oauth-key") => match new_signing_key_line() {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("{SERVER_NAME}: {e}");
+                std::process::exit(1);
+            }
+        },
         Some(other) => {
             eprintln!("{SERVER_NAME}: unknown argument {other:?}; see --help");
             std::process::exit(2);
@@ -5517,8 +8704,17 @@ fn serve(env: EnvLookup) {
             std::process::exit(2);
         }
     };
+    let oauth = match config.oauth.as_ref().map(|c| OAuth::new(c, &config)) {
+        None => None,
+        Some(Ok(oauth)) => Some(oauth),
+        Some(Err(e)) => {
+            log_event("error", &format!("invalid configuration: {e}"), &[]);
+            std::process::exit(2);
+        }
+    };
     let app: &'static App = Box::leak(Box::new(App {
         auth: Auth::new(&config),
+        oauth,
         pool: Pool::new(&config),
         audit_log,
         metrics: Metrics::default(),
@@ -5534,6 +8730,9 @@ fn serve(env: EnvLookup) {
     signals::install();
     spawn_background("rejector", move || app.rejector.run());
     spawn_background("token-watcher", move || app.auth.watch());
+    if let Some(oauth) = &app.oauth {
+        spawn_background("oauth-housekeeping", move || oauth.housekeeping());
+    }
     spawn_background("query-watchdog", move || app.pool.watchdog.run());
     if let Some(audit_log) = &app.audit_log {
         if audit_log.config.fsync == AuditFsync::Interval {
@@ -5550,10 +8749,10 @@ fn serve(env: EnvLookup) {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let auth_mode = if app.auth.enabled() {
-        "bearer tokens"
-    } else {
-        "none (loopback only)"
+    let auth_mode = match (&app.oauth, app.auth.enabled()) {
+        (Some(oauth), _) => oauth.describe(),
+        (None, true) => "bearer tokens",
+        (None, false) => "none (loopback only)",
     };
     log_event(
         "info",
@@ -6426,5 +9625,233 @@ mod tests {
             assert!(AnalystRoles::from_env(&env(bad)).is_err(), "{bad}");
         }
         assert_eq!(AnalystRoles::from_env(&|_: &str| None).unwrap(), None);
+    }
+
+    // ── OAuth ──
+
+    #[test]
+    fn urls_are_split_strictly() {
+        let url = split_url("https://claude.ai/api/mcp/auth_callback").unwrap();
+        assert_eq!(
+            (url.scheme, url.host, url.port),
+            ("https", "claude.ai", None)
+        );
+        assert_eq!(url.path_and_query, "/api/mcp/auth_callback");
+        let url = split_url("http://[::1]:8080/cb?x=1").unwrap();
+        assert_eq!(
+            (url.host, url.port, url.path_and_query),
+            ("[::1]", Some(8080), "/cb?x=1")
+        );
+        for bad in [
+            "https://a.example/cb#f",
+            "https://user@a.example/cb",
+            "javascript:alert(1)",
+            "https:///cb",
+            "https://a.example:99999/",
+            "https://a.exa mple/",
+            "ftp://a.example/",
+            "https://a\\b.example/",
+        ] {
+            assert!(split_url(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly_or_on_any_loopback_port() {
+        assert!(redirect_uri_allowed(
+            "https://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(redirect_uri_allowed("http://127.0.0.1:33418/callback"));
+        assert!(redirect_uri_allowed("http://localhost/cb"));
+        assert!(!redirect_uri_allowed(
+            "http://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(!redirect_uri_allowed("http://127.0.0.1.example.com/cb"));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb2"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://localhost:5555/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://a.example/cb",
+            "https://a.example:443/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://a.example/cb",
+            "https://a.example/cb/"
+        ));
+    }
+
+    #[test]
+    fn forms_decode_and_refuse_repeats() {
+        let form = parse_form("a=1&b=x+y%21&c=&d").unwrap();
+        assert_eq!(form["b"], "x y!");
+        assert_eq!((form["c"].as_str(), form["d"].as_str()), ("", ""));
+        assert!(parse_form("a=1&a=2").is_err());
+        assert!(parse_form("a=%zz").is_err());
+        assert!(parse_form("a=%ff").is_err());
+        assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(
+            with_query("https://x.example/cb?k=v", &[("code", "a&b")]),
+            "https://x.example/cb?k=v&code=a%26b"
+        );
+        assert_eq!(
+            html_escape("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+
+    #[test]
+    fn pkce_s256_matches_base64url_sha256() {
+        // expected value computed independently with Python's hashlib and base64
+        let verifier = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(pkce_verifier_matches(
+            verifier,
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtc"
+        ));
+        assert!(!pkce_verifier_matches(
+            verifier,
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtd"
+        ));
+        assert!(!pkce_verifier_matches("short", &b64url(&sha256(b"short"))));
+    }
+
+    #[test]
+    fn only_public_addresses_pass_the_document_resolver() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public_address(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:4700::1111", "::ffff:1.1.1.1"] {
+            assert!(is_public_address(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn signed_tokens_keep_to_their_purpose_issuer_and_audience() {
+        let ring = KeyRing::new(vec![vec![7u8; 32]]).unwrap();
+        let other = KeyRing::new(vec![vec![8u8; 32]]).unwrap();
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!("https://a.example"));
+        claims.insert("aud".into(), json!("https://a.example/mcp"));
+        claims.insert("exp".into(), json!(now_s() + 60));
+        let token = ring.sign(Purpose::Access, claims.clone()).unwrap();
+        let ok = ring.verify(
+            Purpose::Access,
+            &token,
+            "https://a.example",
+            "https://a.example/mcp",
+        );
+        assert_eq!(ok.unwrap()["use"], "access");
+        for (purpose, iss, aud) in [
+            (
+                Purpose::Refresh,
+                "https://a.example",
+                "https://a.example/mcp",
+            ),
+            (
+                Purpose::Access,
+                "https://b.example",
+                "https://a.example/mcp",
+            ),
+            (Purpose::Access, "https://a.example", "https://a.example"),
+        ] {
+            assert!(ring.verify(purpose, &token, iss, aud).is_err());
+        }
+        let audience = ("https://a.example", "https://a.example/mcp");
+        assert!(other
+            .verify(Purpose::Access, &token, audience.0, audience.1)
+            .is_err());
+        claims.insert("exp".into(), json!(now_s() - 1));
+        let expired = ring.sign(Purpose::Access, claims).unwrap();
+        assert_eq!(
+            ring.verify(Purpose::Access, &expired, audience.0, audience.1),
+            Err("token expired")
+        );
+        let none = format!(
+            "{}.{}.",
+            b64url(br#"{"alg":"none","typ":"JWT"}"#),
+            token.split('.').nth(1).unwrap()
+        );
+        assert!(ring
+            .verify(Purpose::Access, &none, audience.0, audience.1)
+            .is_err());
+        // several keys: the first signs, every one verifies
+        let rotated = KeyRing::new(vec![vec![9u8; 32], vec![7u8; 32]]).unwrap();
+        assert!(rotated
+            .verify(Purpose::Access, &token, audience.0, audience.1)
+            .is_ok());
+    }
+
+    #[test]
+    fn key_lines_decode_as_base64_or_hex() {
+        assert_eq!(decode_key(&"ab".repeat(32)).unwrap(), vec![0xab; 32]);
+        assert_eq!(decode_key(&b64url(&[1u8; 32])).unwrap(), vec![1; 32]);
+        assert!(decode_key("not base64 !").is_none());
+        assert!(new_signing_key_line().unwrap().len() >= 43);
+    }
+
+    #[test]
+    fn public_urls_are_origins() {
+        assert_eq!(
+            parse_public_url("https://analytics.example.org/").unwrap(),
+            "https://analytics.example.org"
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8892").unwrap(),
+            "http://127.0.0.1:8892"
+        );
+        assert!(parse_public_url("http://analytics.example.org").is_err());
+        assert!(parse_public_url("https://analytics.example.org/mcp").is_err());
+    }
+
+    #[test]
+    fn grantable_scopes() {
+        let config = config_with(&[
+            ("DATABASE_URL", "postgresql://u:p@127.0.0.1:5432/db"),
+            ("MCP_AUTH_TOKENS", "a:b"),
+            ("MCP_OAUTH", "token"),
+            ("MCP_PUBLIC_URL", "https://a.example"),
+        ])
+        .unwrap();
+        let oauth = OAuth::new(config.oauth.as_ref().unwrap(), &config).unwrap();
+        assert_eq!(oauth.grantable_scope(None).as_deref(), Some("mcp"));
+        assert_eq!(
+            oauth.grantable_scope(Some("openid mcp")).as_deref(),
+            Some("mcp")
+        );
+        assert_eq!(
+            oauth.grantable_scope(Some("offline_access mcp")).as_deref(),
+            Some("mcp offline_access")
+        );
+        assert_eq!(oauth.grantable_scope(Some("admin")), None);
+        assert!(oauth.resource_acceptable("https://a.example/mcp/"));
+        assert!(oauth.resource_acceptable("https://a.example"));
+        assert!(!oauth.resource_acceptable("https://a.example/other"));
+        assert!(oauth.resource_acceptable("HTTPS://A.Example/mcp"));
+        assert!(!oauth.resource_acceptable("https://a.example/MCP"));
+        assert!(!oauth.resource_acceptable("https://a.example.evil/mcp"));
+        assert_eq!(oauth.database, "db");
     }
 }

@@ -15,6 +15,11 @@
 #   - the inspector CLI: tools/list (legacy and auto era) and tools/call query
 #   - the Python SDK in auto and legacy modes calling every tool (tests/interop/sdk_client.py)
 #   - Claude Code's own connection check (`claude mcp add` + `claude mcp list` -> Connected)
+#   - OAuth (issue 10): a second server with MCP_OAUTH=token. Claude Code added by URL alone (no
+#     header) must report "Needs authentication" — its discovery and registration work on our
+#     metadata — where the OAuth-off server gets "Failed to connect"; and the conformance server
+#     scenarios pass against it with a static bearer token (OAuth on changes nothing for them).
+#     The conformance suite's auth scenarios (auth/*) all test OAuth *clients*, so none applies here.
 # Every check runs; the script exits non-zero if any failed, printing what the client printed.
 # Last line: `N passed, N failed`.
 set -euo pipefail
@@ -186,11 +191,31 @@ ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$MCP_PORT/readyz
 wait_for "server /readyz" 30 ready || { cat "$WORK/logs/server.log" >&2; die "analytics-mcp /readyz did not report the database up"; }
 say "analytics-mcp $("$BIN" --version 2>/dev/null || true) on $URL (pid $SERVER_PID)"
 
+OAUTH_PORT=$(pg_free_port)
+OAUTH_URL=http://127.0.0.1:$OAUTH_PORT/mcp
+DATABASE_URL="postgres://mcp_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/analytics" \
+MCP_AUTH_TOKENS="ci:$TOKEN" MCP_HOST=127.0.0.1 MCP_PORT=$OAUTH_PORT MCP_OAUTH=token \
+MCP_PUBLIC_URL=http://127.0.0.1:$OAUTH_PORT "$BIN" >"$WORK/logs/server-oauth.log" 2>&1 &
+OAUTH_PID=$!
+PIDS+=("$OAUTH_PID")
+oauth_healthy() {
+  kill -0 "$OAUTH_PID" || return 0
+  curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$OAUTH_PORT/healthz"
+}
+if ! wait_for "oauth server /healthz" 30 oauth_healthy || ! kill -0 "$OAUTH_PID" 2>/dev/null; then
+  cat "$WORK/logs/server-oauth.log" >&2
+  die "analytics-mcp with MCP_OAUTH=token did not answer GET /healthz within 30 s (or exited)"
+fi
+
+python3 "$IDIR/auth_proxy.py" 0 "$OAUTH_PORT" "$TOKEN" "$WORK/proxy-oauth.port" >"$WORK/logs/proxy-oauth.log" 2>&1 &
+PIDS+=("$!")
 python3 "$IDIR/auth_proxy.py" 0 "$MCP_PORT" "$TOKEN" "$WORK/proxy.port" >"$WORK/logs/proxy.log" 2>&1 &
 PIDS+=("$!")
 wait_for "proxy port file" 15 test -s "$WORK/proxy.port" || { cat "$WORK/logs/proxy.log" >&2; die "auth proxy did not start"; }
 PROXY_PORT=$(cat "$WORK/proxy.port")
 PROXY_URL=http://127.0.0.1:$PROXY_PORT/mcp
+wait_for "oauth proxy port file" 15 test -s "$WORK/proxy-oauth.port" || { cat "$WORK/logs/proxy-oauth.log" >&2; die "auth proxy (oauth) did not start"; }
+OAUTH_PROXY_URL=http://127.0.0.1:$(cat "$WORK/proxy-oauth.port")/mcp
 
 # ---------------------------------------------------------------- checks
 # Sanity: the proxy really is needed and really works (else the conformance results mean nothing).
@@ -212,6 +237,12 @@ conformance_scenario() {
 }
 for s in server-initialize ping tools-list dns-rebinding-protection; do
   check "conformance:$s" conformance_scenario "$s"
+done
+conformance_oauth_server() {
+  timeout -k 5 "$CLIENT_TIMEOUT" conformance server --url "$OAUTH_PROXY_URL" --scenario "$1" -o "$WORK/conformance-oauth"
+}
+for s in server-initialize tools-list; do
+  check "conformance:oauth-on:$s" conformance_oauth_server "$s"
 done
 
 TOOL_NAMES=(query list_schemas list_tables describe_table list_functions sample_table)
@@ -268,6 +299,34 @@ claude_check() (
   grep -E '^badtoken: ' <<<"$out" | grep -q '401' || { echo ">>> the wrong token did not get HTTP 401"; return 1; }
 )
 check claude-code:mcp-list claude_check
+
+# Added by URL alone, as an analyst would before signing in: the OAuth server needs
+# authentication (Claude Code found our metadata and could register); the OAuth-off one cannot
+# even start a flow.
+claude_oauth_check() (
+  local home=$WORK/claude-oauth-home proj=$WORK/claude-oauth-project out
+  mkdir -p "$home" "$proj"
+  cd "$proj"
+  export HOME=$home XDG_CONFIG_HOME=$home/.config CLAUDE_CONFIG_DIR=$home/.claude
+  export DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 \
+    DISABLE_ERROR_REPORTING=1 DISABLE_BUG_COMMAND=1 CI=true
+  unset ANTHROPIC_API_KEY CLAUDE_CODE_OAUTH_TOKEN
+  echo "\$ claude mcp add --transport http analytics $OAUTH_URL"
+  timeout -k 5 "$CLIENT_TIMEOUT" claude mcp add --transport http analytics "$OAUTH_URL" </dev/null 2>&1 \
+    || { echo ">>> claude mcp add failed"; return 1; }
+  timeout -k 5 "$CLIENT_TIMEOUT" claude mcp add --transport http nooauth "$URL" </dev/null >/dev/null 2>&1 \
+    || { echo ">>> claude mcp add nooauth failed"; return 1; }
+  echo "\$ claude mcp list"
+  out=$(timeout -k 5 "$CLIENT_TIMEOUT" claude mcp list </dev/null 2>&1) || { local rc=$?; echo "$out"; return "$rc"; }
+  echo "$out"
+  grep -E '^analytics: ' <<<"$out" | grep -q 'Needs authentication' \
+    || { echo ">>> the OAuth server is not reported as needing authentication"; return 1; }
+  grep -E '^nooauth: ' <<<"$out" | grep -q 'Needs authentication' \
+    && { echo ">>> the OAuth-off server is reported as needing authentication too: the check proves nothing"; return 1; }
+  grep -E '^nooauth: ' <<<"$out" | grep -q 'Failed to connect' \
+    || { echo ">>> expected the OAuth-off server to fail the connection check"; return 1; }
+)
+check claude-code:oauth-needs-authentication claude_oauth_check
 
 # ---------------------------------------------------------------- summary
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then

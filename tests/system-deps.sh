@@ -3,7 +3,8 @@
 #   pgbouncer                 (the e2e suite runs again through PgBouncer in transaction mode)
 #   chromium, chromium-driver (real-browser tests of the sign-in pages and the result view)
 #   postgresql-15-postgis-3   (PostGIS values: geometry, geography, box2d/box3d)
-#   openssl                   (test certificates for TLS to PostgreSQL)
+#   openssl                   (test certificates for TLS to PostgreSQL and the OAuth tests' identity provider)
+#   musl-dev, musl-tools      (the C compiler wrapper ring's build needs for the static musl binary)
 # A fresh CI machine has none of them; tests/run calls this first. Idempotent and quiet when
 # everything is present; concurrent runs are serialised with flock. Needs root (or sudo).
 #
@@ -19,6 +20,8 @@ declare -A PROVIDES=(
   [chromium-driver]=/usr/bin/chromedriver
   ["postgresql-$PG_MAJOR-postgis-3"]=/usr/share/postgresql/$PG_MAJOR/extension/postgis.control
   [openssl]=/usr/bin/openssl
+  [musl-dev]=/usr/bin/x86_64-linux-musl-gcc
+  [musl-tools]=/usr/bin/musl-gcc
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 )
 

@@ -15,7 +15,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET=x86_64-unknown-linux-musl
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/$TARGET/release/analytics-mcp"
-MAX_BYTES=$((4 * 1024 * 1024))
+# The target was 4 MiB (2.94 MiB before OAuth). OAuth (issue 10) brings JWT verification of
+# identity providers' RSA/EC/EdDSA ID tokens (RustCrypto), rustls + ring and Mozilla's roots for
+# outbound HTTPS, and an HTTP client: 5.79 MiB (5.86 MiB with the result view). The ceiling keeps growth visible; see the README.
+MAX_MIB=7
+MAX_BYTES=$((MAX_MIB * 1024 * 1024))
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -80,9 +84,9 @@ fi
 # ── 4. size ────────────────────────────────────────────────────────────────────
 size=$(stat -c %s "$BIN")
 if ((size <= MAX_BYTES)); then
-  pass "size $size bytes <= 4 MiB"
+  pass "size $size bytes <= $MAX_MIB MiB"
 else
-  fail "size $size bytes > 4 MiB ($MAX_BYTES)"
+  fail "size $size bytes > $MAX_MIB MiB ($MAX_BYTES)"
 fi
 
 # ── 5. it runs with an empty environment, from an empty directory ──────────────
