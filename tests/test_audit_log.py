@@ -369,3 +369,29 @@ def test_a_failing_audit_disk_fails_the_call_unless_told_to_serve(start_server, 
     metrics = srv.get("/metrics").text
     if policy == "refuse":
         assert 'mcp_tool_calls_total{tool="query",outcome="unaudited"} 1' in metrics, metrics
+
+
+def test_an_oauth_call_records_how_the_analyst_signed_in(start_server, tmp_path):
+    from oauth_lib import OAuthFlow, new_key, oauth_env
+    key, log = make_key(tmp_path), tmp_path / "audit.log"
+    env, _ = oauth_env(tmp_path, key=new_key(), MCP_AUDIT_LOG=str(log), MCP_AUDIT_KEY_FILE=str(key))
+    srv = start_server(**env)
+    flow = OAuthFlow(srv, env["MCP_PUBLIC_URL"])
+    tokens = flow.tokens_for(flow.register(name="Claude"), srv.tokens["alice"])
+    marker = "oauth_" + secrets.token_hex(4)
+    assert flow.call(tokens["access_token"], f"SELECT 1 AS one -- {marker}").status == 200
+    line = next(l for l in wait_for_lines(log, 2) if marker in l.get("sql", ""))
+    assert (line["caller"], line["via"], line["client"]) == ("alice", "oauth", "Claude")
+    assert verify(key, log).returncode == 0
+
+
+def test_every_audit_and_analyst_variable_is_in_help_and_the_readme_table():
+    from conftest import REPO
+    import re
+    help_text = run_binary(["--help"]).stdout
+    readme = (REPO / "README.md").read_text()
+    names = re.findall(r"^  (MCP_(?:AUDIT|ANALYST)\w*)", help_text, re.M)
+    assert len(names) == 8, names
+    for name in names:
+        assert f"| `{name}` |" in readme, f"{name} is missing from the README configuration table"
+    assert "verify-audit" in help_text
