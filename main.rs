@@ -9,7 +9,7 @@
 //! statement per Parse); and the SQL guard refuses, with a clear message, what a read-only
 //! transaction would not stop (session advisory locks, file access, dynamic SQL, …).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
@@ -46,6 +46,9 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_POOL_IDLE_S", "300", "close pooled connections idle longer than this"),
     ("MCP_POOL_WAIT_MS", "10000", "longest wait for a free connection before 'server busy'"),
     ("MCP_MAX_CONNECTIONS", "256", "most HTTP connections served at once (over: 503)"),
+    ("MCP_MAX_BATCH", "20", "most messages in one JSON-RPC batch (2025-03-26); a larger one is refused whole"),
+    ("MCP_MAX_INFLIGHT_PER_CALLER", "MCP_POOL_MAX/2, at least 1", "most database calls one analyst has running; more wait their turn"),
+    ("MCP_RATE_PER_CALLER", "0 (off)", "tool calls per minute per analyst (token bucket); over it: a tool error with the retry time"),
     ("MCP_DNS_REBINDING_PROTECTION", "0", "1: require Host to be in MCP_ALLOWED_HOSTS"),
     ("MCP_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "Host values allowed (host or host:port)"),
     ("MCP_ALLOWED_ORIGINS", "loopback only", "extra browser Origins allowed"),
@@ -93,6 +96,10 @@ struct Config {
     pool_idle: Duration,
     pool_wait: Duration,
     max_connections: usize,
+    max_batch: usize,
+    max_inflight_per_caller: usize,
+    /// Tool calls per minute per analyst; 0 = no rate limit.
+    rate_per_caller: u64,
     dns_rebinding_protection: bool,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
@@ -154,6 +161,7 @@ impl Config {
                 "MCP_LOG_FORMAT must be text or json, not {format:?}"
             )));
         }
+        let pool_max = parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize;
         let config = Config {
             database_url,
             port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
@@ -175,7 +183,7 @@ impl Config {
                 86_400_000,
             )?,
             readable_schemas,
-            pool_max: parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize,
+            pool_max,
             pool_idle: Duration::from_secs(parse_number(&get, "MCP_POOL_IDLE_S", 300, 1, 86_400)?),
             pool_wait: Duration::from_millis(parse_number(
                 &get,
@@ -185,6 +193,15 @@ impl Config {
                 600_000,
             )?),
             max_connections: parse_number(&get, "MCP_MAX_CONNECTIONS", 256, 1, 100_000)? as usize,
+            max_batch: parse_number(&get, "MCP_MAX_BATCH", 20, 1, 1000)? as usize,
+            max_inflight_per_caller: parse_number(
+                &get,
+                "MCP_MAX_INFLIGHT_PER_CALLER",
+                (pool_max as u64 / 2).max(1),
+                1,
+                1000,
+            )? as usize,
+            rate_per_caller: parse_number(&get, "MCP_RATE_PER_CALLER", 0, 0, 1_000_000)?,
             dns_rebinding_protection: parse_flag(&get, "MCP_DNS_REBINDING_PROTECTION")?,
             allowed_hosts,
             allowed_origins,
@@ -570,19 +587,45 @@ impl Conn {
             let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let body_deadline = Instant::now() + BODY_TIMEOUT;
-        while self.buf.len() < content_length {
-            match self.fill(body_deadline) {
-                Ok(true) => {}
-                Ok(false) => return Err(ReadError::Gone),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(reject(408, "request body not received within 30 s"))
+        request.body = self.read_body(content_length, Instant::now() + BODY_TIMEOUT)?;
+        Ok(request)
+    }
+
+    /// Reads exactly `length` body bytes into a buffer of that size: what came with the head
+    /// first, then straight from the socket, never past the body (so memory is the body, once).
+    fn read_body(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::with_capacity(length);
+        body.extend(self.buf.drain(..length.min(self.buf.len())));
+        while body.len() < length {
+            let now = Instant::now();
+            let timed_out = || reject(408, "request body not received within 30 s");
+            if now >= deadline {
+                return Err(timed_out());
+            }
+            self.stream
+                .set_read_timeout(Some(deadline - now))
+                .map_err(|_| ReadError::Gone)?;
+            let filled = body.len();
+            // Within the capacity reserved above: touches only the bytes about to be read.
+            body.resize(length.min(filled + 64 * 1024), 0);
+            let result = self.stream.read(&mut body[filled..]);
+            body.truncate(filled + *result.as_ref().unwrap_or(&0));
+            match result {
+                Ok(0) => return Err(ReadError::Gone),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timed_out())
                 }
                 Err(_) => return Err(ReadError::Gone),
             }
         }
-        request.body = self.buf.drain(..content_length).collect();
-        Ok(request)
+        Ok(body)
     }
 }
 
@@ -662,7 +705,7 @@ fn serve_connection(app: &'static App, stream: TcpStream) {
             Ok(mut request) => {
                 request.peer = peer;
                 let keep_alive = request.wants_keep_alive() && !app.draining();
-                let response = route(app, &request);
+                let response = route(app, &mut request);
                 (request.method, response, keep_alive)
             }
             Err(ReadError::Gone) => break,
@@ -787,8 +830,8 @@ fn drain_available(mut stream: &TcpStream) -> bool {
 }
 
 // ── Counting semaphore ───────────────────────────────────────────────────────────────────────
-// Hand-rolled (Mutex + Condvar), as the design card asks: it bounds connection threads and pool
-// checkouts, and its waiter count feeds /metrics.
+// Hand-rolled (Mutex + Condvar), as the design card asks: it bounds connection threads (pool
+// checkouts go through the fair-share `Admission` instead).
 
 struct Semaphore {
     state: Mutex<SemaphoreState>,
@@ -798,7 +841,6 @@ struct Semaphore {
 
 struct SemaphoreState {
     in_use: usize,
-    waiting: usize,
 }
 
 struct Permit<'a> {
@@ -808,10 +850,7 @@ struct Permit<'a> {
 impl Semaphore {
     fn new(capacity: usize) -> Semaphore {
         Semaphore {
-            state: Mutex::new(SemaphoreState {
-                in_use: 0,
-                waiting: 0,
-            }),
+            state: Mutex::new(SemaphoreState { in_use: 0 }),
             changed: Condvar::new(),
             capacity,
         }
@@ -825,34 +864,6 @@ impl Semaphore {
         } else {
             None
         }
-    }
-
-    /// Waits in line for a permit, at most `timeout`.
-    fn acquire_timeout(&self, timeout: Duration) -> Option<Permit<'_>> {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.state);
-        state.waiting += 1;
-        while state.in_use >= self.capacity {
-            let now = Instant::now();
-            if now >= deadline {
-                state.waiting -= 1;
-                return None;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        state.waiting -= 1;
-        state.in_use += 1;
-        Some(Permit { semaphore: self })
-    }
-
-    /// (in use, waiting)
-    fn usage(&self) -> (usize, usize) {
-        let state = lock(&self.state);
-        (state.in_use, state.waiting)
     }
 
     /// Waits until no permit is held or the deadline passes; true when idle.
@@ -890,7 +901,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ── Routing ──────────────────────────────────────────────────────────────────────────────────
 
-fn route(app: &'static App, request: &Request) -> Response {
+fn route(app: &'static App, request: &mut Request) -> Response {
     if let Some(oauth) = &app.oauth {
         if let Some(response) = oauth_route(app, oauth, request) {
             return response;
@@ -909,7 +920,7 @@ fn route(app: &'static App, request: &Request) -> Response {
             Err(_) => Response::json(503, r#"{"ok":false,"database":"down"}"#),
         },
         "/metrics" if get_like => {
-            let mut text = app.metrics.render(&app.pool);
+            let mut text = app.metrics.render(&app.pool, &app.rates);
             if let Some(oauth) = &app.oauth {
                 text.push_str(&oauth.render_metrics());
             }
@@ -928,7 +939,7 @@ fn route(app: &'static App, request: &Request) -> Response {
 
 /// The MCP endpoint's HTTP checks, in order: Host (when DNS-rebinding protection is on), Origin,
 /// bearer token, content type. Then JSON-RPC takes over.
-fn handle_mcp_post(app: &'static App, request: &Request) -> Response {
+fn handle_mcp_post(app: &'static App, request: &mut Request) -> Response {
     if app.config.dns_rebinding_protection {
         let host = request.header("host").unwrap_or("");
         if !host_allowed(host, &app.config.allowed_hosts) {
@@ -4343,7 +4354,11 @@ impl OAuth {
 // MCP-Protocol-Version header: 2026-07-28 is served natively (per-request `_meta`, Mcp-Method /
 // Mcp-Name headers, server/discover, resultType, caching hints); an absent header (2025-03-26 is
 // assumed) or a 2025 revision gets the initialize-era protocol; anything else is a 400 naming the
-// versions we speak. Batches exist only in 2025-03-26.
+// versions we speak. Batches exist only in 2025-03-26, and are bounded: a body is measured before
+// it is parsed (at most MAX_JSON_VALUES values, at most MCP_MAX_BATCH messages, else refused whole
+// with nothing run); a batch's answers together stop at BATCH_ANSWERS_FACTOR × the result budget
+// and its calls share one deadline, the remaining requests being answered "not run". Error texts
+// echo at most a short excerpt of what the client sent.
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
 const MODERN_VERSION: &str = "2026-07-28";
@@ -4404,6 +4419,7 @@ impl RpcError {
         }
     }
     fn unsupported_version(requested: &str) -> RpcError {
+        let requested = excerpt(requested, MAX_ECHO_CHARS);
         RpcError {
             code: -32022,
             message: format!(
@@ -4415,8 +4431,14 @@ impl RpcError {
         }
     }
 
+    /// A batched request that was answered without being run (a batch limit was reached).
+    fn not_run(message: String) -> RpcError {
+        RpcError::new(-32000, message)
+    }
+
     fn to_json(&self, id: &Value) -> String {
-        let mut error = json!({ "code": self.code, "message": self.message });
+        let message = excerpt(&self.message, MAX_ERROR_TEXT_CHARS);
+        let mut error = json!({ "code": self.code, "message": message });
         if let Some(data) = &self.data {
             error["data"] = data.clone();
         }
@@ -4432,26 +4454,37 @@ enum Outcome {
     Accepted,
 }
 
-/// What a request handler needs besides the message: who is asking and the HTTP headers that
-/// 2026-07-28 cross-checks against the body.
+/// What a request handler needs besides the message: who is asking, the HTTP headers that
+/// 2026-07-28 cross-checks against the body, and (inside a batch) the batch's shared deadline.
+#[derive(Clone, Copy)]
 struct CallContext<'a> {
     app: &'static App,
     request: &'a Request,
     caller: &'a Caller,
     era: Era,
+    deadline: Option<Instant>,
 }
 
-fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Response {
-    let message: Value = match serde_json::from_slice(&request.body) {
+/// Most JSON values (objects, arrays, keys, strings, numbers, literals) one request body may
+/// hold. A batch of MCP_MAX_BATCH ordinary messages needs a few hundred; without the cap a 1 MiB
+/// body of `[0,0,…]` or `{"":0}` parses into 100–200 MB of values.
+const MAX_JSON_VALUES: usize = 4096;
+/// The answers of one batch together stop at this many times MCP_MAX_RESULT_BYTES.
+const BATCH_ANSWERS_FACTOR: u64 = 4;
+/// How much of a client-sent name an error message quotes, and how long any error text may be.
+const MAX_ECHO_CHARS: usize = 64;
+const MAX_ERROR_TEXT_CHARS: usize = 2000;
+
+fn handle_jsonrpc(app: &'static App, request: &mut Request, caller: &Caller) -> Response {
+    // The body is not needed once parsed: free it before any work runs.
+    let body = std::mem::take(&mut request.body);
+    let parsed = parse_body(&body, app.config.max_batch, &app.metrics);
+    drop(body);
+    let message = match parsed {
         Ok(message) => message,
-        Err(e) => {
-            let error = RpcError {
-                status: 400,
-                ..RpcError::new(-32700, format!("parse error: {e}"))
-            };
-            return Response::json(400, error.to_json(&Value::Null));
-        }
+        Err(error) => return Response::json(error.status, error.to_json(&Value::Null)),
     };
+    let request: &Request = request;
     let era = match request.header("mcp-protocol-version") {
         None => Era::Legacy("2025-03-26"),
         Some(MODERN_VERSION) => Era::Modern,
@@ -4468,6 +4501,7 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Resp
         request,
         caller,
         era,
+        deadline: None,
     };
     match message {
         Value::Array(batch) => handle_batch(&context, &batch),
@@ -4478,6 +4512,98 @@ fn handle_jsonrpc(app: &'static App, request: &Request, caller: &Caller) -> Resp
             Outcome::Reply(status, body) => Response::json(status, body),
             Outcome::Accepted => Response::empty(202),
         },
+    }
+}
+
+/// Parses a request body, after measuring it without allocating: a batch of more than
+/// MCP_MAX_BATCH messages, or a body of more than MAX_JSON_VALUES values, is refused before a
+/// single value is built (so before anything runs or is audited), and counted in /metrics.
+fn parse_body(body: &[u8], max_batch: usize, metrics: &Metrics) -> Result<Value, RpcError> {
+    let refused = |limit, message| {
+        metrics.count_limit(limit);
+        RpcError::invalid_request(message)
+    };
+    let shape = measure_json(body);
+    if let Some(messages) = shape.batch_messages.filter(|n| *n > max_batch) {
+        return Err(refused(
+            "max_batch",
+            format!(
+                "batch of {messages} messages refused: at most {max_batch} per batch (MCP_MAX_BATCH); \
+                 nothing was run. Send fewer per batch, or one request per POST"
+            ),
+        ));
+    }
+    if shape.values > MAX_JSON_VALUES {
+        return Err(refused(
+            "json_values",
+            format!(
+                "request refused: it holds more than {MAX_JSON_VALUES} JSON values (an MCP request needs \
+                 a few dozen); nothing was run"
+            ),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| RpcError {
+        status: 400,
+        ..RpcError::new(-32700, format!("parse error: {e}"))
+    })
+}
+
+/// What `measure_json` found: how many values the body would parse into and, when it is an array
+/// (a batch), how many messages it holds. Exact for valid JSON; for invalid JSON only an upper
+/// bound of what serde_json builds before it reports the syntax error.
+#[derive(Debug, PartialEq)]
+struct JsonShape {
+    values: usize,
+    batch_messages: Option<usize>,
+}
+
+/// Counts value starts in one pass over the bytes, skipping string contents: `{`, `[`, every
+/// string (keys too), and every scalar (its first byte after `[`, `,`, `:` or the start).
+fn measure_json(body: &[u8]) -> JsonShape {
+    let (mut values, mut depth, mut top_items) = (0usize, 0usize, 0usize);
+    let mut batch = false;
+    let mut previous = b',';
+    let mut bytes = body.iter();
+    while let Some(&byte) = bytes.next() {
+        let starts_value = match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            b'"' => {
+                let mut escaped = false;
+                for &inner in bytes.by_ref() {
+                    match inner {
+                        _ if escaped => escaped = false,
+                        b'\\' => escaped = true,
+                        b'"' => break,
+                        _ => {}
+                    }
+                }
+                true
+            }
+            b'{' | b'[' => true,
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => matches!(previous, b'[' | b',' | b':'),
+            _ => false,
+        };
+        if starts_value {
+            values += 1;
+            if depth == 1 && batch && top_items == 0 {
+                top_items = 1;
+            }
+        }
+        match byte {
+            b'[' if depth == 0 && values == 1 => batch = true,
+            b',' if depth == 1 && batch => top_items += 1,
+            _ => {}
+        }
+        match byte {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = byte;
+    }
+    JsonShape {
+        values,
+        batch_messages: batch.then_some(top_items),
     }
 }
 
@@ -4494,28 +4620,80 @@ fn handle_batch(context: &CallContext, batch: &[Value]) -> Response {
             RpcError::invalid_request("empty batch").to_json(&Value::Null),
         );
     }
-    let replies: Vec<String> = batch
-        .iter()
-        .filter_map(|message| match handle_message(context, message) {
-            Outcome::Reply(_, body) => Some(body),
-            Outcome::Accepted => None,
-        })
-        .collect();
-    if replies.is_empty() {
+    let config = &context.app.config;
+    // A batch may take what one call may: a wait for a connection, then a statement's timeout.
+    let allowed = config.pool_wait + Duration::from_millis(config.statement_timeout_ms);
+    let context = CallContext {
+        deadline: Some(Instant::now() + allowed),
+        ..*context
+    };
+    let answers_limit = (BATCH_ANSWERS_FACTOR * config.max_result_bytes) as usize;
+    let mut body = String::from("[");
+    let mut replies = 0;
+    for message in batch {
+        let outcome = match classify(message) {
+            Err(answered) => answered,
+            Ok(call) if body.len() >= answers_limit => {
+                context.app.metrics.count_limit("batch_answers");
+                let error = RpcError::not_run(format!(
+                    "not run: this batch's answers reached {} bytes, the most one batch may return \
+                     ({BATCH_ANSWERS_FACTOR} × MCP_MAX_RESULT_BYTES = {answers_limit}); send the remaining \
+                     requests in another batch or one by one",
+                    body.len()
+                ));
+                reply_error(&call.id, error)
+            }
+            Ok(call) if context.deadline.is_some_and(|d| Instant::now() >= d) => {
+                context.app.metrics.count_limit("batch_time");
+                let error = RpcError::not_run(format!(
+                    "not run: this batch's time ran out (a batch may take MCP_POOL_WAIT_MS + \
+                     MCP_STATEMENT_TIMEOUT_MS = {} in all); send the remaining requests in another \
+                     batch or one by one",
+                    human_duration(allowed.as_millis() as u64)
+                ));
+                reply_error(&call.id, error)
+            }
+            Ok(call) => run_call(&context, &call),
+        };
+        if let Outcome::Reply(_, reply) = outcome {
+            if replies > 0 {
+                body.push(',');
+            }
+            body.push_str(&reply);
+            replies += 1;
+        }
+    }
+    if replies == 0 {
         return Response::empty(202);
     }
-    Response::json(200, format!("[{}]", replies.join(",")))
+    body.push(']');
+    Response::json(200, body)
+}
+
+/// A JSON-RPC request ready to run.
+struct Call<'m> {
+    id: Value,
+    method: &'m str,
+    params: &'m Value,
 }
 
 /// Classifies one message (request, notification, client response, or garbage) and answers it.
-/// A panic inside a handler is caught here and becomes -32603: one bad request never takes the
-/// connection, let alone the process, down.
 fn handle_message(context: &CallContext, message: &Value) -> Outcome {
+    match classify(message) {
+        Ok(call) => run_call(context, &call),
+        Err(answered) => answered,
+    }
+}
+
+/// A request to run, or the outcome of a message that needs no running: an invalid one (its
+/// error), a notification or a client's response (nothing to answer).
+fn classify(message: &Value) -> Result<Call<'_>, Outcome> {
+    static NO_PARAMS: Value = Value::Null;
     let Some(object) = message.as_object() else {
-        return reply_error(
+        return Err(reply_error(
             &Value::Null,
             RpcError::invalid_request("a JSON-RPC message must be an object"),
-        );
+        ));
     };
     let id = object
         .get("id")
@@ -4523,50 +4701,70 @@ fn handle_message(context: &CallContext, message: &Value) -> Outcome {
         .cloned()
         .unwrap_or(Value::Null);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_request("\"jsonrpc\" must be \"2.0\""),
-        );
+        ));
     }
     let Some(method) = object.get("method") else {
         if object.contains_key("result") || object.contains_key("error") {
-            return Outcome::Accepted; // a client's response to a request we never send
+            return Err(Outcome::Accepted); // a client's response to a request we never send
         }
-        return reply_error(&id, RpcError::invalid_request("missing \"method\""));
+        return Err(reply_error(
+            &id,
+            RpcError::invalid_request("missing \"method\""),
+        ));
     };
     let Some(method) = method.as_str() else {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_request("\"method\" must be a string"),
-        );
+        ));
     };
     if !object.contains_key("id") {
-        return Outcome::Accepted; // notifications (initialized, cancelled, …) need no answer
+        return Err(Outcome::Accepted); // notifications (initialized, cancelled, …) need no answer
     }
     if id.is_null() {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_request("\"id\" must be a string or an integer"),
-        );
+        ));
     }
-    let params = object.get("params").cloned().unwrap_or(Value::Null);
+    let params = object.get("params").unwrap_or(&NO_PARAMS);
     if !(params.is_object() || params.is_null()) {
-        return reply_error(
+        return Err(reply_error(
             &id,
             RpcError::invalid_params("\"params\" must be an object"),
-        );
+        ));
     }
-    let result = run_caught(method, || dispatch(context, method, &params));
-    context.app.metrics.count_rpc(method);
+    Ok(Call { id, method, params })
+}
+
+/// Runs a request. A panic inside its handler is caught here and becomes -32603: one bad request
+/// never takes the connection, let alone the process, down.
+fn run_call(context: &CallContext, call: &Call) -> Outcome {
+    let result = run_caught(call.method, || dispatch(context, call.method, call.params));
+    context.app.metrics.count_rpc(call.method);
     match result {
-        Ok(result) => {
-            let mut envelope = String::with_capacity(result.len() + 64);
-            let _ = write!(envelope, r#"{{"jsonrpc":"2.0","id":{id},"result":"#);
-            envelope.push_str(&result);
-            envelope.push('}');
-            Outcome::Reply(200, envelope)
+        Ok(mut result) => {
+            // In place: a big answer is moved along its own buffer, not copied into a second one.
+            result.insert_str(
+                0,
+                &format!(r#"{{"jsonrpc":"2.0","id":{},"result":"#, call.id),
+            );
+            result.push('}');
+            Outcome::Reply(200, result)
         }
-        Err(error) => reply_error(&id, error),
+        Err(error) => reply_error(&call.id, error),
+    }
+}
+
+/// At most `max` characters of `text` (… marks a cut): an error must not echo a megabyte of what
+/// the client sent back to it, let alone a megabyte per batched message.
+fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
     }
 }
 
@@ -4614,7 +4812,10 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
             "resources/list" if views => Ok(RESOURCES_LIST.for_era(context.era)),
             "resources/templates/list" if views => Ok(RESOURCE_TEMPLATES_LIST.for_era(context.era)),
             "resources/read" if views => read_resource(context.era, params),
-            _ => Err(RpcError::new(-32601, format!("method not found: {method}"))),
+            _ => Err(RpcError::new(
+                -32601,
+                format!("method not found: {}", excerpt(method, MAX_ECHO_CHARS)),
+            )),
         },
         Era::Modern => {
             check_modern_request(context.request, method, params)?;
@@ -4631,13 +4832,14 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
                         ..RpcError::new(
                             -32601,
                             format!(
-                                "method not found in protocol version {MODERN_VERSION}: {method}"
+                                "method not found in protocol version {MODERN_VERSION}: {}",
+                                excerpt(method, MAX_ECHO_CHARS)
                             ),
                         )
                     })
                 }
             };
-            Ok(with_modern_result_fields(&result))
+            Ok(with_modern_result_fields(result))
         }
     }
 }
@@ -4689,23 +4891,22 @@ fn discover_result(views: bool) -> String {
 }
 
 /// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`.
-fn with_modern_result_fields(result: &str) -> String {
+/// Edits the result in place: a big answer is not copied into a second buffer.
+fn with_modern_result_fields(mut result: String) -> String {
     static FIELDS: Lazy<String> = Lazy::new(|| {
         let meta = json!({ "io.modelcontextprotocol/serverInfo": { "name": SERVER_NAME, "version": VERSION } });
         format!(r#""resultType":"complete","_meta":{meta}"#)
     });
-    let body = result.trim_start().strip_prefix('{').unwrap_or("}");
-    let separator = if body.trim_start().starts_with('}') {
+    let Some(open) = result.find('{') else {
+        return format!("{{{}}}", *FIELDS);
+    };
+    let separator = if result[open + 1..].trim_start().starts_with('}') {
         ""
     } else {
         ","
     };
-    let mut out = String::with_capacity(result.len() + FIELDS.len() + 2);
-    out.push('{');
-    out.push_str(&FIELDS);
-    out.push_str(separator);
-    out.push_str(body);
-    out
+    result.replace_range(..=open, &format!("{{{}{separator}", *FIELDS));
+    result
 }
 
 /// The 2026-07-28 request checks, in the spec's order: required `_meta` fields (-32602), then the
@@ -4729,16 +4930,24 @@ fn check_modern_request(request: &Request, method: &str, params: &Value) -> Resu
     {
         return Err(missing_meta("io.modelcontextprotocol/clientCapabilities"));
     }
+    let cut = |text: &str| excerpt(text, MAX_ECHO_CHARS).into_owned();
     if version != MODERN_VERSION {
         return Err(RpcError::header_mismatch(format!(
-            "Header mismatch: MCP-Protocol-Version header value '{MODERN_VERSION}' does not match body value '{version}'"
+            "Header mismatch: MCP-Protocol-Version header value '{MODERN_VERSION}' does not match body value '{}'",
+            cut(version)
         )));
     }
     match request.header("mcp-method") {
-        None => return Err(RpcError::header_mismatch("Header mismatch: the Mcp-Method header is required")),
+        None => {
+            return Err(RpcError::header_mismatch(
+                "Header mismatch: the Mcp-Method header is required",
+            ))
+        }
         Some(header) if header != method => {
             return Err(RpcError::header_mismatch(format!(
-                "Header mismatch: Mcp-Method header value '{header}' does not match body value '{method}'"
+                "Header mismatch: Mcp-Method header value '{}' does not match body value '{}'",
+                cut(header),
+                cut(method)
             )))
         }
         Some(_) => {}
@@ -4757,7 +4966,9 @@ fn check_modern_request(request: &Request, method: &str, params: &Value) -> Resu
         })?;
         if decoded != name {
             return Err(RpcError::header_mismatch(format!(
-                "Header mismatch: Mcp-Name header value '{decoded}' does not match body value '{name}'"
+                "Header mismatch: Mcp-Name header value '{}' does not match body value '{}'",
+                cut(&decoded),
+                cut(name)
             )));
         }
     }
@@ -4942,6 +5153,7 @@ fn read_resource(era: Era, params: &Value) -> Result<String, RpcError> {
         .ok_or_else(|| RpcError::invalid_params("resources/read needs params.uri (a string)"))?;
     if uri != RESULT_VIEW_URI {
         let code = if era == Era::Modern { -32602 } else { -32002 };
+        let uri = excerpt(uri, MAX_ECHO_CHARS);
         return Err(RpcError {
             data: Some(json!({ "uri": uri })),
             ..RpcError::new(
@@ -4971,25 +5183,32 @@ struct ToolSpec {
     run: fn(&ToolContext, &Arguments) -> Result<ToolOutput, ToolFailure>,
 }
 
-/// What a tool runs with: the server, and who is asking (database work is done on the caller's
-/// behalf, so it goes through here rather than straight to the pool).
+/// What a tool runs with: the server, who is asking (database work is done on the caller's
+/// behalf, so it goes through here rather than straight to the pool) and, in a batch, by when.
 struct ToolContext<'a> {
     app: &'static App,
     caller: &'a Caller,
+    deadline: Option<Instant>,
 }
 
 impl ToolContext<'_> {
     /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only),
-    /// as the caller's own database role when MCP_ANALYST_ROLES gives them one.
+    /// within the caller's fair share of the pool, and as the caller's own database role when
+    /// MCP_ANALYST_ROLES gives them one.
     fn read_only<T>(
         &self,
         mut work: impl FnMut(&mut Session) -> Result<T, DbError>,
     ) -> Result<T, ToolFailure> {
+        let claim = Claim {
+            // Without tokens everyone is the one "anonymous" caller: no analysts to share between.
+            analyst: (self.caller.via != "none").then_some(self.caller.name.as_str()),
+            deadline: self.deadline,
+        };
         let Some(role) = self.database_role()? else {
-            return self.app.pool.read_only(work);
+            return self.app.pool.read_only(&claim, work);
         };
         let (pool, analyst) = (&self.app.pool, &self.caller.name);
-        pool.read_only(|session| {
+        pool.read_only(&claim, |session| {
             if let Err(why) = session.become_role(&role)? {
                 return Ok(Err(ToolFailure::Forbidden(format!(
                     "cannot work as database role {role:?} for analyst {analyst}: {why}. Create it (role.sql -v analysts=…) and make the login role a member of it"
@@ -5159,11 +5378,13 @@ fn input_schema(tool: &ToolSpec) -> Value {
     for param in tool.params {
         let schema = match param.kind {
             ParamKind::Text { default: None } => {
-                json!({ "type": "string", "description": param.description })
+                json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS, "description": param.description })
             }
             ParamKind::Text {
                 default: Some(default),
-            } => json!({ "type": "string", "default": default, "description": param.description }),
+            } => {
+                json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS, "default": default, "description": param.description })
+            }
             ParamKind::Integer { default, min } => {
                 json!({ "type": "integer", "minimum": min, "default": default, "description": param.description })
             }
@@ -5174,7 +5395,8 @@ fn input_schema(tool: &ToolSpec) -> Value {
                 json!({ "type": "string", "enum": choices, "default": default, "description": param.description })
             }
             ParamKind::Names { max } => json!({
-                "type": "array", "items": { "type": "string" }, "maxItems": max, "description": param.description
+                "type": "array", "items": { "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS },
+                "maxItems": max, "description": param.description
             }),
         };
         properties.insert(param.name.to_string(), schema);
@@ -5348,9 +5570,10 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let no_arguments = Map::new();
     let given = match arguments {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
+        None | Some(Value::Null) => &no_arguments,
+        Some(Value::Object(map)) => map,
         Some(_) => {
             return Err(RpcError::invalid_params(format!(
                 "{}: arguments must be an object",
@@ -5363,8 +5586,9 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
         .find(|k| !tool.params.iter().any(|p| p.name == k.as_str()))
     {
         return Err(RpcError::invalid_params(format!(
-            "{}: unknown argument {unknown:?} (expected: {})",
+            "{}: unknown argument {:?} (expected: {})",
             tool.name,
+            excerpt(unknown, MAX_ECHO_CHARS),
             if tool.params.is_empty() {
                 "none".to_string()
             } else {
@@ -5389,7 +5613,15 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             (ParamKind::Integer { default, .. }, None) => Some(json!(default)),
             (ParamKind::Flag { default }, None) => Some(json!(default)),
             (ParamKind::Choice { default, .. }, None) => Some(json!(default)),
-            (ParamKind::Text { .. }, Some(Value::String(text))) => Some(json!(text)),
+            (ParamKind::Text { .. }, Some(Value::String(text))) if !too_long(text) => {
+                Some(json!(text))
+            }
+            (ParamKind::Text { .. }, Some(Value::String(_))) => {
+                return Err(wrong(&format!(
+                    "at most {MAX_TEXT_ARGUMENT_CHARS} characters (a longer text is refused \
+                     to keep every request's memory bounded)"
+                )))
+            }
             (ParamKind::Text { .. }, Some(_)) => return Err(wrong("a string")),
             (ParamKind::Integer { min, .. }, Some(v)) => match whole_number(v) {
                 Some(n) if n >= min => Some(json!(n)),
@@ -5407,7 +5639,10 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
                 return Err(wrong(&format!("one of {}", choices.join(", "))))
             }
             (ParamKind::Names { max }, Some(Value::Array(items)))
-                if items.len() <= max && items.iter().all(Value::is_string) =>
+                if items.len() <= max
+                    && items
+                        .iter()
+                        .all(|i| i.as_str().is_some_and(|t| !too_long(t))) =>
             {
                 Some(Value::Array(items.clone()))
             }
@@ -5420,6 +5655,15 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
         }
     }
     Ok(Arguments(checked))
+}
+
+/// The longest text argument accepted, in characters (as JSON Schema's maxLength counts): far
+/// above any analyst's SQL, and it bounds what the guard's lexer and the database driver hold.
+const MAX_TEXT_ARGUMENT_CHARS: usize = 32_768;
+
+fn too_long(text: &str) -> bool {
+    // Cheap first: no string of at most that many bytes has more characters.
+    text.len() > MAX_TEXT_ARGUMENT_CHARS && text.chars().count() > MAX_TEXT_ARGUMENT_CHARS
 }
 
 /// A JSON number with no fractional part, saturated to i64 (a huge max_rows is clamped later,
@@ -5460,6 +5704,12 @@ enum ToolFailure {
     Database { message: String, sqlstate: String },
     /// No connection came free within MCP_POOL_WAIT_MS.
     Busy(Duration),
+    /// The analyst already had MCP_MAX_INFLIGHT_PER_CALLER calls running for the whole wait.
+    CallerBusy { limit: usize, waited: Duration },
+    /// Over MCP_RATE_PER_CALLER; the next call is allowed in `retry_s` seconds.
+    RateLimited { per_minute: u64, retry_s: u64 },
+    /// The batch's shared deadline passed before this call could start.
+    OutOfTime(Duration),
     /// The database cannot be reached.
     Unavailable(String),
     /// A well-formed request naming something that is not there or not readable.
@@ -5468,6 +5718,8 @@ enum ToolFailure {
     Unaudited(String),
     /// The caller may not work as any database role (MCP_ANALYST_ROLES), or changed it.
     Forbidden(String),
+    /// An answer larger than the result budget that cannot be truncated meaningfully.
+    TooLarge(String),
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -5480,8 +5732,30 @@ impl std::fmt::Display for ToolFailure {
                 "server busy: no database connection came free within {} ms; retry shortly",
                 waited.as_millis()
             ),
+            ToolFailure::CallerBusy { limit, waited } => write!(
+                f,
+                "too many calls at once: you already have {limit} database call{} running \
+                 (MCP_MAX_INFLIGHT_PER_CALLER = {limit}) and this one waited {} ms for one to finish; \
+                 wait for your running calls, or send fewer at once",
+                if *limit == 1 { "" } else { "s" },
+                waited.as_millis()
+            ),
+            ToolFailure::RateLimited { per_minute, retry_s } => write!(
+                f,
+                "rate limit: at most {per_minute} tool calls per minute per analyst \
+                 (MCP_RATE_PER_CALLER); retry in {retry_s} s"
+            ),
+            ToolFailure::OutOfTime(allowed) => write!(
+                f,
+                "not run: this batch's time ran out while the call waited for a database connection \
+                 (a batch may take MCP_POOL_WAIT_MS + MCP_STATEMENT_TIMEOUT_MS = {} in all); send it \
+                 in its own request",
+                human_duration(allowed.as_millis() as u64)
+            ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
-            ToolFailure::NotFound(what) | ToolFailure::Forbidden(what) => write!(f, "{what}"),
+            ToolFailure::NotFound(what)
+            | ToolFailure::Forbidden(what)
+            | ToolFailure::TooLarge(what) => write!(f, "{what}"),
             ToolFailure::Unaudited(why) => write!(
                 f,
                 "audit log unavailable ({why}); the answer is withheld because this server does not serve unaudited calls (MCP_AUDIT_ON_FAILURE=refuse)"
@@ -5503,10 +5777,24 @@ impl ToolFailure {
             }
             ToolFailure::Database { .. } => "db_error",
             ToolFailure::Busy(_) => "busy",
+            ToolFailure::CallerBusy { .. } => "caller_busy",
+            ToolFailure::RateLimited { .. } => "rate_limited",
+            ToolFailure::OutOfTime(_) => "out_of_time",
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
             ToolFailure::Unaudited(_) => "unaudited",
             ToolFailure::Forbidden(_) => "forbidden",
+            ToolFailure::TooLarge(_) => "too_large",
+        }
+    }
+
+    /// The limit this failure reports, as mcp_limits_hit_total names it.
+    fn limit_hit(&self) -> Option<&'static str> {
+        match self {
+            ToolFailure::CallerBusy { .. } => Some("caller_share"),
+            ToolFailure::RateLimited { .. } => Some("caller_rate"),
+            ToolFailure::OutOfTime(_) => Some("batch_time"),
+            _ => None,
         }
     }
 }
@@ -5519,7 +5807,8 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     let tool = TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
         let known: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
         RpcError::invalid_params(format!(
-            "Unknown tool: {name} (tools: {})",
+            "Unknown tool: {} (tools: {})",
+            excerpt(name, MAX_ECHO_CHARS),
             known.join(", ")
         ))
     })?;
@@ -5528,8 +5817,18 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     let tool_context = ToolContext {
         app: context.app,
         caller: context.caller,
+        deadline: context.deadline,
     };
-    let outcome = (tool.run)(&tool_context, &arguments);
+    let outcome = match context.app.rates.take(&context.caller.name, started) {
+        Ok(()) => (tool.run)(&tool_context, &arguments),
+        Err(retry_s) => Err(ToolFailure::RateLimited {
+            per_minute: context.app.config.rate_per_caller,
+            retry_s,
+        }),
+    };
+    if let Some(limit) = outcome.as_ref().err().and_then(ToolFailure::limit_hit) {
+        context.app.metrics.count_limit(limit);
+    }
     let outcome = audit_call(
         context.app,
         tool,
@@ -5552,8 +5851,10 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
             result
         }
         Err(failure) => {
-            json!({ "content": [{ "type": "text", "text": failure.to_string() }], "isError": true })
-                .to_string()
+            // A database error may quote the analyst's input (an invalid literal, say): cut it.
+            let text = failure.to_string();
+            let text = excerpt(&text, MAX_ERROR_TEXT_CHARS);
+            json!({ "content": [{ "type": "text", "text": text }], "isError": true }).to_string()
         }
     })
 }
@@ -5703,7 +6004,7 @@ fn explain_withheld_columns(ctx: &ToolContext, failure: ToolFailure) -> ToolFail
         return failure;
     };
     let table = table.split(';').next().unwrap_or(table).trim();
-    match ctx.read_only(|session| session.json_document(WITHHELD_COLUMNS_SQL, &[&table])) {
+    match ctx.read_only(|session| session.text_value(WITHHELD_COLUMNS_SQL, &[&table])) {
         Ok(Some(explained)) => ToolFailure::Database {
             message: format!("{message}: {explained}"),
             sqlstate: sqlstate.clone(),
@@ -5763,22 +6064,25 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
 
 fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| session.json_document(&LIST_SCHEMAS_SQL, &[&readable]))?;
-    Ok(ToolOutput::document(
-        json.unwrap_or_else(|| r#"{"schemas":[]}"#.into()),
-    ))
+    let budget = ctx.config().max_result_bytes;
+    let listing =
+        ctx.read_only(|session| session.listing(&LIST_SCHEMAS_SQL, &[&readable], budget))?;
+    listing
+        .unwrap_or_else(|| Listing::Json(r#"{"schemas":[]}"#.into()))
+        .into_output("the list of schemas", budget)
 }
 
 fn tool_list_tables(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let schema = args.text("schema").unwrap_or("");
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| {
-        match session.json_document(&LIST_TABLES_SQL, &[&readable, &schema])? {
-            Some(json) => Ok(Ok(json)),
+    let budget = ctx.config().max_result_bytes;
+    let listing = ctx.read_only(|session| {
+        match session.listing(&LIST_TABLES_SQL, &[&readable, &schema], budget)? {
+            Some(listing) => Ok(Ok(listing)),
             None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
         }
     })??;
-    Ok(ToolOutput::document(json))
+    listing.into_output("the list of this schema's tables", budget)
 }
 
 fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -5787,13 +6091,14 @@ fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         args.text("table").unwrap_or(""),
     );
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| {
-        match session.json_document(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table])? {
-            Some(json) => Ok(Ok(json)),
+    let budget = ctx.config().max_result_bytes;
+    let listing = ctx.read_only(|session| {
+        match session.listing(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table], budget)? {
+            Some(listing) => Ok(Ok(listing)),
             None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
         }
     })??;
-    Ok(ToolOutput::document(json))
+    listing.into_output("the description of this table", budget)
 }
 
 fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -5801,13 +6106,30 @@ fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
     let wanted = explicit.clone().unwrap_or_else(|| "reporting".into());
     let fall_back = explicit.is_none();
     let readable = ctx.config().readable_schemas.clone();
-    let json = ctx.read_only(|session| {
-        match session.json_document(&LIST_FUNCTIONS_SQL, &[&readable, &wanted, &fall_back])? {
-            Some(json) => Ok(Ok(json)),
+    let budget = ctx.config().max_result_bytes;
+    let listing = ctx.read_only(|session| {
+        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&readable, &wanted, &fall_back];
+        match session.listing(&LIST_FUNCTIONS_SQL, &params, budget)? {
+            Some(listing) => Ok(Ok(listing)),
             None => Ok(Err(schema_not_readable(session, &readable, &wanted)?)),
         }
     })??;
-    Ok(ToolOutput::document(json))
+    listing.into_output("the list of this schema's functions", budget)
+}
+
+impl Listing {
+    /// The tool's answer, or — over the result budget, where a client would cut it anyway — an
+    /// error saying how to ask for less.
+    fn into_output(self, what: &str, budget: u64) -> Result<ToolOutput, ToolFailure> {
+        match self {
+            Listing::Json(json) => Ok(ToolOutput::document(json)),
+            Listing::TooLarge(size) => Err(ToolFailure::TooLarge(format!(
+                "{what} is {size} bytes, more than the result budget (MCP_MAX_RESULT_BYTES = {budget}): \
+                 query the catalog instead, with a filter and a LIMIT (pg_namespace, pg_class, pg_proc, \
+                 information_schema.columns)"
+            ))),
+        }
+    }
 }
 
 fn schema_not_readable(
@@ -5941,15 +6263,21 @@ static SAMPLE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
 });
 
 /// After `permission denied for table X`: each visible relation named X whose columns this role
-/// may read only in part, with what is withheld and what may be read ($1: the name).
+/// may read only in part, with what is withheld and what may be read ($1: the name; at most 40
+/// columns of each kind are named, so a wide table's message stays short).
 const WITHHELD_COLUMNS_SQL: &str = "SELECT string_agg(format('columns %s of %I.%I are withheld from this role, so SELECT * and whole-row references are refused; name the columns you may read: SELECT %s FROM %I.%I',
        w.withheld, n.nspname, c.relname, w.readable, n.nspname, c.relname), '; ' ORDER BY n.nspname)
    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-   LATERAL (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE has_column_privilege(c.oid, a.attnum, 'SELECT')) AS readable,
-                   string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE NOT has_column_privilege(c.oid, a.attnum, 'SELECT')) AS withheld
-              FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) w
+   LATERAL (SELECT array_to_string((array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.readable))[1:40], ', ')
+                     || CASE WHEN count(*) FILTER (WHERE a.readable) > 40
+                        THEN format(', … (%s more: describe_table lists them)', count(*) FILTER (WHERE a.readable) - 40) ELSE '' END AS readable,
+                   array_to_string((array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE NOT a.readable))[1:40], ', ')
+                     || CASE WHEN count(*) FILTER (WHERE NOT a.readable) > 40
+                        THEN format(' … (%s more)', count(*) FILTER (WHERE NOT a.readable) - 40) ELSE '' END AS withheld
+              FROM (SELECT a.attname, a.attnum, has_column_privilege(c.oid, a.attnum, 'SELECT') AS readable
+                      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) a) w
   WHERE c.relname = $1 AND c.relkind IN ('r','p','v','m','f') AND has_schema_privilege(n.oid, 'USAGE')
-    AND w.readable IS NOT NULL AND w.withheld IS NOT NULL";
+    AND w.readable <> '' AND w.withheld <> ''";
 
 static SCHEMA_IS_READABLE_SQL: Lazy<String> =
     Lazy::new(|| format!("SELECT 'yes' FROM pg_namespace n WHERE n.nspname = $2 AND {READABLE}"));
@@ -6309,6 +6637,7 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
     let statement = sql[..starts.get(end).copied().unwrap_or(sql.len())]
         .trim_end()
         .to_string();
+    drop(starts); // 8 bytes a token: freed before the rules below add their own per-token tables
     if tokens[end..].iter().any(|t| *t != Tok::Semicolon) {
         return Err(
             "only a single statement is allowed (found more than one; remove everything after the first ';')"
@@ -6560,9 +6889,302 @@ fn check_function_arguments(
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
+// Fair share per analyst
+// Contract: the pool's MCP_POOL_MAX connections are handed out by `Admission`, not first come
+// first served: a free connection goes to the waiting call whose analyst holds the fewest (the
+// oldest call among equals), and an analyst already holding MCP_MAX_INFLIGHT_PER_CALLER waits
+// for their own calls without taking, or queueing ahead for, a connection anyone else could use.
+// Every wait is bounded (MCP_POOL_WAIT_MS, or what is left of a batch's time) and ends in a tool
+// error naming the limit. `RateLimiter` is the optional MCP_RATE_PER_CALLER token bucket. Both
+// are keyed by `Caller.name` and keep an analyst only while they have calls in flight or a bucket
+// still refilling, so their size follows the work in progress, never the number of names seen.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// Who a unit of database work is for and when it must be over.
+struct Claim<'a> {
+    /// The analyst whose share it counts against; None when there are no analysts to share
+    /// between (no tokens configured, everyone is "anonymous").
+    analyst: Option<&'a str>,
+    /// A batch's shared deadline; None for a request of its own.
+    deadline: Option<Instant>,
+}
+
+struct Admission {
+    capacity: usize,
+    per_analyst: usize,
+    state: Mutex<AdmissionState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct AdmissionState {
+    /// Connections handed out, including ones granted to a waiter that has not woken up yet.
+    in_use: usize,
+    next_ticket: u64,
+    /// Calls waiting for a connection, oldest first.
+    queue: Vec<Waiter>,
+    /// Connections held per analyst; an analyst holding none has no entry.
+    held: HashMap<String, usize>,
+}
+
+struct Waiter {
+    ticket: u64,
+    analyst: Option<String>,
+    granted: bool,
+}
+
+/// Why a call got no connection in time.
+#[derive(Debug, PartialEq)]
+enum NotAdmitted {
+    /// Every connection was busy with other calls.
+    PoolBusy,
+    /// The analyst's own calls held their whole share the entire time.
+    ShareFull,
+}
+
+/// One connection's worth of the pool, given back when dropped.
+struct Admitted<'a> {
+    admission: &'a Admission,
+    analyst: Option<String>,
+}
+
+/// What /metrics shows of the admission.
+struct AdmissionUsage {
+    in_use: usize,
+    waiting: usize,
+    /// Waiting calls whose analyst is at its share (they wait for their own calls).
+    waiting_for_own: usize,
+    analysts: usize,
+}
+
+impl Admission {
+    fn new(capacity: usize, per_analyst: usize) -> Admission {
+        Admission {
+            capacity,
+            per_analyst,
+            state: Mutex::new(AdmissionState::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Waits until this call may use a connection, at most until `until`.
+    fn enter(&self, analyst: Option<&str>, until: Instant) -> Result<Admitted<'_>, NotAdmitted> {
+        let mut state = lock(&self.state);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push(Waiter {
+            ticket,
+            analyst: analyst.map(String::from),
+            granted: false,
+        });
+        if self.hand_out(&mut state) {
+            self.changed.notify_all();
+        }
+        loop {
+            let Some(index) = state.queue.iter().position(|w| w.ticket == ticket) else {
+                return Err(NotAdmitted::PoolBusy);
+            };
+            if state.queue[index].granted {
+                let waiter = state.queue.remove(index);
+                return Ok(Admitted {
+                    admission: self,
+                    analyst: waiter.analyst,
+                });
+            }
+            let now = Instant::now();
+            if now >= until {
+                state.queue.remove(index);
+                let held = analyst.and_then(|a| state.held.get(a)).copied();
+                return Err(if held.is_some_and(|n| n >= self.per_analyst) {
+                    NotAdmitted::ShareFull
+                } else {
+                    NotAdmitted::PoolBusy
+                });
+            }
+            state = self
+                .changed
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// /readyz's probe: a connection only when one is free. Calls still queued then wait for
+    /// their own analyst's share (`hand_out` has granted every other), so none is passed over.
+    fn try_enter(&self) -> Option<Admitted<'_>> {
+        let mut state = lock(&self.state);
+        if state.in_use >= self.capacity {
+            return None;
+        }
+        state.in_use += 1;
+        Some(Admitted {
+            admission: self,
+            analyst: None,
+        })
+    }
+
+    /// Hands free connections to the waiting calls that deserve them most: the analyst holding
+    /// the fewest first, the oldest call among equals, analysts at their share skipped. True
+    /// when anything was handed out (the waiters must then be woken).
+    fn hand_out(&self, state: &mut AdmissionState) -> bool {
+        let mut granted = false;
+        while state.in_use < self.capacity {
+            let held = |waiter: &Waiter| {
+                waiter
+                    .analyst
+                    .as_ref()
+                    .and_then(|a| state.held.get(a))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            let best = state
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.granted && held(w) < self.per_analyst)
+                .min_by_key(|(index, w)| (held(w), *index))
+                .map(|(index, _)| index);
+            let Some(index) = best else { break };
+            let waiter = &mut state.queue[index];
+            waiter.granted = true;
+            if let Some(analyst) = waiter.analyst.clone() {
+                *state.held.entry(analyst).or_insert(0) += 1;
+            }
+            state.in_use += 1;
+            granted = true;
+        }
+        granted
+    }
+
+    fn release(&self, analyst: Option<&str>) {
+        let mut state = lock(&self.state);
+        state.in_use -= 1;
+        if let Some(analyst) = analyst {
+            if let Some(held) = state.held.get_mut(analyst) {
+                *held -= 1;
+                if *held == 0 {
+                    state.held.remove(analyst);
+                }
+            }
+        }
+        self.hand_out(&mut state);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn usage(&self) -> AdmissionUsage {
+        let state = lock(&self.state);
+        let at_share = |w: &Waiter| {
+            w.analyst
+                .as_ref()
+                .and_then(|a| state.held.get(a))
+                .is_some_and(|n| *n >= self.per_analyst)
+        };
+        let waiting = || state.queue.iter().filter(|w| !w.granted);
+        AdmissionUsage {
+            in_use: state.in_use,
+            waiting: waiting().count(),
+            waiting_for_own: waiting().filter(|w| at_share(w)).count(),
+            analysts: state.held.len(),
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.admission.release(self.analyst.as_deref());
+    }
+}
+
+/// MCP_RATE_PER_CALLER: a token bucket per analyst holding a minute's worth of calls, refilled
+/// continuously. Off (every call allowed, nothing stored) when the rate is 0.
+struct RateLimiter {
+    per_minute: u64,
+    buckets: Mutex<RateBuckets>,
+}
+
+struct RateBuckets {
+    by_analyst: HashMap<String, Bucket>,
+    swept: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u64) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            buckets: Mutex::new(RateBuckets {
+                by_analyst: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes one call from the analyst's bucket, or says in how many seconds the next is allowed.
+    fn take(&self, analyst: &str, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let mut buckets = lock(&self.buckets);
+        if now.saturating_duration_since(buckets.swept) >= Duration::from_secs(1) {
+            self.sweep(&mut buckets, now);
+        }
+        let full = Bucket {
+            tokens: self.per_minute as f64,
+            at: now,
+        };
+        let bucket = match buckets.by_analyst.get_mut(analyst) {
+            Some(bucket) => bucket,
+            None => buckets
+                .by_analyst
+                .entry(analyst.to_string())
+                .or_insert(full),
+        };
+        let tokens = self.refilled(bucket, now);
+        if tokens >= 1.0 {
+            *bucket = Bucket {
+                tokens: tokens - 1.0,
+                at: now,
+            };
+            return Ok(());
+        }
+        *bucket = Bucket { tokens, at: now };
+        let seconds_per_call = 60.0 / self.per_minute as f64;
+        Err(((1.0 - tokens) * seconds_per_call).ceil().max(1.0) as u64)
+    }
+
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let per_second = self.per_minute as f64 / 60.0;
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        (bucket.tokens + elapsed * per_second).min(self.per_minute as f64)
+    }
+
+    /// Forgets analysts whose bucket is full again: a full bucket is what a newcomer gets anyway.
+    fn sweep(&self, buckets: &mut RateBuckets, now: Instant) {
+        let full = self.per_minute as f64;
+        buckets
+            .by_analyst
+            .retain(|_, bucket| self.refilled(bucket, now) < full);
+        buckets.swept = now;
+    }
+
+    /// Analysts with a bucket still refilling (after forgetting the full ones).
+    fn tracked(&self, now: Instant) -> usize {
+        let mut buckets = lock(&self.buckets);
+        self.sweep(&mut buckets, now);
+        buckets.by_analyst.len()
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
 // Pool and database
-// Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind a counting semaphore of
-// MCP_POOL_MAX permits. Every unit of work runs in `BEGIN READ ONLY` with its settings made
+// Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind MCP_POOL_MAX permits handed
+// out fairly between analysts (see Fair share). Every unit of work runs in `BEGIN READ ONLY` with its settings made
 // `LOCAL` (so nothing depends on server defaults and PgBouncer transaction pooling stays safe),
 // as the analyst's own role when MCP_ANALYST_ROLES gives one (`SET LOCAL ROLE`, see below), and
 // always ends with ROLLBACK and the session cleanup. A connection that was lost is
@@ -6591,7 +7213,7 @@ impl Drop for PooledClient {
 struct Pool {
     connect_config: postgres::Config,
     idle: Mutex<Vec<PooledClient>>,
-    permits: Semaphore,
+    permits: Admission,
     idle_limit: Duration,
     wait_limit: Duration,
     statement_timeout_ms: u64,
@@ -6622,25 +7244,26 @@ impl Pool {
         Pool {
             connect_config,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(config.pool_max),
+            permits: Admission::new(config.pool_max, config.max_inflight_per_caller),
             idle_limit: config.pool_idle,
             wait_limit: config.pool_wait,
             statement_timeout_ms: timeout,
-            begin_sql: format!(
-                "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout}', true), \
-                 set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
-                 set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
-                 set_config('extra_float_digits', '1', true)"
-            ),
+            begin_sql: begin_sql(timeout),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
-            mapped_roles: config.analyst_roles.as_ref().map_or_else(Vec::new, |roles| {
-                let mut mapped: Vec<String> =
-                    roles.explicit.iter().map(|(_, role)| role.clone()).collect();
-                mapped.sort();
-                mapped.dedup();
-                mapped
-            }),
+            mapped_roles: config
+                .analyst_roles
+                .as_ref()
+                .map_or_else(Vec::new, |roles| {
+                    let mut mapped: Vec<String> = roles
+                        .explicit
+                        .iter()
+                        .map(|(_, role)| role.clone())
+                        .collect();
+                    mapped.sort();
+                    mapped.dedup();
+                    mapped
+                }),
             role_verdicts: Mutex::new(BTreeMap::new()),
             retries: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
@@ -6649,15 +7272,49 @@ impl Pool {
         }
     }
 
-    /// Runs `work` in one read-only transaction on a pooled connection (see the section contract).
+    /// Runs `work` in one read-only transaction on a pooled connection (see the section contract),
+    /// once the claim's analyst is admitted, with the statement timeout cut to what is left of
+    /// the claim's deadline.
     fn read_only<T>(
         &self,
+        claim: &Claim,
         mut work: impl FnMut(&mut Session) -> Result<T, DbError>,
     ) -> Result<T, ToolFailure> {
-        let _permit = self
+        let arrived = Instant::now();
+        let out_of_time = || {
+            ToolFailure::OutOfTime(
+                self.wait_limit + Duration::from_millis(self.statement_timeout_ms),
+            )
+        };
+        let wait_until = claim.deadline.map_or(arrived + self.wait_limit, |d| {
+            d.min(arrived + self.wait_limit)
+        });
+        let _admitted = self
             .permits
-            .acquire_timeout(self.wait_limit)
-            .ok_or(ToolFailure::Busy(self.wait_limit))?;
+            .enter(claim.analyst, wait_until)
+            .map_err(|refusal| match refusal {
+                _ if claim.deadline.is_some_and(|d| Instant::now() >= d) => out_of_time(),
+                NotAdmitted::PoolBusy => ToolFailure::Busy(self.wait_limit),
+                NotAdmitted::ShareFull => ToolFailure::CallerBusy {
+                    limit: self.permits.per_analyst,
+                    waited: arrived.elapsed(),
+                },
+            })?;
+        let timeout_ms = match claim.deadline {
+            None => self.statement_timeout_ms,
+            // Rounded up, so the statement is cancelled at the deadline, never just before it.
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => self
+                    .statement_timeout_ms
+                    .min(left.as_micros().div_ceil(1000) as u64),
+                _ => return Err(out_of_time()),
+            },
+        };
+        let begin_sql = if timeout_ms == self.statement_timeout_ms {
+            std::borrow::Cow::Borrowed(&self.begin_sql)
+        } else {
+            std::borrow::Cow::Owned(begin_sql(timeout_ms))
+        };
         let mut attempt = 0;
         loop {
             // The retry always takes a fresh connection: the idle ones may have died together.
@@ -6670,14 +7327,14 @@ impl Pool {
             };
             let watch = self.watchdog.watch(
                 &pooled.client,
-                Duration::from_millis(self.statement_timeout_ms) + Duration::from_secs(5),
+                Duration::from_millis(timeout_ms) + Duration::from_secs(5),
             );
             let mut session = Session {
                 client: &mut pooled.client,
             };
             let result = session
                 .client
-                .batch_execute(&self.begin_sql)
+                .batch_execute(&begin_sql)
                 .and_then(|()| work(&mut session));
             let ended = end_transaction(session.client, result.is_err());
             drop(watch);
@@ -6707,13 +7364,15 @@ impl Pool {
                 }
                 Err(error) => {
                     self.give_back(pooled, ended.is_ok());
-                    return Err(self.failure_from(&error));
+                    return Err(self.failure_from(&error, timeout_ms));
                 }
             }
         }
     }
 
-    fn failure_from(&self, error: &DbError) -> ToolFailure {
+    /// `timeout_ms` is the statement timeout the work ran with (less than the configured one
+    /// when a batch's deadline was near).
+    fn failure_from(&self, error: &DbError, timeout_ms: u64) -> ToolFailure {
         let Some(db) = error.as_db_error() else {
             return ToolFailure::Database {
                 message: error.to_string(),
@@ -6725,10 +7384,18 @@ impl Pool {
             .entry(sqlstate[..2].to_string())
             .or_insert(0) += 1;
         let message = if sqlstate == "57014" && db.message().contains("statement timeout") {
-            format!(
-                "statement timeout after {} (the query ran too long; narrow it or aggregate)",
-                human_duration(self.statement_timeout_ms)
-            )
+            if timeout_ms < self.statement_timeout_ms {
+                format!(
+                    "statement timeout after {}: the batch's shared time ran out (a batch may take \
+                     MCP_POOL_WAIT_MS + MCP_STATEMENT_TIMEOUT_MS in all); send long queries in their own request",
+                    human_duration(timeout_ms)
+                )
+            } else {
+                format!(
+                    "statement timeout after {} (the query ran too long; narrow it or aggregate)",
+                    human_duration(timeout_ms)
+                )
+            }
         } else {
             let mut message = db.message().to_string();
             if let Some(hint) = db.hint() {
@@ -6792,7 +7459,7 @@ impl Pool {
     /// /readyz: can we reach the database right now? Never waits for a busy pool (a busy pool
     /// means the database is answering).
     fn probe(&self) -> Result<(), ToolFailure> {
-        let Some(_permit) = self.permits.try_acquire() else {
+        let Some(_admitted) = self.permits.try_enter() else {
             return Ok(());
         };
         let mut pooled = match self.take_idle() {
@@ -6810,17 +7477,25 @@ impl Pool {
         }
     }
 
-    /// (open, idle, in use, waiting)
-    fn gauges(&self) -> (u64, usize, usize, usize) {
+    /// (open, idle, admission)
+    fn gauges(&self) -> (u64, usize, AdmissionUsage) {
         let idle = lock(&self.idle).len();
-        let (in_use, waiting) = self.permits.usage();
         (
             OPEN_CONNECTIONS.load(Ordering::Relaxed),
             idle,
-            in_use,
-            waiting,
+            self.permits.usage(),
         )
     }
+}
+
+/// What opens every unit of work: a read-only transaction and its settings, all `LOCAL`.
+fn begin_sql(statement_timeout_ms: u64) -> String {
+    format!(
+        "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{statement_timeout_ms}', true), \
+         set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
+         set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
+         set_config('extra_float_digits', '1', true)"
+    )
 }
 
 fn human_duration(ms: u64) -> String {
@@ -7052,6 +7727,35 @@ impl QueryResult {
     }
 }
 
+/// A catalog listing as PostgreSQL built it, or its size when that is over the result budget.
+enum Listing {
+    Json(String),
+    TooLarge(u64),
+}
+
+/// Drops the whitespace outside strings that PostgreSQL's json functions pad with, in one pass
+/// and without parsing: the same document (keys in order), fewer tokens for the model.
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Session<'_> {
     /// Runs an introspection query whose single text column is a JSON document; None when it
     /// returned no row (the schema or table is not there or not readable).
@@ -7063,11 +7767,44 @@ impl Session<'_> {
         let Some(row) = self.client.query_opt(sql, params)? else {
             return Ok(None);
         };
-        let document: Option<String> = row.try_get(0)?;
-        // json_build_object pads with spaces; compact it (key order is kept) to spare the model tokens.
-        Ok(document.map(|text| {
-            serde_json::from_str::<Value>(&text).map_or(text, |value| value.to_string())
-        }))
+        let document: Option<&str> = row.try_get(0)?;
+        Ok(document.map(compact_json))
+    }
+
+    /// The single text value of a query that answers one row at most (None: no row, or NULL).
+    fn text_value(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<String>, DbError> {
+        match self.client.query_opt(sql, params)? {
+            Some(row) => row.try_get(0),
+            None => Ok(None),
+        }
+    }
+
+    /// `json_document` for the answers that list part of the catalog (schemas, tables,
+    /// functions, columns), which grow with it: a document larger than `budget` never leaves
+    /// the database, only its size does.
+    fn listing(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+        budget: u64,
+    ) -> Result<Option<Listing>, DbError> {
+        let bounded = format!(
+            "SELECT CASE WHEN octet_length(d) <= {budget} THEN d END, octet_length(d)::int8 \
+             FROM ({sql}) AS mcp_doc(d)"
+        );
+        let Some(row) = self.client.query_opt(&bounded, params)? else {
+            return Ok(None);
+        };
+        let size: Option<i64> = row.try_get(1)?;
+        Ok(match (row.try_get::<_, Option<&str>>(0)?, size) {
+            (Some(document), _) => Some(Listing::Json(compact_json(document))),
+            (None, Some(size)) => Some(Listing::TooLarge(size as u64)),
+            (None, None) => None,
+        })
     }
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
@@ -7578,6 +8315,7 @@ struct Metrics {
     rpc: Mutex<BTreeMap<&'static str, u64>>,
     tools: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     tool_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    limits: Mutex<BTreeMap<&'static str, u64>>,
     rows_returned: AtomicU64,
     bytes_returned: AtomicU64,
     auth_failures: AtomicU64,
@@ -7603,6 +8341,11 @@ impl Metrics {
         *lock(&self.rpc).entry(method).or_insert(0) += 1;
     }
 
+    /// A limit that refused or cut work short (a closed set of names, see mcp_limits_hit_total).
+    fn count_limit(&self, limit: &'static str) {
+        *lock(&self.limits).entry(limit).or_insert(0) += 1;
+    }
+
     fn count_tool(
         &self,
         tool: &'static str,
@@ -7622,7 +8365,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4, written by hand.
-    fn render(&self, pool: &Pool) -> String {
+    fn render(&self, pool: &Pool, rates: &RateLimiter) -> String {
         let mut out = String::with_capacity(4096);
         let http: Vec<(String, f64)> = lock(&self.http)
             .iter()
@@ -7695,7 +8438,19 @@ impl Metrics {
             "Database errors by SQLSTATE class.",
             &errors,
         );
-        let (open, idle, in_use, waiting) = pool.gauges();
+        let limits: Vec<(String, f64)> = lock(&self.limits)
+            .iter()
+            .map(|(limit, n)| (format!("limit=\"{limit}\""), *n as f64))
+            .collect();
+        write_family(
+            &mut out,
+            "mcp_limits_hit_total",
+            "counter",
+            "Work refused or cut short by a limit: max_batch, json_values, batch_answers, batch_time, caller_share, caller_rate.",
+            &limits,
+        );
+        let (open, idle, admission) = pool.gauges();
+        let tracked = admission.analysts + rates.tracked(Instant::now());
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
         #[rustfmt::skip]
         let singles = [
@@ -7707,8 +8462,10 @@ impl Metrics {
             ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", pool.permits.capacity as f64),
             ("mcp_pool_open", "gauge", "Open database connections.", open as f64),
             ("mcp_pool_idle", "gauge", "Idle pooled connections.", idle as f64),
-            ("mcp_pool_in_use", "gauge", "Checked-out connections.", in_use as f64),
-            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", waiting as f64),
+            ("mcp_pool_in_use", "gauge", "Checked-out connections.", admission.in_use as f64),
+            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", admission.waiting as f64),
+            ("mcp_fair_share_waiters", "gauge", "Calls waiting because their analyst holds its whole share.", admission.waiting_for_own as f64),
+            ("mcp_callers_tracked", "gauge", "Analysts with per-analyst state held (calls in flight or a rate bucket refilling).", tracked as f64),
         ];
         for (name, kind, help, value) in singles {
             write_family(&mut out, name, kind, help, &[(String::new(), value)]);
@@ -8516,6 +9273,7 @@ struct App {
     oauth: Option<OAuth>,
     pool: Pool,
     audit_log: Option<AuditLog>,
+    rates: RateLimiter,
     metrics: Metrics,
     connections: ConnectionRegistry,
     connection_slots: Semaphore,
@@ -8717,6 +9475,7 @@ fn serve(env: EnvLookup) {
         oauth,
         pool: Pool::new(&config),
         audit_log,
+        rates: RateLimiter::new(config.rate_per_caller),
         metrics: Metrics::default(),
         connections: ConnectionRegistry::default(),
         connection_slots: Semaphore::new(config.max_connections),
@@ -9341,6 +10100,15 @@ mod tests {
                 "t: columns must be a list of at most 2 strings",
             ),
             (
+                json!({ "sql": "x".repeat(MAX_TEXT_ARGUMENT_CHARS + 1) }),
+                "t: sql must be at most 32768 characters (a longer text is refused to keep every \
+                 request's memory bounded)",
+            ),
+            (
+                json!({ "sql": "x", "columns": ["x".repeat(MAX_TEXT_ARGUMENT_CHARS + 1)] }),
+                "t: columns must be a list of at most 2 strings",
+            ),
+            (
                 json!({ "sql": "x", "other": 1 }),
                 "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns)",
             ),
@@ -9369,10 +10137,10 @@ mod tests {
 
     #[test]
     fn modern_results_gain_result_type_and_server_info() {
-        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}")).unwrap();
+        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}".into())).unwrap();
         assert_eq!(empty["resultType"], "complete");
         let full: Value =
-            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#)).unwrap();
+            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#.into())).unwrap();
         assert_eq!(full["tools"], json!([]));
         assert_eq!(
             full["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
@@ -9400,6 +10168,13 @@ mod tests {
             ("MCP_LOG_FORMAT", "xml", "MCP_LOG_FORMAT"),
             ("MCP_AUTH_TOKENS", "broken", "MCP_AUTH_TOKENS"),
             ("MCP_HOST", "0.0.0.0", "MCP_AUTH_TOKENS"),
+            ("MCP_MAX_BATCH", "0", "MCP_MAX_BATCH"),
+            (
+                "MCP_MAX_INFLIGHT_PER_CALLER",
+                "0",
+                "MCP_MAX_INFLIGHT_PER_CALLER",
+            ),
+            ("MCP_RATE_PER_CALLER", "-1", "MCP_RATE_PER_CALLER"),
         ];
         for (name, value, named) in cases {
             let error = config_with(&[url, (name, value)]).unwrap_err().0;
@@ -9407,6 +10182,16 @@ mod tests {
         }
         let ok = config_with(&[url, ("MCP_HOST", "0.0.0.0"), ("MCP_AUTH_TOKENS", "a:b")]).unwrap();
         assert_eq!((ok.port, ok.pool_max, ok.max_rows), (8892, 8, 10_000));
+        assert_eq!(
+            (ok.max_batch, ok.max_inflight_per_caller, ok.rate_per_caller),
+            (20, 4, 0)
+        );
+        let share = |pool: &str| {
+            config_with(&[url, ("MCP_POOL_MAX", pool)])
+                .unwrap()
+                .max_inflight_per_caller
+        };
+        assert_eq!((share("1"), share("3"), share("9")), (1, 1, 4));
         assert_eq!(
             config_with(&[url, ("MCP_HOST", "::1")])
                 .unwrap()
@@ -9516,19 +10301,231 @@ mod tests {
     }
 
     #[test]
-    fn semaphore_bounds_and_times_out() {
+    fn json_is_measured_exactly_before_parsing() {
+        fn count(value: &Value) -> usize {
+            1 + match value {
+                Value::Array(items) => items.iter().map(count).sum(),
+                Value::Object(map) => map.values().map(|v| 1 + count(v)).sum(),
+                _ => 0,
+            }
+        }
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        fn build(depth: u32, next: &mut dyn FnMut() -> u64) -> Value {
+            match next() % if depth > 4 { 5 } else { 7 } {
+                0 => Value::Null,
+                1 => json!(next().is_multiple_of(2)),
+                2 => json!((next() % 2_000_000) as i64 - 1_000_000),
+                3 => json!(-1.5e-7),
+                4 => json!(["", "a\"b", "\\", "\u{1}", ",:[]{}", "é😀"][next() as usize % 6]),
+                5 => Value::Array((0..next() % 4).map(|_| build(depth + 1, next)).collect()),
+                _ => Value::Object(
+                    (0..next() % 4)
+                        .map(|k| (format!("k{k}\"[,"), build(depth + 1, next)))
+                        .collect(),
+                ),
+            }
+        }
+        for round in 0..2000 {
+            let value = build(0, &mut next);
+            let text = if round % 2 == 0 {
+                value.to_string()
+            } else {
+                serde_json::to_string_pretty(&value).unwrap()
+            };
+            let shape = measure_json(text.as_bytes());
+            assert_eq!(shape.values, count(&value), "{text}");
+            let messages = value.as_array().map(Vec::len);
+            assert_eq!(shape.batch_messages, messages, "{text}");
+        }
+    }
+
+    #[test]
+    fn postgres_json_is_compacted_without_parsing() {
+        let padded = "{\"a\" : 1, \"b\" : [ {\"c d\" : \"e \\\" f\"}, \n null ], \"é\" : \"\\\\\"}";
+        let value: Value = serde_json::from_str(padded).unwrap();
+        assert_eq!(compact_json(padded), value.to_string());
+        assert_eq!(
+            compact_json(r#"{"k" : "  spaced  "}"#),
+            r#"{"k":"  spaced  "}"#
+        );
+    }
+
+    #[test]
+    fn bodies_over_the_limits_are_refused_before_parsing() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let batch = |n: usize| format!("[{}]", vec![call; n].join(","));
+        let metrics = Metrics::default();
+        let parse = |body: &[u8]| parse_body(body, 20, &metrics);
+        assert!(parse(batch(20).as_bytes()).is_ok());
+        let error = parse(batch(21).as_bytes()).unwrap_err();
+        assert_eq!((error.code, error.status), (-32600, 400));
+        assert!(
+            error
+                .message
+                .contains("batch of 21 messages refused: at most 20"),
+            "{}",
+            error.message
+        );
+        let zeros = format!(r#"{{"x":[{}]}}"#, vec!["0"; MAX_JSON_VALUES].join(","));
+        assert!(parse(zeros.as_bytes())
+            .unwrap_err()
+            .message
+            .contains("more than 4096 JSON values"));
+        assert_eq!(parse(b"{\"jsonrpc\":").unwrap_err().code, -32700);
+        let counted = lock(&metrics.limits).clone();
+        assert_eq!(
+            counted,
+            BTreeMap::from([("json_values", 1), ("max_batch", 1)])
+        );
+    }
+
+    #[test]
+    fn echoes_are_cut_to_an_excerpt() {
+        assert_eq!(excerpt("query", 64), "query");
+        assert_eq!(excerpt(&"é".repeat(100), 3), "ééé…");
+        let huge = RpcError::new(-32601, "x".repeat(100_000)).to_json(&json!(1));
+        assert!(huge.len() < MAX_ERROR_TEXT_CHARS + 100, "{}", huge.len());
+        assert!(!too_long(&"x".repeat(MAX_TEXT_ARGUMENT_CHARS)));
+        assert!(too_long(&"x".repeat(MAX_TEXT_ARGUMENT_CHARS + 1)));
+        assert!(
+            !too_long(&"é".repeat(MAX_TEXT_ARGUMENT_CHARS)),
+            "characters, not bytes"
+        );
+    }
+
+    /// Polls (with a deadline) until `admission` shows `waiting` queued calls.
+    fn wait_for_waiters(admission: &Admission, waiting: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while admission.usage().waiting != waiting {
+            assert!(Instant::now() < deadline, "waiters never queued");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn admission_caps_each_analyst_and_refuses_with_the_right_reason() {
+        let admission = Admission::new(2, 1);
+        let soon = || Instant::now() + Duration::from_millis(20);
+        let a = admission.enter(Some("a"), soon()).unwrap();
+        // A free connection is left, but "a" holds its whole share: it waits for its own call.
+        assert_eq!(
+            admission.enter(Some("a"), soon()).err(),
+            Some(NotAdmitted::ShareFull)
+        );
+        let b = admission.enter(Some("b"), soon()).unwrap();
+        assert_eq!(
+            admission.enter(Some("c"), soon()).err(),
+            Some(NotAdmitted::PoolBusy)
+        );
+        assert!(admission.try_enter().is_none());
+        let usage = admission.usage();
+        assert_eq!((usage.in_use, usage.waiting, usage.analysts), (2, 0, 2));
+        drop((a, b));
+        let usage = admission.usage();
+        assert_eq!(
+            (usage.in_use, usage.analysts),
+            (0, 0),
+            "idle analysts are forgotten"
+        );
+        // No analysts to share between: the whole pool.
+        let all: Vec<_> = (0..2)
+            .map(|_| admission.enter(None, soon()).unwrap())
+            .collect();
+        assert_eq!(admission.usage().analysts, 0);
+        drop(all);
+        assert!(admission.try_enter().is_some());
+    }
+
+    #[test]
+    fn the_probe_may_use_a_connection_no_eligible_call_waits_for() {
+        let admission = Admission::new(2, 1);
+        let a = admission.enter(Some("a"), Instant::now()).unwrap();
+        let long = Instant::now() + Duration::from_secs(30);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| admission.enter(Some("a"), long).is_ok());
+            wait_for_waiters(&admission, 1);
+            assert!(
+                admission.try_enter().is_some(),
+                "the free connection is not a's to take"
+            );
+            drop(a);
+            assert!(
+                waiter.join().unwrap(),
+                "a's call runs once its first one ends"
+            );
+        });
+    }
+
+    #[test]
+    fn a_freed_connection_goes_to_the_analyst_holding_fewest() {
+        let admission = Admission::new(2, 2);
+        let long = || Instant::now() + Duration::from_secs(30);
+        let a1 = admission.enter(Some("a"), long()).unwrap();
+        let a2 = admission.enter(Some("a"), long()).unwrap();
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            let admitted = |who: &'static str| {
+                let permit = admission.enter(Some(who), long()).unwrap();
+                lock(&order).push(who);
+                drop(permit);
+            };
+            scope.spawn(move || admitted("a"));
+            wait_for_waiters(&admission, 1);
+            scope.spawn(move || admitted("b"));
+            wait_for_waiters(&admission, 2);
+            assert_eq!(admission.usage().waiting_for_own, 1);
+            drop(a1); // "a" still holds one, "b" none: b goes first though it queued later
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while lock(&order).is_empty() {
+                assert!(Instant::now() < deadline, "nobody was admitted");
+                std::thread::yield_now();
+            }
+            assert_eq!(lock(&order)[0], "b");
+            drop(a2);
+        });
+        assert_eq!(*lock(&order), ["b", "a"]);
+        assert_eq!(admission.usage().in_use, 0);
+    }
+
+    #[test]
+    fn rate_limit_is_a_token_bucket_per_analyst() {
+        let rates = RateLimiter::new(3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(rates.take("a", t0), Ok(()));
+        }
+        assert_eq!(rates.take("a", t0), Err(20), "one call per 20 s refills");
+        assert_eq!(rates.take("b", t0), Ok(()), "each analyst has a bucket");
+        assert_eq!(rates.take("a", t0 + Duration::from_secs(19)), Err(1));
+        assert_eq!(rates.take("a", t0 + Duration::from_secs(20)), Ok(()));
+        // b's bucket (2 of 3 left at t0) is full again 20 s later; a's is still refilling.
+        assert_eq!(rates.tracked(t0 + Duration::from_secs(21)), 1);
+        assert_eq!(
+            rates.tracked(t0 + Duration::from_secs(81)),
+            0,
+            "full buckets are forgotten"
+        );
+        let off = RateLimiter::new(0);
+        assert!((0..1000).all(|_| off.take("a", t0).is_ok()));
+        assert_eq!(off.tracked(t0), 0);
+    }
+
+    #[test]
+    fn semaphore_bounds_and_drains() {
         let semaphore = Semaphore::new(1);
         let first = semaphore.try_acquire();
         assert!(first.is_some());
         assert!(semaphore.try_acquire().is_none());
-        assert!(semaphore
-            .acquire_timeout(Duration::from_millis(10))
-            .is_none());
+        assert!(!semaphore.wait_idle(Instant::now() + Duration::from_millis(10)));
         drop(first);
-        assert!(semaphore
-            .acquire_timeout(Duration::from_millis(10))
-            .is_some());
-        assert_eq!(semaphore.usage(), (0, 0));
+        assert!(semaphore.wait_idle(Instant::now()));
+        assert!(semaphore.try_acquire().is_some());
     }
 
     fn test_key() -> AuditKey {

@@ -12,6 +12,8 @@
 #   BENCH_MUSL         0 to skip the static musl build (default: build it if the target is installed)
 #   BENCH_STARTS       exec-to-healthy samples (default 10)
 #   BENCH_POOL_MAX     MCP_POOL_MAX for the server (default: the server's default)
+#   BENCH_MEMORY_CONNECTIONS  connection counts of the memory cell (default "1 8 32"; "" skips it)
+#   BENCH_MEMORY_ROUNDS       times each connection sends each worst-case body (default 3)
 #   BENCH_OUT          where to save the Markdown table (default bench/results.md)
 #
 # What it does: starts a throwaway PostgreSQL tuned for benchmarking (fsync off, 256MB shared
@@ -20,7 +22,12 @@
 # (keep-alive connections, bench/tools_call.lua) at each concurrency, then runs pgbench -M extended
 # with the same statements the server sends per call (BEGIN READ ONLY / set_config LOCAL settings /
 # the query wrapped in row_to_json exactly as the server wraps it / ROLLBACK) at the same
-# concurrency. Prints one Markdown table (and the machine) and saves it to $BENCH_OUT.
+# concurrency. Then the memory cell: for each C, a fresh server with MCP_POOL_MAX=C and C connections
+# sending every worst-case body of tests/worst_case.py at once (the batch attack at the largest body,
+# batches of answers at the budget, the longest SQL, the lexer's worst, the most JSON values, a 1 MiB
+# name to echo), for the glibc build and the musl build: the VmHWM growth per connection is the
+# per-request bound the README states. Prints one Markdown table (and the machine) and saves it to
+# $BENCH_OUT.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -124,6 +131,8 @@ mapfile -t INHERITED_MCP < <(compgen -e | grep '^MCP_' || true)
 for v in "${INHERITED_MCP[@]}"; do unset "$v"; done
 export DATABASE_URL=$DB_URL MCP_AUTH_TOKENS="bench:$TOKEN" MCP_HOST=127.0.0.1
 [[ -n ${BENCH_POOL_MAX:-} ]] && export MCP_POOL_MAX=$BENCH_POOL_MAX
+# wrk is one load generator with one token, i.e. one analyst: measure the server, not the fair share
+export MCP_MAX_INFLIGHT_PER_CALLER=1000
 MCP_PORT=$(pg_free_port)
 MCP_PORT=$MCP_PORT "$BIN" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -255,6 +264,43 @@ kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
 
+# ---------------------------------------------------------------- memory: the worst requests
+MEMORY=$WORK/memory.tsv
+: >"$MEMORY"
+MEM_CONNECTIONS=${BENCH_MEMORY_CONNECTIONS-1 8 32}
+MEM_ROUNDS=${BENCH_MEMORY_ROUNDS:-3}
+memory_cell() {  # BIN LABEL C: one fresh server, C connections of worst-case requests
+  local bin=$1 label=$2 c=$3 port pid idle base line end
+  port=$(pg_free_port)
+  MCP_PORT=$port MCP_POOL_MAX=$c MCP_MAX_INFLIGHT_PER_CALLER=$c "$bin" >"$WORK/memory-$label-$c.log" 2>&1 &
+  pid=$!
+  SERVER_PID=$pid
+  end=$((SECONDS + 30))
+  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/memory-$label-$c.log" >&2; die "memory cell: the server exited"; }
+    ((SECONDS < end)) || die "memory cell: no healthy /healthz within 30 s"
+    sleep 0.02  # poll interval; readiness is the condition
+  done
+  idle=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  curl -fsS -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" \
+    --data-binary "@$WORK/body-0.json" "http://127.0.0.1:$port/mcp" || die "memory cell: warm-up call failed"
+  base=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+  say "memory, $label, c=$c: worst-case requests x $MEM_ROUNDS rounds"
+  line=$(timeout -k 5 600 python3 "$ROOT/tests/worst_case.py" --port "$port" --token "$TOKEN" \
+    --connections "$c" --rounds "$MEM_ROUNDS" --pid "$pid") || die "memory cell: the driver failed"
+  grep -q 'attack:400=' <<<"$line" || die "memory cell: the batch attack was not refused: $line"
+  if grep -qE ':(5[0-9][0-9])=' <<<"$line"; then die "memory cell: server errors: $line"; fi
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  SERVER_PID=
+  line=${line#*hwm_after_kib=}
+  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$c" "$idle" "$base" "${line%% *}" >>"$MEMORY"
+}
+for c in $MEM_CONNECTIONS; do
+  memory_cell "$BIN" glibc "$c"
+  if [[ -n ${MUSL_BIN:-} ]]; then memory_cell "$MUSL_BIN" musl "$c"; fi
+done
+
 # ---------------------------------------------------------------- start-up time
 say "exec-to-healthy: $STARTS starts"
 STARTUP=$(python3 "$HERE/startup.py" "$STARTS" "$BIN") || die "start-up measurement failed: $STARTUP"
@@ -268,10 +314,11 @@ python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$M
   "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
   "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
   "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
+  "$MEMORY" "$MEM_ROUNDS" \
   >"$WORK/results.md" <<'EOF'
 import sys
 (res, idle, peak, maxc, rel, musl, startup, ncpu, cpu, kernel, pgv, wrkv, binv, cmd, secs, rows, rustc,
- date, pool, load_start, load_end, elapsed) = sys.argv[1:]
+ date, pool, load_start, load_end, elapsed, memory, mem_rounds) = sys.argv[1:]
 st = dict(kv.split("=") for kv in startup.split()[1:])
 out = []
 w = out.append
@@ -300,6 +347,24 @@ w(f"| release binary (glibc) | {int(rel) / 1048576:.2f} MiB ({int(rel)} bytes) |
 w(f"| static binary (musl) | {musl} |")
 w(f"| exec → first healthy /healthz | median {st['median_ms']} ms (min {st['min_ms']}, max {st['max_ms']}, n={st['n']}) |")
 w("")
+cells = [line.rstrip("\n").split("\t") for line in open(memory) if line.strip()]
+if cells:
+    w("Memory, worst-case requests (`tests/worst_case.py`: the batch attack at the largest body, batches of "
+      "answers at the budget, the longest SQL, the lexer's worst, the most JSON values, a 1 MiB name to echo; "
+      f"every connection sends each {mem_rounds} times, all at once; fresh server per cell with MCP_POOL_MAX=C):")
+    w("")
+    w("| build | C | idle VmRSS MiB | VmHWM after one call MiB | VmHWM after the worst case MiB | per request MiB |")
+    w("|---|---:|---:|---:|---:|---:|")
+    worst = {}
+    for label, c, idle_kib, base_kib, hwm_kib in cells:
+        per = (int(hwm_kib) - int(base_kib)) / int(c) / 1024
+        worst[label] = max(worst.get(label, (0, 0)), (per, int(base_kib) / 1024))
+        w(f"| {label} | {c} | {int(idle_kib) / 1024:.1f} | {int(base_kib) / 1024:.1f} | {int(hwm_kib) / 1024:.1f} | {per:.2f} |")
+    w("")
+    for label, (per, base) in worst.items():
+        w(f"{label}: worst case per request in flight **{per:.2f} MiB**; whole server at the defaults "
+          f"(256 connections) ≤ {base:.1f} + 256 × {per:.2f} = {base + 256 * per:.0f} MiB.")
+    w("")
 w("errors = non-2xx responses + JSON results with `\"isError\":true` + JSON-RPC errors + socket errors. "
   "pgbench runs `-M extended -n -c C -j min(C,2) -T secs` with the statements the server sends per call: "
   "`BEGIN READ ONLY`; the `set_config(…, true)` settings; the query wrapped as the server wraps it "

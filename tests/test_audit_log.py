@@ -51,7 +51,7 @@ def logged(server_factory, audit_dir):
     """A server with an audit log, and a log it wrote: five calls of different kinds."""
     key = make_key(audit_dir)
     log = audit_dir / "audit.log"
-    srv = server_factory(MCP_AUDIT_LOG=str(log), MCP_AUDIT_KEY_FILE=str(key))
+    srv = server_factory(MCP_AUDIT_LOG=str(log), MCP_AUDIT_KEY_FILE=str(key), MCP_AUDIT_MAX_SQL_BYTES="8192")
     srv.query("SELECT i FROM generate_series(1, 3) AS i")
     srv.tool("list_tables", {"schema": "reporting"})
     srv.tool_error("query", {"sql": "SELECT 1/0"}, caller="bob")
@@ -100,14 +100,14 @@ def test_sql_kept_in_full_up_to_the_limit_and_hashed_whole(logged):
     srv, log, _ = logged
     marker = secrets.token_hex(4)
     medium = f"SELECT 1 AS m -- {marker} " + "x" * 5000
-    huge = f"SELECT 2 AS h -- {marker} " + "y" * 70_000  # over the 65536-byte default
+    huge = f"SELECT 2 AS h -- {marker} " + "y" * 20_000  # over MCP_AUDIT_MAX_SQL_BYTES
     srv.query(medium)
     srv.query(huge)
     lines = [l for l in read_lines(log) if marker in l.get("sql", "")]
     assert len(lines) == 2
     kept, cut = lines
     assert kept["sql"] == medium and kept["sql_cut"] is False and kept["sql_bytes"] == len(medium)
-    assert cut["sql_cut"] is True and cut["sql_bytes"] == len(huge) and len(cut["sql"]) == 65536
+    assert cut["sql_cut"] is True and cut["sql_bytes"] == len(huge) and len(cut["sql"]) == 8192
     assert huge.startswith(cut["sql"])
     assert cut["sql_sha256"] == hashlib.sha256(huge.encode()).hexdigest()
 

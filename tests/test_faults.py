@@ -370,7 +370,9 @@ def test_pool_wait_limit_gives_server_busy(db, start_server):
                          daemon=True)
     t.start()
     wait_until(lambda: db.active_query_running(tag), 10, "the 3 s query to hold the only connection")
-    r = srv.post("/mcp", tool_call_body("SELECT 1 AS one"), headers={"MCP-Protocol-Version": "2025-11-25"})
+    # another analyst: the holder's own second call would wait for its own share instead (test_limits)
+    r = srv.post("/mcp", tool_call_body("SELECT 1 AS one"), headers={"MCP-Protocol-Version": "2025-11-25"},
+                 caller="bob")
     assert r.status == 200, r.text
     result = r.json()["result"]
     assert result["isError"] is True

@@ -23,7 +23,8 @@ ISSUE_VARS = {
     "MCP_ALLOWED_ORIGINS": None,
 }
 CONTRACT_VARS = ["MCP_AUTH_TOKENS_FILE", "MCP_POOL_IDLE_S", "MCP_POOL_WAIT_MS", "MCP_MAX_CONNECTIONS",
-                 "MCP_MAX_RESULT_BYTES", "MCP_ALLOW_PRIVILEGED_ROLE", "MCP_SHUTDOWN_GRACE_S", "MCP_LOG_FORMAT"]
+                 "MCP_MAX_RESULT_BYTES", "MCP_ALLOW_PRIVILEGED_ROLE", "MCP_SHUTDOWN_GRACE_S", "MCP_LOG_FORMAT",
+                 "MCP_MAX_BATCH", "MCP_MAX_INFLIGHT_PER_CALLER", "MCP_RATE_PER_CALLER"]
 
 
 def cargo_version() -> str:
@@ -80,6 +81,10 @@ def test_refuses_public_bind_without_tokens(binary, pg):
     ("MCP_AUTH_TOKENS", "alice:"),
     ("MCP_AUTH_TOKENS", ":tok-without-name"),
     ("MCP_LOG_FORMAT", "xml"),
+    ("MCP_MAX_BATCH", "0"),
+    ("MCP_MAX_BATCH", "many"),
+    ("MCP_MAX_INFLIGHT_PER_CALLER", "0"),
+    ("MCP_RATE_PER_CALLER", "10/min"),
 ])
 def test_invalid_setting_stops_startup_naming_the_variable(binary, pg, var, value):
     env = {"DATABASE_URL": pg.ro_dsn, "MCP_HOST": "127.0.0.1", "MCP_PORT": str(free_port()),
