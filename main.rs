@@ -8717,7 +8717,7 @@ fn seal_line(
     prev: &[u8; 32],
     fields: &Map<String, Value>,
 ) -> (String, [u8; 32]) {
-    let body = Value::Object(fields.clone()).to_string();
+    let body = serde_json::to_string(fields).unwrap_or_default();
     let inner = body
         .strip_prefix('{')
         .and_then(|b| b.strip_suffix('}'))
