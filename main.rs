@@ -55,6 +55,8 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_ALLOW_PRIVILEGED_ROLE", "0", "1: serve even if the role can write (loud warning)"),
     ("MCP_SHUTDOWN_GRACE_S", "20", "on SIGTERM, how long in-flight requests may finish"),
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
+    ("MCP_SERVER_LABEL", "none", "names this deployment in every query answer and in serverInfo.title"),
+    ("MCP_MAX_PLAN_COST", "off", "refuse queries whose estimated plan cost is above this (one EXPLAIN first)"),
     ("MCP_ANALYST_ROLES", "none", "name=role,… and/or a pattern like analyst_{name}: each analyst's own database role"),
     ("MCP_ANALYST_UNMAPPED", "refuse", "refuse: an analyst with no role gets an error; base: served as the login role"),
     ("MCP_AUDIT_LOG", "none", "also append a tamper-evident JSON line per tool call to this file"),
@@ -107,6 +109,10 @@ struct Config {
     shutdown_grace: Duration,
     audit: Option<AuditConfig>,
     analyst_roles: Option<AnalystRoles>,
+    /// Names this deployment (say, "production replica") in answers and in serverInfo.
+    server_label: Option<String>,
+    /// Statements whose estimated plan cost is above this are refused before they run.
+    max_plan_cost: Option<f64>,
     /// None when MCP_OAUTH=off: then nothing of the OAuth section is reachable.
     oauth: Option<OAuthConfig>,
 }
@@ -217,6 +223,8 @@ impl Config {
             analyst_roles: AnalystRoles::from_env(&get)?,
             oauth: OAuthConfig::from_env(&get)?,
             host,
+            server_label: parse_label(&get, "MCP_SERVER_LABEL")?,
+            max_plan_cost: parse_positive_float(&get, "MCP_MAX_PLAN_COST")?,
         };
         let no_tokens = config.inline_tokens.is_empty() && config.tokens_file.is_none();
         if no_tokens
@@ -276,6 +284,37 @@ fn parse_number(
     }
 }
 
+/// A short human label: printable, at most 100 characters.
+fn parse_label(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(label) = get(name) else {
+        return Ok(None);
+    };
+    if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(ConfigError(format!(
+            "{name} must be at most 100 printable characters (no newlines or control characters)"
+        )));
+    }
+    Ok(Some(label))
+}
+
+fn parse_positive_float(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(Some(n)),
+        _ => Err(ConfigError(format!(
+            "{name} must be a positive number (a PostgreSQL plan cost such as 1000000), not {raw:?}"
+        ))),
+    }
+}
+
 fn parse_flag(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
     match get(name).as_deref() {
         None | Some("0") | Some("false") | Some("no") | Some("off") => Ok(false),
@@ -299,6 +338,7 @@ fn help_text() -> String {
         "{SERVER_NAME} {VERSION} — read-only MCP server for PostgreSQL (streamable HTTP)\n\n\
          USAGE:\n  {SERVER_NAME}                    serve MCP on http://MCP_HOST:MCP_PORT/mcp\n  \
          {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
+         {SERVER_NAME} check-sql -        the same for every line of stdin (one statement per line)\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
          {SERVER_NAME} verify-audit FILE…  check the MCP_AUDIT_LOG chain, oldest file first (exit 0/1)\n  \
          {SERVER_NAME} oauth-key          print a new random line for MCP_OAUTH_KEY_FILE\n  \
@@ -4373,7 +4413,8 @@ Typical flow: list_schemas → list_tables(schema) → describe_table(schema, ta
 `query` runs one SELECT / WITH / VALUES / TABLE statement in PostgreSQL syntax inside a read-only \
 transaction that is always rolled back; nothing can be changed. Results are capped (max_rows, \
 default 1000; truncated=true says a cap was hit, so aggregate or filter instead of paging through \
-raw rows). Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
+raw rows). For many rows pass format=csv (or arrays): the same exact values in about half the \
+tokens, so about twice the rows fit. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
@@ -4805,7 +4846,11 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
     let views = client_renders_views(context, method, params);
     match context.era {
         Era::Legacy(_) => match method {
-            "initialize" => Ok(initialize_result(params, views)),
+            "initialize" => Ok(initialize_result(
+                params,
+                views,
+                context.app.config.server_label.as_deref(),
+            )),
             "ping" => Ok("{}".to_string()),
             "tools/list" => Ok(TOOLS_LIST.get(views).for_era(context.era)),
             "tools/call" => call_tool(context, params),
@@ -4839,13 +4884,28 @@ fn dispatch(context: &CallContext, method: &str, params: &Value) -> Result<Strin
                     })
                 }
             };
-            Ok(with_modern_result_fields(result))
+            Ok(with_modern_result_fields(
+                result,
+                &context.app.modern_result_fields,
+            ))
         }
     }
 }
 
-fn server_info() -> Value {
-    json!({ "name": SERVER_NAME, "title": "Analytics (read-only PostgreSQL)", "version": VERSION })
+/// Who we are, as initialize's serverInfo and 2026-07-28's `_meta` say it; MCP_SERVER_LABEL, when
+/// set, is part of the title so an analyst connected to several deployments can tell them apart.
+fn server_info(label: Option<&str>) -> Value {
+    let title = match label {
+        Some(label) => format!("Analytics (read-only PostgreSQL): {label}"),
+        None => "Analytics (read-only PostgreSQL)".to_string(),
+    };
+    json!({ "name": SERVER_NAME, "title": title, "version": VERSION })
+}
+
+/// What every 2026-07-28 result carries besides its own fields; built once at start-up.
+fn modern_result_fields(label: Option<&str>) -> String {
+    let meta = json!({ "io.modelcontextprotocol/serverInfo": server_info(label) });
+    format!(r#""resultType":"complete","_meta":{meta}"#)
 }
 
 /// What the server offers: tools always; the result view's resources and the MCP Apps extension
@@ -4860,7 +4920,7 @@ fn server_capabilities(views: bool) -> Value {
 }
 
 /// Echo a requested initialize-era version we speak; otherwise answer the latest of them.
-fn initialize_result(params: &Value, views: bool) -> String {
+fn initialize_result(params: &Value, views: bool, label: Option<&str>) -> String {
     let requested = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -4873,7 +4933,7 @@ fn initialize_result(params: &Value, views: bool) -> String {
     json!({
         "protocolVersion": version,
         "capabilities": server_capabilities(views),
-        "serverInfo": server_info(),
+        "serverInfo": server_info(label),
         "instructions": INSTRUCTIONS,
     })
     .to_string()
@@ -4890,22 +4950,19 @@ fn discover_result(views: bool) -> String {
     .to_string()
 }
 
-/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`.
-/// Edits the result in place: a big answer is not copied into a second buffer.
-fn with_modern_result_fields(mut result: String) -> String {
-    static FIELDS: Lazy<String> = Lazy::new(|| {
-        let meta = json!({ "io.modelcontextprotocol/serverInfo": { "name": SERVER_NAME, "version": VERSION } });
-        format!(r#""resultType":"complete","_meta":{meta}"#)
-    });
+/// Adds what every 2026-07-28 result carries: `resultType` and the server's identity in `_meta`
+/// (`fields`, from modern_result_fields). Edits the result in place: a big answer is not copied
+/// into a second buffer.
+fn with_modern_result_fields(mut result: String, fields: &str) -> String {
     let Some(open) = result.find('{') else {
-        return format!("{{{}}}", *FIELDS);
+        return format!("{{{fields}}}");
     };
     let separator = if result[open + 1..].trim_start().starts_with('}') {
         ""
     } else {
         ","
     };
-    result.replace_range(..=open, &format!("{{{}{separator}", *FIELDS));
+    result.replace_range(..=open, &format!("{{{fields}{separator}"));
     result
 }
 
@@ -5251,7 +5308,7 @@ struct Param {
 }
 
 #[derive(Clone, Copy)]
-#[allow(dead_code)] // Flag, Choice and Names are for the analyst tools' options (issue 12)
+#[allow(dead_code)] // Flag and Names are for the analyst tools' options (issue 12)
 enum ParamKind {
     /// A string; `default` is only advertised (the tool applies it, see list_functions).
     Text { default: Option<&'static str> },
@@ -5274,6 +5331,18 @@ const SCHEMA_PARAM: Param = Param {
     required: true,
     description: "Schema name, exactly as list_schemas shows it",
 };
+const FORMAT_PARAM: Param = Param {
+    name: "format",
+    kind: ParamKind::Choice {
+        choices: ResultFormat::NAMES,
+        default: "objects",
+    },
+    required: false,
+    description: "How rows come back: objects (one JSON object per row), arrays (column names once, \
+        each row a JSON array: fewer tokens), csv or markdown (the text block is CSV or a Markdown table; \
+        structuredContent carries the rows as arrays). The byte budget counts the formatted rows, so \
+        arrays and csv fit the most rows.",
+};
 const TABLE_PARAM: Param = Param {
     name: "table",
     kind: ParamKind::Text { default: None },
@@ -5287,13 +5356,15 @@ static TOOLS: &[ToolSpec] = &[
         name: "query",
         title: "Run a read-only SQL query",
         description: "Run one read-only PostgreSQL SELECT (or WITH / VALUES / TABLE) statement and get the rows back \
-            as JSON objects in column order, with each column's type. Runs in a read-only transaction that is \
-            rolled back; writes, DDL, multiple statements and session changes are refused. At most max_rows rows \
-            (default 1000, server ceiling applies) and a byte budget are returned: truncated=true with \
-            truncated_reason says which cap was hit — aggregate (GROUP BY, count, avg, percentile_cont) or filter \
-            rather than pulling raw rows. Numbers are exact (numeric/int8 as JSON numbers), timestamps are UTC \
-            ISO 8601 text, bytea is \\x hex. Errors carry the SQLSTATE (42501 permission denied, 42601 syntax, \
-            57014 timeout).",
+            in column order, with each column's type: as JSON objects (default), or with format=arrays, csv or \
+            markdown in fewer tokens. Runs in a read-only transaction that is rolled back; writes, DDL, multiple \
+            statements and session changes are refused. At most max_rows rows (default 1000, server ceiling \
+            applies) and a byte budget are returned: truncated=true with truncated_reason says which cap was hit — \
+            aggregate (GROUP BY, count, avg, percentile_cont) or filter rather than pulling raw rows. Numbers are \
+            exact (numeric/int8 as JSON numbers), timestamps are UTC ISO 8601 text, bytea is \\x hex, PostGIS \
+            geometry and geography are GeoJSON. provenance says when the data was read (transaction time), from \
+            which database and how long the database took. Errors carry the SQLSTATE (42501 permission denied, \
+            42601 syntax, 57014 timeout).",
         params: &[
             Param { name: "sql", kind: ParamKind::Text { default: None }, required: true, description: "One SELECT/WITH/VALUES/TABLE statement" },
             Param {
@@ -5302,6 +5373,7 @@ static TOOLS: &[ToolSpec] = &[
                 required: false,
                 description: "Most rows to return (values above the server ceiling are lowered to it)",
             },
+            FORMAT_PARAM,
         ],
         output_schema: query_output_schema,
         run: tool_query,
@@ -5356,8 +5428,8 @@ static TOOLS: &[ToolSpec] = &[
         name: "sample_table",
         title: "Sample rows of a table",
         description: "Return the first n rows (default 20) of a table, view or materialized view, with column \
-            types: a quick look at what the data holds. Same result shape as query; columns you may not read are \
-            left out and named in withheld_columns.",
+            types: a quick look at what the data holds. Same result shape and formats as query; columns you may \
+            not read are left out and named in withheld_columns.",
         params: &[
             SCHEMA_PARAM,
             TABLE_PARAM,
@@ -5367,6 +5439,7 @@ static TOOLS: &[ToolSpec] = &[
                 required: false,
                 description: "Number of rows (server ceiling applies)",
             },
+            FORMAT_PARAM,
         ],
         output_schema: query_output_schema,
         run: tool_sample_table,
@@ -5475,11 +5548,30 @@ fn query_output_schema() -> Value {
                 "properties": { "name": { "type": "string" }, "type": { "type": "string" } },
                 "required": ["name", "type"],
             }},
-            "rows": { "type": "array", "items": { "type": "object" } },
+            "rows": {
+                "description": "objects: one object per row, keyed by column name; arrays, csv, markdown: one array \
+                    per row, in the order of columns",
+                "type": "array", "items": { "type": ["object", "array"] },
+            },
+            "format": {
+                "description": "present when not objects: the format asked for (csv and markdown put the text in the \
+                    text block and the rows here as arrays)",
+                "type": "string", "enum": ResultFormat::NAMES,
+            },
+            "provenance": {
+                "type": "object",
+                "properties": {
+                    "database": { "type": "string", "description": "current_database()" },
+                    "server_label": { "type": ["string", "null"], "description": "MCP_SERVER_LABEL" },
+                    "read_at": { "type": "string", "description": "the transaction's timestamp (UTC): the data is as of then" },
+                    "db_ms": { "type": "number", "description": "milliseconds spent waiting for PostgreSQL" },
+                },
+                "required": ["database", "server_label", "read_at", "db_ms"],
+            },
             "withheld_columns": { "type": "array", "items": { "type": "string" },
                 "description": "sample_table: columns left out because this role may not read them" },
         },
-        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows"],
+        "required": ["row_count", "truncated", "truncated_reason", "columns", "rows", "provenance"],
     })
 }
 
@@ -5676,9 +5768,11 @@ fn whole_number(value: &Value) -> Option<i64> {
     Some(if f > 0.0 { i64::MAX } else { i64::MIN })
 }
 
-/// What a tool produced: its structured result as JSON text, plus what the audit line reports.
+/// What a tool produced: its structured result as JSON text, the text blocks the model reads
+/// when they are not that same JSON (CSV, Markdown), plus what the audit line reports.
 struct ToolOutput {
     json: String,
+    text_blocks: Vec<String>,
     rows: u64,
     truncated: Option<&'static str>,
     sql: Option<String>,
@@ -5688,6 +5782,7 @@ impl ToolOutput {
     fn document(json: String) -> ToolOutput {
         ToolOutput {
             json,
+            text_blocks: Vec::new(),
             rows: 0,
             truncated: None,
             sql: None,
@@ -5720,6 +5815,8 @@ enum ToolFailure {
     Forbidden(String),
     /// An answer larger than the result budget that cannot be truncated meaningfully.
     TooLarge(String),
+    /// MCP_MAX_PLAN_COST: the planner's estimate (None: unreadable plan) is above the limit.
+    TooCostly { estimate: Option<f64>, limit: f64 },
 }
 
 impl std::fmt::Display for ToolFailure {
@@ -5760,6 +5857,25 @@ impl std::fmt::Display for ToolFailure {
                 f,
                 "audit log unavailable ({why}); the answer is withheld because this server does not serve unaudited calls (MCP_AUDIT_ON_FAILURE=refuse)"
             ),
+            ToolFailure::TooCostly { estimate, limit } => {
+                match estimate {
+                    Some(cost) => write!(
+                        f,
+                        "not run: the planner estimates this query at cost {cost:.0}, above this server's \
+                         limit of {limit} (MCP_MAX_PLAN_COST)"
+                    )?,
+                    None => write!(
+                        f,
+                        "not run: the planner's cost estimate could not be read, and this server \
+                         refuses queries above cost {limit} (MCP_MAX_PLAN_COST)"
+                    )?,
+                }
+                f.write_str(
+                    ". Make it cheaper: filter on indexed columns (a time range, a key), aggregate \
+                     (GROUP BY with count/sum/avg) instead of returning raw rows, join on keys rather \
+                     than cross joining, or query a summary view; the explain tool shows where the cost is",
+                )
+            }
         }
     }
 }
@@ -5785,6 +5901,7 @@ impl ToolFailure {
             ToolFailure::Unaudited(_) => "unaudited",
             ToolFailure::Forbidden(_) => "forbidden",
             ToolFailure::TooLarge(_) => "too_large",
+            ToolFailure::TooCostly { .. } => "too_costly",
         }
     }
 
@@ -5794,6 +5911,7 @@ impl ToolFailure {
             ToolFailure::CallerBusy { .. } => Some("caller_share"),
             ToolFailure::RateLimited { .. } => Some("caller_rate"),
             ToolFailure::OutOfTime(_) => Some("batch_time"),
+            ToolFailure::TooCostly { .. } => Some("plan_cost"),
             _ => None,
         }
     }
@@ -5838,18 +5956,7 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         outcome,
     );
     Ok(match outcome {
-        Ok(output) => {
-            // The same JSON twice: escaped as the text block, raw as structuredContent. Built in
-            // one buffer sized up front; a big answer is otherwise copied and regrown repeatedly.
-            let mut result =
-                String::with_capacity(output.json.len() * 2 + output.json.len() / 8 + 96);
-            result.push_str(r#"{"content":[{"type":"text","text":"#);
-            push_json_string(&mut result, &output.json);
-            result.push_str(r#"}],"structuredContent":"#);
-            result.push_str(&output.json);
-            result.push_str(r#","isError":false}"#);
-            result
-        }
+        Ok(output) => tool_result(&output),
         Err(failure) => {
             // A database error may quote the analyst's input (an invalid literal, say): cut it.
             let text = failure.to_string();
@@ -5919,13 +6026,41 @@ fn audit_call(
         status,
         record.elapsed,
         rows,
-        outcome.as_ref().map_or(0, |o| o.json.len()),
+        outcome.as_ref().map_or(0, |o| {
+            o.json.len() + o.text_blocks.iter().map(String::len).sum::<usize>()
+        }),
     );
     log_audit_line(&record, written.and_then(Result::ok));
     match refused {
         Some(why) => Err(ToolFailure::Unaudited(why)),
         None => outcome,
     }
+}
+
+/// A successful tools/call result. The text blocks are the structuredContent JSON itself or, for
+/// CSV and Markdown answers, their own text. Built in one buffer sized up front; a big answer
+/// is otherwise copied and regrown repeatedly.
+fn tool_result(output: &ToolOutput) -> String {
+    let blocks: Vec<&str> = if output.text_blocks.is_empty() {
+        vec![output.json.as_str()]
+    } else {
+        output.text_blocks.iter().map(String::as_str).collect()
+    };
+    let escaped: usize = blocks.iter().map(|b| b.len() + b.len() / 8 + 40).sum();
+    let mut result = String::with_capacity(escaped + output.json.len() + 64);
+    result.push_str(r#"{"content":["#);
+    for (i, block) in blocks.iter().enumerate() {
+        if i > 0 {
+            result.push(',');
+        }
+        result.push_str(r#"{"type":"text","text":"#);
+        push_json_string(&mut result, block);
+        result.push('}');
+    }
+    result.push_str(r#"],"structuredContent":"#);
+    result.push_str(&output.json);
+    result.push_str(r#","isError":false}"#);
+    result
 }
 
 /// Appends `text` as a JSON string literal (quotes included). This escapes every large answer
@@ -5980,14 +6115,24 @@ fn word_may_need_escaping(word: u64) -> bool {
         || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
+/// The limits of an analyst's statement: at most `rows` rows (the server ceiling applies).
+fn answer_limits(ctx: &ToolContext, args: &Arguments, rows: i64) -> AnswerLimits {
+    AnswerLimits {
+        cap: (rows.max(1) as u64).min(ctx.config().max_rows),
+        budget: ctx.config().max_result_bytes,
+        max_plan_cost: ctx.config().max_plan_cost,
+        format: ResultFormat::from_argument(args.text("format")),
+    }
+}
+
 fn tool_query(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let sql = args.text("sql").unwrap_or("");
     let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
-    let cap = (args.integer("max_rows").max(1) as u64).min(ctx.config().max_rows);
+    let limits = answer_limits(ctx, args, args.integer("max_rows"));
     let result = ctx
-        .read_only(|session| session.run_statement(&statement, cap, ctx.config().max_result_bytes))
-        .map_err(|failure| explain_withheld_columns(ctx, failure))?;
-    Ok(result.into_output(sql))
+        .read_only(|session| session.run_statement(&statement, &limits))
+        .map_err(|failure| explain_withheld_columns(ctx, failure))??;
+    Ok(result.into_output(sql, ctx.config().server_label.as_deref()))
 }
 
 /// `permission denied for table X` on a table whose columns are only partly readable (withheld
@@ -6018,7 +6163,7 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
         args.text("schema").unwrap_or(""),
         args.text("table").unwrap_or(""),
     );
-    let cap = (args.integer("n").max(1) as u64).min(ctx.config().max_rows);
+    let limits = answer_limits(ctx, args, args.integer("n"));
     let readable = ctx.config().readable_schemas.clone();
     let (sql, result, withheld) = ctx.read_only(|session| {
         let found = session.json_document(&SAMPLE_RELATION_SQL, &[&readable, &schema, &table])?;
@@ -6050,16 +6195,16 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
             columns.join(", ")
         };
         let sql = format!("SELECT {list} FROM {relation}");
-        let result = session.run_statement(&sql, cap, ctx.config().max_result_bytes)?;
-        Ok(Ok((sql, result, withheld)))
+        Ok(session
+            .run_statement(&sql, &limits)?
+            .map(|result| (sql, result, withheld)))
     })??;
-    let mut output = result.into_output(&sql);
-    if !withheld.is_empty() {
-        // `…,"rows":[…]}` gains the names of the columns left out.
-        output.json.pop();
-        let _ = write!(output.json, r#","withheld_columns":{}}}"#, json!(withheld));
-    }
-    Ok(output)
+    let output = result.into_output(&sql, ctx.config().server_label.as_deref());
+    Ok(if withheld.is_empty() {
+        output
+    } else {
+        output.with_field("withheld_columns", &json!(withheld))
+    })
 }
 
 fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -6579,34 +6724,69 @@ struct GuardPolicy {
     max_result_bytes: u64,
 }
 
-/// Functions refused by name, with the reason the analyst sees. One table, easy to extend: each
-/// entry is a regular expression over the lower-cased function name (anchored at both ends) and,
-/// for extension schemas, the schema the call must be qualified with. Each acts outside the
-/// transaction or outside the database, or runs SQL the guard cannot see.
+/// Functions refused by name, with the reason the analyst sees. Each entry is a regular
+/// expression over the lower-cased function name (anchored at both ends) and, for extension
+/// schemas, the schema the call must be qualified with. Each acts outside the transaction or
+/// outside the database, leaves state in the pooled session, or runs SQL the guard cannot see.
+///
+/// The table comes from an audit, not from examples: every function of PostgreSQL 15 and of the
+/// extensions Debian ships for it (contrib, PostGIS, hypopg, pg_partman, pg_repack, pg_cron) that
+/// is marked as having side effects (VOLATILE or PARALLEL UNSAFE), takes SQL-like text, or runs
+/// its own arguments as SQL is either here or on the reviewed allow-list in
+/// tests/guard_audit_allowed.tsv, and tests/test_guard_audit.py checks that against the real
+/// catalogs (TimescaleDB, not packaged by Debian, against tests/guard_audit_timescaledb.tsv).
+/// See the README's security model for the method and the reasons allowed functions are safe.
 #[rustfmt::skip]
 static DANGEROUS_FUNCTIONS: &[(Option<&str>, &str, &str)] = &[
+    // State that outlives the request on the pooled connection.
     (None, "pg_(try_)?advisory_lock(_shared)?", "session advisory locks survive ROLLBACK and would leak into the pool"),
-    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
-    (None, "set_config", "set_config changes session settings"),
+    (None, "set_config", "set_config changes the settings the server fixes for every request (statement_timeout, search_path, role)"),
     (None, "setseed", "seeds random() for the rest of the session"),
+    (None, "hypopg_(create_index|drop_index|reset|reset_index|hide_index|unhide_index|unhide_all_indexes)", "hypopg: hypothetical indexes live in the database session across requests and change later plans on the pooled connection"),
+    (None, "pg_export_snapshot", "exports a snapshot for other sessions to import"),
+    (None, "pg_sleep_(for|until)", "sleeping holds a database connection; use pg_sleep(seconds) below the timeout"),
+    // Outside the database: other databases, server files.
     (None, "dblink.*", "dblink opens connections to other databases"),
     (None, "lo_.*|loread|lowrite", "large-object functions read and write server files and storage"),
-    (None, "pg_read_(binary_)?file", "reads files on the database server"),
-    (None, "pg_ls_.*|pg_stat_file", "inspects files and directories on the database server"),
+    (None, "pg_read_(binary_)?file(_old)?", "reads files on the database server"),
+    (None, "pg_ls_.*|pg_stat_file|pg_logdir_ls", "inspects files and directories on the database server"),
     (None, "pg_file_.*", "writes files on the database server (adminpack)"),
+    // Other sessions and the server process.
     (None, "pg_(terminate|cancel)_backend", "acts on other sessions"),
-    (None, "pg_reload_conf|pg_rotate_logfile|pg_log_backend_memory_contexts", "acts on the server process"),
-    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote", "controls backups and WAL"),
-    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state or writes WAL"),
+    (None, "pg_reload_conf|pg_rotate_logfile(_old)?|pg_log_backend_memory_contexts", "acts on the server process"),
     (None, "pg_notify", "sends notifications to other sessions"),
-    (None, "txid_.*|pg_current_xact_id(_if_assigned)?", "assigns a transaction id"),
+    (None, "pg_stat_reset.*|pg_stat_statements_reset", "resets statistics for every session"),
+    (None, "pg_prewarm|autoprewarm_(start_worker|dump_now)", "pg_prewarm: fills shared buffers (evicting other sessions' data) or starts a background worker"),
+    (None, "bt_index_parent_check", "amcheck: locks the table against writes while it runs; use bt_index_check"),
+    // WAL, backups, replication, recovery.
+    (None, "pg_backup_.*|pg_(start|stop)_backup|pg_switch_wal|pg_create_restore_point|pg_promote|pg_wal_replay_(pause|resume)", "controls backups, WAL and recovery"),
+    (None, "pg_(create|drop|copy)_.*replication_slot|pg_replication_slot_advance|pg_logical_slot_(get|peek)_(binary_)?changes|pg_replication_origin_.*|pg_logical_emit_message", "changes replication state or writes WAL"),
+    // Writes that READ ONLY does not stop or ROLLBACK does not undo.
+    (None, "txid_.*|pg_current_xact_id(_if_assigned)?|gettransactionid", "assigns a transaction id"),
     (None, "nextval|setval", "changes a sequence, which ROLLBACK does not undo"),
+    (None, "brin_summarize_(new_values|range)|brin_desummarize_range|gin_clean_pending_list", "writes index pages, which ROLLBACK does not undo"),
+    (None, "heap_force_(kill|freeze)", "pg_surgery: rewrites table pages"),
+    (None, "pg_truncate_visibility_map", "pg_visibility: rewrites the visibility map"),
+    (None, "pg_import_system_collations|pg_nextoid|pg_stop_making_pinned_objects|binary_upgrade_.*|pg_extension_config_dump", "changes the system catalogs (for superusers and extension scripts)"),
+    // SQL run from text the guard cannot inspect.
     (None, "(query|cursor|table|schema|database)_to_xml(schema|_and_xmlschema)?", "runs SQL from text or dumps whole objects; use query"),
     (None, "ts_stat|ts_rewrite", "runs SQL from text the guard cannot inspect"),
+    (None, "crosstab[234]?|connectby", "tablefunc: runs SQL from text the guard cannot inspect; write the pivot with GROUP BY and FILTER"),
+    (None, "xpath_table", "xml2: runs SQL built from its text arguments"),
+    (None, "_?st_mapalgebra(expr)?|_add_raster_constraint", "PostGIS raster: evaluates SQL given as text"),
+    (None, "_?st_value(count|percent)", "PostGIS raster: splices a table name given as text into SQL; use ST_Value or ST_DumpValues"),
+    (None, "loader_load_staged_data", "PostGIS tiger geocoder: loads data with SQL built from its text arguments"),
+    // Extensions' maintenance: jobs, partitions, chunks, table rewrites.
     (Some("cron"), ".*", "pg_cron schedules jobs that run outside this transaction"),
-    (None, "drop_chunks|(de)?compress_chunk|move_chunk|reorder_chunk|refresh_continuous_aggregate", "TimescaleDB: rewrites or deletes data"),
-    (None, "(add|remove)_[a-z_]*policy|add_job|alter_job|delete_job|run_job|add_dimension", "TimescaleDB: schedules or changes background jobs"),
-    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns", "PostGIS: alters tables"),
+    (Some("repack"), ".*", "pg_repack's functions rewrite tables for the pg_repack client"),
+    (Some("_timescaledb_functions"), ".*", "TimescaleDB's internal functions change chunks, jobs and catalogs"),
+    (Some("_timescaledb_internal"), ".*", "TimescaleDB's internal functions change chunks, jobs and catalogs"),
+    (None, "drop_chunks|(de|re)?compress_chunk|move_chunk|copy_chunk|cleanup_copy_chunk_operation|reorder_chunk|merge_chunks(_concurrently)?|split_chunk|(attach|detach)_chunk|convert_to_(columnstore|rowstore)|refresh_continuous_aggregate|cagg_migrate", "TimescaleDB: rewrites, moves or deletes data"),
+    (None, "(add|remove)_[a-z_]*polic(y|ies)|alter_policies|add_job|alter_job|delete_job|run_job", "TimescaleDB: schedules or changes background jobs"),
+    (None, "add_dimension|create_hypertable|create_distributed_hypertable|set_(chunk_time_interval|integer_now_func|number_partitions|partitioning_interval|adaptive_chunking|replication_factor)|(enable|disable)_chunk_skipping|(attach|detach)_tablespaces?|timescaledb_(pre|post)_restore|(add|delete|attach|detach|alter)_data_node|distributed_exec|create_distributed_restore_point", "TimescaleDB: changes hypertables, tablespaces or data nodes"),
+    (None, "run_maintenance(_proc)?|create_(parent|sub_parent)|partition_data_(time|id|proc)|undo_partition(_proc)?|drop_partition_(time|id|column)|create_partition_(time|id)|partition_gap_fill|reapply_(constraints_proc|privileges)|apply_(cluster|constraints|foreign_keys|privileges|publications)|autovacuum_(off|reset)|stop_sub_partition|inherit_template_properties|create_function_(id|time)|drop_constraints|run_analyze|create_trigger", "pg_partman: creates, fills or drops partitions (and logs through pg_jobmon outside the transaction)"),
+    (None, "addgeometrycolumn|dropgeometry(column|table)|updategeometrysrid|populate_geometry_columns|_?updaterastersrid|(add|drop)(raster|overview)constraints|_(add|drop)_(raster|overview)_constraint_?.*", "PostGIS: alters tables"),
+    (None, "addauth|checkauth|lockrow|unlockrows|(enable|disable)longtransactions", "PostGIS long transactions: writes lock tables and assigns a transaction id"),
 ];
 
 /// The table above, compiled once into one RegexSet.
@@ -7202,6 +7382,8 @@ static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 struct PooledClient {
     client: postgres::Client,
     idle_since: Instant,
+    /// How this connection ends a unit of work (see SessionCleanup).
+    cleanup: SessionCleanup,
 }
 
 impl Drop for PooledClient {
@@ -7329,14 +7511,16 @@ impl Pool {
                 &pooled.client,
                 Duration::from_millis(timeout_ms) + Duration::from_secs(5),
             );
-            let mut session = Session {
-                client: &mut pooled.client,
-            };
-            let result = session
-                .client
-                .batch_execute(&begin_sql)
-                .and_then(|()| work(&mut session));
-            let ended = end_transaction(session.client, result.is_err());
+            let result = begin_transaction(&mut pooled.client, &begin_sql).and_then(
+                |(read_at, database)| {
+                    work(&mut Session {
+                        client: &mut pooled.client,
+                        read_at,
+                        database,
+                    })
+                },
+            );
+            let ended = end_transaction(&mut pooled.client, &pooled.cleanup, result.is_err());
             drop(watch);
             match result {
                 Ok(value) => {
@@ -7444,11 +7628,13 @@ impl Pool {
 
     /// Opens a connection; the first one that succeeds also runs the role check.
     fn connect(&self) -> Result<PooledClient, DbError> {
-        let client = self.connect_config.connect(postgres::NoTls)?;
+        let mut client = self.connect_config.connect(postgres::NoTls)?;
         OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        let cleanup = SessionCleanup::for_connection(&mut client);
         let mut pooled = PooledClient {
             client,
             idle_since: Instant::now(),
+            cleanup,
         };
         if !self.role_checked.load(Ordering::SeqCst) {
             self.check_role(&mut pooled.client);
@@ -7488,14 +7674,32 @@ impl Pool {
     }
 }
 
-/// What opens every unit of work: a read-only transaction and its settings, all `LOCAL`.
+/// What opens every unit of work: a read-only transaction and its settings, all `LOCAL`, and
+/// (same round trip) the transaction's timestamp and the database for provenance.
 fn begin_sql(statement_timeout_ms: u64) -> String {
     format!(
         "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{statement_timeout_ms}', true), \
          set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
          set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
-         set_config('extra_float_digits', '1', true)"
+         set_config('extra_float_digits', '1', true), \
+         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), current_database()"
     )
+}
+
+/// Opens the unit of work (BEGIN READ ONLY and the settings, one round trip); returns what the
+/// same round trip reported for provenance: the transaction's timestamp and the database.
+fn begin_transaction(
+    client: &mut postgres::Client,
+    begin_sql: &str,
+) -> Result<(String, String), DbError> {
+    let mut stamp = (String::new(), String::new());
+    for message in client.simple_query(begin_sql)? {
+        if let postgres::SimpleQueryMessage::Row(row) = message {
+            let column = |i: usize| row.get(i).unwrap_or_default().to_string();
+            stamp = (column(6), column(7));
+        }
+    }
+    Ok(stamp)
 }
 
 fn human_duration(ms: u64) -> String {
@@ -7506,31 +7710,94 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
-/// What survives a ROLLBACK and must not reach the next request: session advisory locks
-/// (released here) and statements made with SQL `PREPARE` (say, by EXECUTE inside a function;
-/// counted here). Written without a subquery: this runs on every call and planning counts.
-macro_rules! session_cleanup_sql {
-    () => {
-        "SELECT pg_advisory_unlock_all(), count(*) FROM pg_prepared_statement() p WHERE p.from_sql"
-    };
+/// What survives a ROLLBACK and must not reach the next request, cleared after every unit of
+/// work: session advisory locks (released), statements made with SQL `PREPARE` (say, by EXECUTE
+/// inside a function; counted, then deallocated), and where the extensions are installed and
+/// the role may call them, hypopg's hypothetical indexes and dblink's connections — a function
+/// the guard cannot look into may have made them. Written without a subquery for the
+/// common case: this runs on every call and planning counts.
+struct SessionCleanup {
+    /// Run inside the transaction after a successful call, then ROLLBACK.
+    inside: String,
+    /// ROLLBACK, then the cleanup (after a failed call, or when `inside` failed).
+    after: String,
+}
+
+/// Which hygiene the extensions in this database need (and the role may run): SQL to add to
+/// the cleanup's select list, and statements to run after it (dblink's unnamed connection can
+/// only be closed by a call that fails when there is none). One query per new connection.
+const CLEANUP_EXTENSIONS_SQL: &str = "WITH callable AS (
+   SELECT e.extname, n.nspname, p.proname, p.pronargs
+     FROM pg_extension e
+     JOIN pg_depend d ON d.refobjid = e.oid AND d.refclassid = 'pg_extension'::regclass
+                     AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+     JOIN pg_proc p ON p.oid = d.objid
+     JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE e.extname IN ('hypopg', 'dblink')
+      AND p.proname IN ('hypopg_reset', 'hypopg_unhide_all_indexes', 'dblink_get_connections', 'dblink_disconnect')
+      AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE'))
+ SELECT
+   (SELECT string_agg(format(', %I.%I()', nspname, proname), '' ORDER BY proname)
+      FROM callable WHERE extname = 'hypopg' AND pronargs = 0),
+   (SELECT format(', (SELECT count(%1$I.dblink_disconnect(c)) FROM unnest(%1$I.dblink_get_connections()) AS c)', min(nspname))
+      FROM callable WHERE extname = 'dblink'
+    HAVING bool_or(proname = 'dblink_get_connections') AND bool_or(proname = 'dblink_disconnect' AND pronargs = 1)),
+   (SELECT format(' DO $mcp$BEGIN PERFORM %I.dblink_disconnect(); EXCEPTION WHEN OTHERS THEN END$mcp$;', min(nspname))
+      FROM callable WHERE extname = 'dblink' AND proname = 'dblink_disconnect' AND pronargs = 0 HAVING count(*) > 0)";
+
+impl SessionCleanup {
+    fn with_extensions(extra_select: &str, extra_statements: &str) -> SessionCleanup {
+        let select = format!(
+            "SELECT pg_advisory_unlock_all(), count(*){extra_select} FROM pg_prepared_statement() p WHERE p.from_sql;{extra_statements}"
+        );
+        SessionCleanup {
+            inside: format!("{select} ROLLBACK"),
+            after: format!("ROLLBACK; {select}"),
+        }
+    }
+
+    /// The cleanup for a new connection. If the extension check itself fails, the connection
+    /// gets the built-in cleanup only, and the failure is logged.
+    fn for_connection(client: &mut postgres::Client) -> SessionCleanup {
+        let (mut select, mut statements) = (String::new(), String::new());
+        match client.simple_query(CLEANUP_EXTENSIONS_SQL) {
+            Ok(messages) => {
+                for message in messages {
+                    if let postgres::SimpleQueryMessage::Row(row) = message {
+                        select.push_str(row.get(0).unwrap_or_default());
+                        select.push_str(row.get(1).unwrap_or_default());
+                        statements.push_str(row.get(2).unwrap_or_default());
+                    }
+                }
+            }
+            Err(e) => log_event(
+                "warn",
+                "could not check for hypopg/dblink; cleaning up advisory locks and prepared statements only",
+                &[("error", &describe_db_error(&e))],
+            ),
+        }
+        SessionCleanup::with_extensions(&select, &statements)
+    }
 }
 
 /// Ends a unit of work with ROLLBACK and clears what survives it. After a successful request the
 /// cleanup runs inside the transaction (cheaper than opening another one after ROLLBACK); after
 /// a failed one, or if that fails (the transaction was aborted), it runs after ROLLBACK.
 /// The driver's protocol-level statements (`from_sql = false`) are left alone.
-fn end_transaction(client: &mut postgres::Client, work_failed: bool) -> Result<(), DbError> {
+fn end_transaction(
+    client: &mut postgres::Client,
+    cleanup: &SessionCleanup,
+    work_failed: bool,
+) -> Result<(), DbError> {
     use postgres::SimpleQueryMessage::Row;
     let inside = if work_failed {
         None
     } else {
-        client
-            .simple_query(concat!(session_cleanup_sql!(), "; ROLLBACK"))
-            .ok()
+        client.simple_query(&cleanup.inside).ok()
     };
     let messages = match inside {
         Some(messages) => messages,
-        None => client.simple_query(concat!("ROLLBACK; ", session_cleanup_sql!()))?,
+        None => client.simple_query(&cleanup.after)?,
     };
     let leftover = messages
         .iter()
@@ -7685,22 +7952,92 @@ fn peer_has_closed(fd: i32) -> bool {
     received == 0
 }
 
-/// One read-only transaction on one connection.
+/// One read-only transaction on one connection, and what its BEGIN reported.
 struct Session<'c> {
     client: &'c mut postgres::Client,
+    /// The transaction's timestamp (now()) in UTC, ISO 8601: the data is as of then.
+    read_at: String,
+    /// current_database().
+    database: String,
 }
 
-/// A query's answer: column metadata and the rows as PostgreSQL serialised them, already joined
-/// with commas (copied once from the wire into one buffer).
+/// How `query` and `sample_table` lay out rows (their `format` argument).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ResultFormat {
+    /// One JSON object per row (the default, and the seed's shape).
+    Objects,
+    /// Column names once (in `columns`), each row a JSON array.
+    Arrays,
+    /// The text block is CSV; structuredContent carries the rows as arrays.
+    Csv,
+    /// The text block is a Markdown table; structuredContent carries the rows as arrays.
+    Markdown,
+}
+
+impl ResultFormat {
+    const NAMES: &'static [&'static str] = &["objects", "arrays", "csv", "markdown"];
+
+    fn from_argument(name: Option<&str>) -> ResultFormat {
+        match name {
+            Some("arrays") => ResultFormat::Arrays,
+            Some("csv") => ResultFormat::Csv,
+            Some("markdown") => ResultFormat::Markdown,
+            _ => ResultFormat::Objects,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ResultFormat::Objects => "objects",
+            ResultFormat::Arrays => "arrays",
+            ResultFormat::Csv => "csv",
+            ResultFormat::Markdown => "markdown",
+        }
+    }
+
+    /// Whether the model reads a text rendering (CSV, Markdown) rather than the JSON.
+    fn is_text(self) -> bool {
+        matches!(self, ResultFormat::Csv | ResultFormat::Markdown)
+    }
+}
+
+/// What an analyst's statement may return and cost.
+struct AnswerLimits {
+    /// Most rows (an outer LIMIT: rows past it are never computed).
+    cap: u64,
+    /// Byte budget of the formatted rows.
+    budget: u64,
+    /// MCP_MAX_PLAN_COST: refuse before running when the planner estimates more.
+    max_plan_cost: Option<f64>,
+    format: ResultFormat,
+}
+
+/// A query's answer: column metadata, the rows in the requested format (copied once from the
+/// wire into their buffers), and where and when they were read.
 struct QueryResult {
     columns: Vec<(String, String)>,
+    format: ResultFormat,
+    /// Objects and arrays: the rows, joined with commas. CSV and Markdown: the same rows as
+    /// JSON arrays, for structuredContent.
     rows_json: String,
+    /// CSV and Markdown: the text the model reads.
+    text: String,
     row_count: u64,
     truncated: Option<&'static str>,
+    read_at: String,
+    database: String,
+    /// Time spent waiting for PostgreSQL: describe, estimate, execute, fetch.
+    db_time: Duration,
 }
 
 impl QueryResult {
-    fn into_output(self, sql: &str) -> ToolOutput {
+    /// The answer as structuredContent (and, for CSV and Markdown, the text blocks).
+    ///
+    /// Objects: `{row_count, truncated, truncated_reason, columns, rows:[{…}], provenance}` — the
+    /// seed's shape, with provenance added at the end. Arrays: the same with `rows:[[…]]` and
+    /// `format`. CSV and Markdown: structuredContent is the arrays shape (with `format`), the
+    /// first text block is the CSV or Markdown, the second the answer without its rows.
+    fn into_output(self, sql: &str, server_label: Option<&str>) -> ToolOutput {
         let columns: Vec<Value> = self
             .columns
             .iter()
@@ -7709,21 +8046,68 @@ impl QueryResult {
         let reason = self
             .truncated
             .map_or("null".to_string(), |r| format!("\"{r}\""));
-        let mut json = String::with_capacity(self.rows_json.len() + 256);
-        let _ = write!(
-            json,
-            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{},"rows":[{}]}}"#,
+        let provenance = json!({
+            "database": self.database,
+            "server_label": server_label,
+            "read_at": self.read_at,
+        })
+        .to_string();
+        // db_ms is written by hand: two decimals, always a JSON number.
+        let provenance = format!(
+            "{},\"db_ms\":{:.2}}}",
+            provenance.trim_end_matches('}'),
+            self.db_time.as_secs_f64() * 1000.0
+        );
+        let head = format!(
+            r#"{{"row_count":{},"truncated":{},"truncated_reason":{reason},"columns":{}"#,
             self.row_count,
             self.truncated.is_some(),
             Value::Array(columns),
-            self.rows_json,
         );
+        let format = match self.format {
+            ResultFormat::Objects => String::new(),
+            other => format!(r#","format":"{}""#, other.name()),
+        };
+        let mut json = String::with_capacity(self.rows_json.len() + head.len() + 256);
+        let _ = write!(
+            json,
+            r#"{head},"rows":[{}]{format},"provenance":{provenance}}}"#,
+            self.rows_json
+        );
+        let text_blocks = if self.format.is_text() {
+            vec![
+                self.text,
+                format!(r#"{head}{format},"provenance":{provenance}}}"#),
+            ]
+        } else {
+            Vec::new()
+        };
         ToolOutput {
             json,
+            text_blocks,
             rows: self.row_count,
             truncated: self.truncated,
             sql: Some(sql.to_string()),
         }
+    }
+}
+
+impl ToolOutput {
+    /// Adds `"key": value` to the answer's JSON and to the text blocks that carry it (a CSV or
+    /// Markdown answer's second block).
+    fn with_field(mut self, key: &str, value: &Value) -> ToolOutput {
+        let field = format!(",{}:{value}}}", Value::String(key.into()));
+        for json in std::iter::once(&mut self.json).chain(
+            self.text_blocks
+                .iter_mut()
+                .filter(|block| block.starts_with('{')),
+        ) {
+            if json.ends_with('}') {
+                json.pop();
+                json.push_str(&field);
+            }
+        }
+        self
     }
 }
 
@@ -7809,57 +8193,74 @@ impl Session<'_> {
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
     /// the column names and types; then PostgreSQL serialises each row with row_to_json inside
-    /// an outer LIMIT (so rows past the cap are never computed) and withholds any row larger
-    /// than the byte budget (so a huge value never reaches our memory).
+    /// an outer LIMIT (so rows past the cap are never computed), PostGIS values made readable
+    /// (readable_value_sql), and withholds any row far larger than the byte budget (so a huge
+    /// value never reaches our memory). Each row is formatted as it arrives and the budget is
+    /// checked against the formatted size. With MCP_MAX_PLAN_COST, an EXPLAIN of exactly that
+    /// statement comes first, and a statement estimated above it is not run.
     fn run_statement(
         &mut self,
         statement: &str,
-        cap: u64,
-        budget: u64,
-    ) -> Result<QueryResult, DbError> {
+        limits: &AnswerLimits,
+    ) -> Result<Result<QueryResult, ToolFailure>, DbError> {
+        let mut db_time = Duration::ZERO;
+        let started = Instant::now();
         let described = self.client.prepare(statement)?;
+        db_time += started.elapsed();
         let columns: Vec<(String, String)> = described
             .columns()
             .iter()
             .map(|c| (c.name().to_string(), display_type_name(c.type_().name())))
             .collect();
-        drop(described);
         let keys = unique_column_keys(&columns);
-        let aliases = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "({})",
-                keys.iter()
-                    .map(|k| quote_ident(k))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        let mut readable = Vec::with_capacity(keys.len());
+        let mut json_documents = Vec::with_capacity(keys.len());
+        for (column, key) in described.columns().iter().zip(&keys) {
+            let base = base_type(column.type_());
+            let value = format!("mcp_raw.{}", quote_ident(key));
+            readable.push(readable_value_sql(&value, base.schema(), base.name()));
+            json_documents.push(matches!(base.name(), "json" | "jsonb"));
+        }
+        drop(described);
+        let row_bound = match limits.format {
+            ResultFormat::Objects => limits.budget,
+            // Keys, quotes and JSON escapes make an object row up to about six times its
+            // formatted size; the exact budget is checked on the formatted row below.
+            _ => {
+                limits.budget.saturating_mul(6)
+                    + keys.iter().map(|k| 2 * k.len() as u64 + 3).sum::<u64>()
+            }
         };
-        let wrapped = format!(
-            "SELECT CASE WHEN octet_length(j) <= {budget} THEN j END FROM \
-             (SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}) AS capped",
-            limit = cap + 1
-        );
-        let mut rows_json = String::new();
+        let wrapped = wrapped_statement(statement, &keys, &readable, limits.cap, row_bound);
+        if let Some(limit) = limits.max_plan_cost {
+            let started = Instant::now();
+            let estimate = self.estimated_cost(&wrapped)?;
+            db_time += started.elapsed();
+            if estimate.is_none_or(|cost| cost > limit) {
+                return Ok(Err(ToolFailure::TooCostly { estimate, limit }));
+            }
+        }
+        let mut sink = RowSink::new(limits.format, &keys, json_documents, limits.budget);
         let mut row_count = 0u64;
         let mut truncated = None;
         let no_params: [(&str, postgres::types::Type); 0] = [];
+        let started = Instant::now();
         let mut stream = self.client.query_typed_raw(&wrapped, no_params)?;
+        db_time += started.elapsed();
         use postgres::fallible_iterator::FallibleIterator;
-        while let Some(row) = stream.next()? {
-            if row_count >= cap {
+        loop {
+            let started = Instant::now();
+            let next = stream.next()?;
+            db_time += started.elapsed();
+            let Some(row) = next else {
+                break;
+            };
+            if row_count >= limits.cap {
                 truncated = Some("max_rows");
                 break;
             }
             match row.try_get::<_, Option<&str>>(0)? {
-                Some(json) if (rows_json.len() + json.len()) as u64 <= budget => {
-                    if row_count > 0 {
-                        rows_json.push(',');
-                    }
-                    rows_json.push_str(json);
-                    row_count += 1;
-                }
+                Some(json) if sink.push(json) => row_count += 1,
                 _ => {
                     truncated = Some("max_bytes");
                     break;
@@ -7871,13 +8272,439 @@ impl Session<'_> {
             .zip(columns)
             .map(|(key, (_, ty))| (key, ty))
             .collect();
-        Ok(QueryResult {
+        Ok(Ok(QueryResult {
             columns,
-            rows_json,
+            format: limits.format,
+            rows_json: sink.rows_json,
+            text: sink.text,
             row_count,
             truncated,
-        })
+            read_at: self.read_at.clone(),
+            database: self.database.clone(),
+            db_time,
+        }))
     }
+
+    /// The planner's total cost for `statement` (EXPLAIN, nothing runs); None if the plan could
+    /// not be read.
+    fn estimated_cost(&mut self, statement: &str) -> Result<Option<f64>, DbError> {
+        let no_params: [(&str, postgres::types::Type); 0] = [];
+        let explain = format!("EXPLAIN (FORMAT JSON) {statement}");
+        let mut plan = String::new();
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut rows = self.client.query_typed_raw(&explain, no_params)?;
+        while let Some(row) = rows.next()? {
+            plan.push_str(row.try_get::<_, AnyText>(0)?.0);
+        }
+        let plan: Value = serde_json::from_str(&plan).unwrap_or(Value::Null);
+        Ok(plan[0]["Plan"]["Total Cost"].as_f64())
+    }
+}
+
+/// The text of a value of any type sent as text or in a text-like binary form (json is its
+/// text on the wire): for reading EXPLAIN's json column without serde support in the driver.
+struct AnyText<'a>(&'a str);
+
+impl<'a> postgres::types::FromSql<'a> for AnyText<'a> {
+    fn from_sql(
+        _: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyText(std::str::from_utf8(raw)?))
+    }
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        matches!(
+            *ty,
+            postgres::types::Type::JSON | postgres::types::Type::TEXT
+        )
+    }
+}
+
+/// A domain's base type (a domain over geography renders like geography).
+fn base_type(ty: &postgres::types::Type) -> &postgres::types::Type {
+    match ty.kind() {
+        postgres::types::Kind::Domain(inner) => base_type(inner),
+        _ => ty,
+    }
+}
+
+/// The statement as the server runs it: each row serialised by row_to_json (columns renamed to
+/// their unique keys, readable expressions where a column needs one) under the row cap, and
+/// NULL instead of any row longer than `row_bound` bytes. With no readable column this is
+/// exactly the seed's wrapper (bench/run.sh replays it with pgbench).
+fn wrapped_statement(
+    statement: &str,
+    keys: &[String],
+    readable: &[Option<String>],
+    cap: u64,
+    row_bound: u64,
+) -> String {
+    let aliases = if keys.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = keys.iter().map(|k| quote_ident(k)).collect();
+        format!("({})", quoted.join(", "))
+    };
+    let limit = cap + 1;
+    let rows = if readable.iter().all(Option::is_none) {
+        format!(
+            "SELECT row_to_json(mcp_row.*)::text AS j FROM (\n{statement}\n) AS mcp_row{aliases} LIMIT {limit}"
+        )
+    } else {
+        let projection: Vec<String> = keys
+            .iter()
+            .zip(readable)
+            .map(|(key, expression)| match expression {
+                Some(expression) => format!("{expression} AS {}", quote_ident(key)),
+                None => format!("mcp_raw.{}", quote_ident(key)),
+            })
+            .collect();
+        format!(
+            "SELECT row_to_json(mcp_row.*)::text AS j FROM (SELECT {} FROM (\n{statement}\n) AS mcp_raw{aliases} LIMIT {limit}) AS mcp_row",
+            projection.join(", ")
+        )
+    };
+    format!("SELECT CASE WHEN octet_length(j) <= {row_bound} THEN j END FROM ({rows}) AS capped")
+}
+
+/// A readable, exact SQL expression for `value` (an SQL expression) of type
+/// `type_schema.type_name` (pg_type.typname; `_name` is an array of `name`), or None when
+/// PostgreSQL's own JSON rendering of the type is already readable — every type but PostGIS's:
+///   geometry, geography → GeoJSON with every digit, or extended WKT with every digit where
+///     GeoJSON cannot say it exactly (M coordinates, curves, TIN, triangles, polyhedral surfaces);
+///   box2d, box3d → {"xmin":…,"ymin":…,["zmin":…,]"xmax":…,"ymax":…[,"zmax":…]}, exact;
+///   raster → its metadata (ST_MetaData: corner, size, scale, skew, SRID, bands), not pixels;
+///   one-dimensional arrays of these → JSON arrays of the same.
+/// The PostGIS functions are called in the type's own schema. Any tool that shows values
+/// (query, sample_table, profile_columns) renders them through here.
+fn readable_value_sql(value: &str, type_schema: &str, type_name: &str) -> Option<String> {
+    let schema = quote_ident(type_schema);
+    if let Some(element) = type_name.strip_prefix('_') {
+        let each = readable_value_sql("mcp_e.v", type_schema, element)?;
+        return Some(format!(
+            "CASE WHEN {value} IS NULL THEN NULL WHEN array_ndims({value}) > 1 THEN to_json({value}) \
+             ELSE array_to_json(ARRAY(SELECT {each} FROM unnest({value}) WITH ORDINALITY AS mcp_e(v, n) ORDER BY mcp_e.n)) END"
+        ));
+    }
+    let coordinates = |names: &[&str]| {
+        let keys: Vec<String> = names.iter().map(|n| format!("\"{n}\":%s")).collect();
+        let values: Vec<String> = names
+            .iter()
+            .map(|n| format!("to_json({schema}.st_{n}({value}))"))
+            .collect();
+        format!(
+            "CASE WHEN {value} IS NULL THEN NULL ELSE format('{{{}}}', {})::json END",
+            keys.join(","),
+            values.join(", ")
+        )
+    };
+    match type_name {
+        "geometry" => Some(geometry_json_sql(value, &schema)),
+        "geography" => Some(geometry_json_sql(
+            &format!("{value}::{schema}.geometry"),
+            &schema,
+        )),
+        "box2d" => Some(coordinates(&["xmin", "ymin", "xmax", "ymax"])),
+        "box3d" => Some(coordinates(&["xmin", "ymin", "zmin", "xmax", "ymax", "zmax"])),
+        "raster" => Some(format!(
+            "CASE WHEN {value} IS NULL THEN NULL ELSE row_to_json({schema}.st_metadata({value})) END"
+        )),
+        _ => None,
+    }
+}
+
+/// GeoJSON where GeoJSON says the geometry exactly, extended WKT otherwise: GeoJSON has no M
+/// coordinate and no curves, and PostGIS turns TIN and triangles into polygons and refuses
+/// polyhedral surfaces. The GeoJSON is PostGIS's own, as its json cast (which row_to_json uses)
+/// writes it — the same `crs` member, when spatial_ref_sys knows the SRID — but with every digit
+/// of each coordinate (the cast rounds to 15 decimals).
+fn geometry_json_sql(value: &str, schema: &str) -> String {
+    const GEOJSON_TYPES: &str =
+        "'POINT', 'LINESTRING', 'POLYGON', 'MULTIPOINT', 'MULTILINESTRING', 'MULTIPOLYGON'";
+    let geojson = format!(
+        "{schema}.st_asgeojson({value}, 20, CASE WHEN EXISTS (SELECT FROM {schema}.spatial_ref_sys AS mcp_s \
+         WHERE mcp_s.srid = {schema}.st_srid({value})) THEN 2 ELSE 0 END)::json"
+    );
+    format!(
+        "CASE WHEN {value} IS NULL THEN NULL \
+         WHEN {schema}.st_zmflag({value}) IN (1, 3) OR {schema}.st_hasarc({value}) THEN to_json({schema}.st_asewkt({value}, 20)) \
+         WHEN {schema}.geometrytype({value}) IN ({GEOJSON_TYPES}) THEN {geojson} \
+         WHEN {schema}.geometrytype({value}) = 'GEOMETRYCOLLECTION' AND NOT EXISTS (SELECT FROM {schema}.st_dump({value}) AS mcp_d \
+           WHERE {schema}.geometrytype(mcp_d.geom) NOT IN ({GEOJSON_TYPES})) THEN {geojson} \
+         ELSE to_json({schema}.st_asewkt({value}, 20)) END"
+    )
+}
+
+/// Builds an answer's rows in its format while they stream in, within the byte budget.
+struct RowSink {
+    format: ResultFormat,
+    /// Per column: its values are JSON documents (json, jsonb), shown as JSON in CSV/Markdown.
+    json_documents: Vec<bool>,
+    budget: u64,
+    rows_json: String,
+    text: String,
+}
+
+impl RowSink {
+    fn new(
+        format: ResultFormat,
+        keys: &[String],
+        json_documents: Vec<bool>,
+        budget: u64,
+    ) -> RowSink {
+        let mut text = String::new();
+        match format {
+            ResultFormat::Csv => {
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    push_csv_field(&mut text, key);
+                }
+                text.push('\n');
+            }
+            ResultFormat::Markdown => {
+                text.push('|');
+                for key in keys {
+                    push_markdown_cell(&mut text, Some(key));
+                    text.push('|');
+                }
+                text.push_str("\n|");
+                for _ in keys {
+                    text.push_str("---|");
+                }
+                text.push('\n');
+            }
+            ResultFormat::Objects | ResultFormat::Arrays => {}
+        }
+        RowSink {
+            format,
+            json_documents,
+            budget,
+            rows_json: String::new(),
+            text,
+        }
+    }
+
+    /// Adds one row (a JSON object from row_to_json); false, and nothing added, if the
+    /// formatted answer would exceed the budget.
+    fn push(&mut self, object: &str) -> bool {
+        let (json_mark, text_mark) = (self.rows_json.len(), self.text.len());
+        if self.format == ResultFormat::Objects {
+            // The seed's rule, kept exactly: earlier rows and their commas plus this row.
+            if (json_mark + object.len()) as u64 > self.budget {
+                return false;
+            }
+            if json_mark > 0 {
+                self.rows_json.push(',');
+            }
+            self.rows_json.push_str(object);
+            return true;
+        }
+        if json_mark > 0 {
+            self.rows_json.push(',');
+        }
+        self.push_formatted(object);
+        let fits = if self.format.is_text() {
+            // The structured copy is bounded too: JSON spells NULL as null and control characters
+            // as \u00XX, so it is at most a few times the text; past 8× the answer is cut.
+            self.text.len() as u64 <= self.budget
+                && self.rows_json.len() as u64 <= self.budget.saturating_mul(8)
+        } else {
+            self.rows_json.len() as u64 <= self.budget
+        };
+        if fits {
+            return true;
+        }
+        self.rows_json.truncate(json_mark);
+        self.text.truncate(text_mark);
+        false
+    }
+
+    fn push_formatted(&mut self, object: &str) {
+        let (format, json_documents) = (self.format, &self.json_documents);
+        let (rows_json, text) = (&mut self.rows_json, &mut self.text);
+        rows_json.push('[');
+        if format == ResultFormat::Markdown {
+            text.push('|');
+        }
+        let mut column = 0;
+        for_each_object_value(object, |value| {
+            if column > 0 {
+                rows_json.push(',');
+                if format == ResultFormat::Csv {
+                    text.push(',');
+                }
+            }
+            rows_json.push_str(value);
+            let json_document = json_documents.get(column).copied().unwrap_or(false);
+            let cell = cell_text(value, json_document);
+            match format {
+                ResultFormat::Csv => {
+                    if let Some(cell) = cell {
+                        push_csv_field(text, &cell);
+                    }
+                }
+                ResultFormat::Markdown => {
+                    push_markdown_cell(text, cell.as_deref());
+                    text.push('|');
+                }
+                ResultFormat::Objects | ResultFormat::Arrays => {}
+            }
+            column += 1;
+        });
+        rows_json.push(']');
+        if format.is_text() {
+            text.push('\n');
+        }
+    }
+}
+
+/// Calls `each` with every value of a JSON object as row_to_json writes it, keys skipped, in
+/// order. row_to_json adds no whitespace of its own; a value may be any JSON (json columns keep
+/// their text as written). Total: malformed input ends the walk, it never panics.
+fn for_each_object_value<'a>(object: &'a str, mut each: impl FnMut(&'a str)) {
+    let bytes = object.as_bytes();
+    let mut i = 1;
+    loop {
+        i = skip_json_whitespace(bytes, i);
+        match bytes.get(i) {
+            Some(b'"') => {}
+            Some(b',') => {
+                i += 1;
+                continue;
+            }
+            _ => return,
+        }
+        i = skip_json_whitespace(bytes, skip_json_string(bytes, i));
+        if bytes.get(i) != Some(&b':') {
+            return;
+        }
+        let start = skip_json_whitespace(bytes, i + 1);
+        i = skip_json_value(bytes, start);
+        match object.get(start..i) {
+            Some(value) => each(value.trim_end()),
+            None => return,
+        }
+    }
+}
+
+fn skip_json_whitespace(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).is_some_and(|b| b" \t\r\n".contains(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// From the opening quote at `i` to just past the closing one.
+fn skip_json_string(bytes: &[u8], mut i: usize) -> usize {
+    i += 1;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// From the first byte of a JSON value at `i` to just past its end.
+fn skip_json_value(bytes: &[u8], mut i: usize) -> usize {
+    match bytes.get(i) {
+        Some(b'"') => skip_json_string(bytes, i),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            while let Some(&byte) = bytes.get(i) {
+                match byte {
+                    b'"' => {
+                        i = skip_json_string(bytes, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            bytes.len()
+        }
+        _ => {
+            while bytes.get(i).is_some_and(|b| !b",}] \t\r\n".contains(b)) {
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
+/// A value as a CSV or Markdown cell shows it: None for NULL; a JSON string's own text; any
+/// other JSON (numbers, booleans, arrays, objects, and every value of a json or jsonb column)
+/// as its JSON text. The column types (in `columns`) say how to read a cell back.
+fn cell_text(value: &str, json_document: bool) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    if value == "null" {
+        return None;
+    }
+    let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+    if json_document || !quoted {
+        return Some(Cow::Borrowed(value));
+    }
+    let inner = &value[1..value.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    Some(serde_json::from_str::<String>(value).map_or(Cow::Borrowed(inner), Cow::Owned))
+}
+
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; the
+/// empty string is `""` so that it differs from NULL (an empty field).
+fn push_csv_field(out: &mut String, text: &str) {
+    if !text.is_empty() && !text.contains([',', '"', '\n', '\r']) {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    let mut rest = text;
+    while let Some(at) = rest.find('"') {
+        out.push_str(&rest[..=at]);
+        out.push('"');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// A Markdown table cell, reversible: NULL is an empty cell, the empty string `""`; `\`, `|`,
+/// line feed and carriage return are written `\\`, `\|`, `\n`, `\r`, and a leading `"` as `\"`.
+fn push_markdown_cell(out: &mut String, text: Option<&str>) {
+    let Some(text) = text else {
+        return;
+    };
+    if text.is_empty() {
+        out.push_str("\"\"");
+        return;
+    }
+    let mut run_start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'\\' => "\\\\",
+            b'|' => "\\|",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'"' if i == 0 => "\\\"",
+            _ => continue,
+        };
+        out.push_str(&text[run_start..i]);
+        out.push_str(escape);
+        run_start = i + 1;
+    }
+    out.push_str(&text[run_start..]);
 }
 
 /// `_int4` → `int4[]`: PostgreSQL's internal array names are not what an analyst reads.
@@ -8144,6 +8971,8 @@ impl Pool {
         for role in &self.mapped_roles {
             let mut session = Session {
                 client: &mut *client,
+                read_at: String::new(),
+                database: String::new(),
             };
             let checked = session
                 .client
@@ -9268,6 +10097,8 @@ fn verify_audit_file(
 /// Everything a request can reach. Built once and leaked: it lives as long as the process.
 struct App {
     config: Config,
+    /// `resultType` and `_meta` of every 2026-07-28 result (see modern_result_fields).
+    modern_result_fields: String,
     auth: Auth,
     /// The OAuth resource + authorization server; None when MCP_OAUTH=off.
     oauth: Option<OAuth>,
@@ -9362,9 +10193,12 @@ fn main() {
     }
 }
 
+/// `check-sql "<sql>"`, or `check-sql -`: every line of stdin is one statement and gets one
+/// verdict line (for checking a file of saved queries, or the guard audit). Exit 1 if any is
+/// refused.
 fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
     let Some(sql) = args.first() else {
-        eprintln!("usage: {SERVER_NAME} check-sql \"<sql>\"");
+        eprintln!("usage: {SERVER_NAME} check-sql \"<sql>\" | check-sql - (one statement per line on stdin)");
         return 2;
     };
     let number = |name: &str, default: u64| {
@@ -9376,16 +10210,29 @@ fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
         statement_timeout_ms: number("MCP_STATEMENT_TIMEOUT_MS", 30_000),
         max_result_bytes: number("MCP_MAX_RESULT_BYTES", 150_000),
     };
-    match check_sql(sql, &policy) {
-        Ok(_) => {
-            println!("ALLOW");
-            0
-        }
-        Err(reason) => {
-            println!("REJECT: {reason}");
-            1
+    let verdict = |sql: &str| match check_sql(sql, &policy) {
+        Ok(_) => ("ALLOW".to_string(), 0),
+        Err(reason) => (format!("REJECT: {reason}"), 1),
+    };
+    if sql != "-" {
+        let (line, code) = verdict(sql);
+        println!("{line}");
+        return code;
+    }
+    let mut out = io::stdout().lock();
+    let mut worst = 0;
+    for line in io::stdin().lines() {
+        let Ok(line) = line else {
+            eprintln!("check-sql: stdin is not UTF-8 text");
+            return 2;
+        };
+        let (text, code) = verdict(&line);
+        worst = worst.max(code);
+        if writeln!(out, "{text}").is_err() {
+            return 2;
         }
     }
+    worst
 }
 
 /// Probes /healthz of a running server, for container HEALTHCHECKs with no shell or curl.
@@ -9480,6 +10327,7 @@ fn serve(env: EnvLookup) {
         connections: ConnectionRegistry::default(),
         connection_slots: Semaphore::new(config.max_connections),
         rejector: Rejector::new(),
+        modern_result_fields: modern_result_fields(config.server_label.as_deref()),
         config,
     }));
     {
@@ -9875,6 +10723,164 @@ mod tests {
     }
 
     #[test]
+    fn guard_refuses_what_the_audit_found() {
+        let rejected = [
+            ("SELECT pg_export_snapshot()", "snapshot"),
+            (
+                "SELECT * FROM hypopg_create_index('CREATE INDEX ON t (a)')",
+                "hypopg",
+            ),
+            (
+                "SELECT gin_clean_pending_list('i'::regclass)",
+                "index pages",
+            ),
+            ("SELECT brin_summarize_range('i', 0)", "index pages"),
+            ("SELECT pg_stat_statements_reset()", "statistics"),
+            ("SELECT * FROM crosstab('select 1')", "tablefunc"),
+            ("SELECT (st_valuecount('t', 'rast', 1, 0)).*", "table name"),
+            ("SELECT repack.repack_drop(1, 0)", "pg_repack"),
+            (
+                "SELECT _timescaledb_functions.drop_chunk('c')",
+                "TimescaleDB",
+            ),
+            ("SELECT partman.run_maintenance()", "pg_partman"),
+            ("SELECT pg_read_file_old('x')", "reads files"),
+        ];
+        for (sql, why) in rejected {
+            let reason = check_sql(sql, &policy()).err().unwrap_or_default();
+            assert!(
+                reason.contains(why),
+                "{sql:?} should be refused mentioning {why:?}, got {reason:?}"
+            );
+        }
+        // Decided harmless (README security model): releasing the session's own locks,
+        // transaction-scoped locks, hypopg's read functions, TimescaleDB's readers.
+        for sql in [
+            "SELECT pg_advisory_unlock_all()",
+            "SELECT pg_advisory_xact_lock(1)",
+            "SELECT * FROM hypopg()",
+            "SELECT time_bucket('1 hour', ts), count(*) FROM m GROUP BY 1",
+            "SELECT hypertable_size('m'), show_chunks('m')",
+        ] {
+            assert!(check_sql(sql, &policy()).is_ok(), "{sql:?} should pass");
+        }
+    }
+
+    fn sink_rows(
+        format: ResultFormat,
+        keys: &[&str],
+        json: &[bool],
+        rows: &[&str],
+        budget: u64,
+    ) -> RowSink {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut sink = RowSink::new(format, &keys, json.to_vec(), budget);
+        for row in rows {
+            assert!(sink.push(row), "row should fit: {row}");
+        }
+        sink
+    }
+
+    #[test]
+    fn object_values_are_split_exactly() {
+        let mut values = Vec::new();
+        for_each_object_value(
+            r#"{"a":1,"b":"x,\"}y","c":{"k": [1, "]"]},"d":null,"e":-1.5e3,"f":[]}"#,
+            |v| values.push(v.to_string()),
+        );
+        assert_eq!(
+            values,
+            [
+                "1",
+                r#""x,\"}y""#,
+                r#"{"k": [1, "]"]}"#,
+                "null",
+                "-1.5e3",
+                "[]"
+            ]
+        );
+        let mut none = Vec::new();
+        for_each_object_value("{}", |v| none.push(v));
+        for_each_object_value(r#"{"a":"unterminated"#, |v| none.push(v));
+        for_each_object_value("", |v| none.push(v));
+        assert!(none.len() <= 1, "malformed input never panics");
+    }
+
+    #[test]
+    fn rows_in_each_format() {
+        let rows = [
+            r#"{"id":1,"s":"a,b \"c\"","n":null,"e":"","doc":{"k": 1},"t":"x|y\\z\nw"}"#,
+            r#"{"id":2,"s":"\"lead","n":null,"e":"e","doc":"str","t":"é"}"#,
+        ];
+        let keys = ["id", "s", "n", "e", "doc", "t"];
+        let json = [false, false, false, false, true, false];
+        let arrays = sink_rows(ResultFormat::Arrays, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            arrays.rows_json,
+            r#"[1,"a,b \"c\"",null,"",{"k": 1},"x|y\\z\nw"],[2,"\"lead",null,"e","str","é"]"#
+        );
+        let csv = sink_rows(ResultFormat::Csv, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            csv.text,
+            "id,s,n,e,doc,t\n1,\"a,b \"\"c\"\"\",,\"\",\"{\"\"k\"\": 1}\",\"x|y\\z\nw\"\n2,\"\"\"lead\",,e,\"\"\"str\"\"\",é\n"
+        );
+        assert_eq!(csv.rows_json, arrays.rows_json);
+        let markdown = sink_rows(ResultFormat::Markdown, &keys, &json, &rows, 10_000);
+        assert_eq!(
+            markdown.text,
+            r#"|id|s|n|e|doc|t|
+|---|---|---|---|---|---|
+|1|a,b "c"||""|{"k": 1}|x\|y\\z\nw|
+|2|\"lead||e|\"str"|é|
+"#
+        );
+        let objects = sink_rows(ResultFormat::Objects, &keys, &json, &rows, 10_000);
+        assert_eq!(objects.rows_json, format!("{},{}", rows[0], rows[1]));
+    }
+
+    #[test]
+    fn the_budget_counts_formatted_bytes_and_a_refused_row_leaves_no_trace() {
+        let row = r#"{"id":1,"label":"abcdefghij"}"#;
+        let keys = ["id".to_string(), "label".to_string()];
+        let mut csv = RowSink::new(ResultFormat::Csv, &keys, vec![false, false], 30);
+        assert!(csv.push(row)); // "id,label\n" (9) + "1,abcdefghij\n" (13)
+        assert!(!csv.push(row), "a second row makes 35 bytes");
+        assert_eq!(csv.text, "id,label\n1,abcdefghij\n");
+        assert_eq!(csv.rows_json, r#"[1,"abcdefghij"]"#);
+        let mut objects = RowSink::new(ResultFormat::Objects, &[], Vec::new(), 40);
+        assert!(objects.push(row) && !objects.push(row));
+        assert_eq!(objects.rows_json, row);
+    }
+
+    #[test]
+    fn readable_values_only_for_postgis_types() {
+        for ty in [
+            "int4",
+            "text",
+            "jsonb",
+            "_text",
+            "timestamptz",
+            "geometry_dump",
+        ] {
+            assert_eq!(readable_value_sql("v", "pg_catalog", ty), None, "{ty}");
+        }
+        let geography = readable_value_sql("v", "gis ext", "geography").unwrap();
+        assert!(
+            geography.contains(r#""gis ext".st_asgeojson(v::"gis ext".geometry, 20"#),
+            "{geography}"
+        );
+        let boxed = readable_value_sql("b", "public", "box3d").unwrap();
+        assert!(boxed
+            .contains(r#"format('{"xmin":%s,"ymin":%s,"zmin":%s,"xmax":%s,"ymax":%s,"zmax":%s}'"#));
+        let array = readable_value_sql("a", "public", "_box2d").unwrap();
+        assert!(array.contains("unnest(a) WITH ORDINALITY"), "{array}");
+        assert!(array.contains(r#""public".st_xmin(mcp_e.v)"#), "{array}");
+        assert!(readable_value_sql("r", "public", "raster")
+            .unwrap()
+            .contains("st_metadata(r)"));
+    }
+
+    #[test]
     fn guard_returns_the_statement_without_its_terminator() {
         assert_eq!(check_sql("SELECT 1 ;  ", &policy()).unwrap(), "SELECT 1");
         assert_eq!(
@@ -10137,14 +11143,23 @@ mod tests {
 
     #[test]
     fn modern_results_gain_result_type_and_server_info() {
-        let empty: Value = serde_json::from_str(&with_modern_result_fields("{}".into())).unwrap();
+        let fields = modern_result_fields(Some("prod replica"));
+        let empty: Value =
+            serde_json::from_str(&with_modern_result_fields("{}".into(), &fields)).unwrap();
         assert_eq!(empty["resultType"], "complete");
-        let full: Value =
-            serde_json::from_str(&with_modern_result_fields(r#"{"tools":[]}"#.into())).unwrap();
+        let full: Value = serde_json::from_str(&with_modern_result_fields(
+            r#"{"tools":[]}"#.into(),
+            &fields,
+        ))
+        .unwrap();
         assert_eq!(full["tools"], json!([]));
         assert_eq!(
             full["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
             SERVER_NAME
+        );
+        assert_eq!(
+            full["_meta"]["io.modelcontextprotocol/serverInfo"]["title"],
+            "Analytics (read-only PostgreSQL): prod replica"
         );
     }
 

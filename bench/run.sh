@@ -26,8 +26,12 @@
 # sending every worst-case body of tests/worst_case.py at once (the batch attack at the largest body,
 # batches of answers at the budget, the longest SQL, the lexer's worst, the most JSON values, a 1 MiB
 # name to echo), for the glibc build and the musl build: the VmHWM growth per connection is the
-# per-request bound the README states. Prints one Markdown table (and the machine) and saves it to
-# $BENCH_OUT.
+# per-request bound the README states.
+# Then three smaller sections at c=1: a 10,000-row answer in each `format` (objects,
+# arrays, csv, markdown; latency and answer size, on a server whose byte budget lets 10,000 rows
+# through), the cost of MCP_MAX_PLAN_COST's EXPLAIN round trip (the same calls on a server with and
+# one without it), and how many rows of the fleet demo (fixtures/demo.sql) fit the default 150 KB
+# budget in each format. Prints the Markdown tables (and the machine) and saves them to $BENCH_OUT.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,12 +51,15 @@ source "$ROOT/tests/interop/pg.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/analytics-mcp-bench.XXXXXX")
 chmod 711 "$WORK"
 SERVER_PID=
+EXTRA_PIDS=()
 cleanup() {
   local rc=$?
-  if [[ -n $SERVER_PID ]]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$SERVER_PID" "${EXTRA_PIDS[@]}"; do
+    [[ -n $pid ]] || continue
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   pg_stop
   if [[ -n ${BENCH_KEEP:-} ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$rc"
@@ -301,6 +308,100 @@ for c in $MEM_CONNECTIONS; do
   if [[ -n ${MUSL_BIN:-} ]]; then memory_cell "$MUSL_BIN" musl "$c"; fi
 done
 
+# ---------------------------------------------------------------- formats, plan cost, demo rows
+# start_extra NAME VAR=value…: another server (same token) on a free port; sets EXTRA_URL.
+start_extra() {
+  local name=$1; shift
+  local port pid end
+  port=$(pg_free_port)
+  env "$@" MCP_PORT="$port" "$BIN" >"$WORK/server-$name.log" 2>&1 &
+  pid=$!
+  EXTRA_PIDS+=("$pid")
+  end=$((SECONDS + 30))
+  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/server-$name.log" >&2; die "server '$name' exited during start-up"; }
+    ((SECONDS < end)) || die "server '$name': no healthy /healthz within 30 s"
+    sleep 0.02  # poll interval; readiness is the condition
+  done
+  EXTRA_URL=http://127.0.0.1:$port/mcp
+}
+
+# call_body SQL MAX_ROWS [FORMAT]: the JSON-RPC body of one tools/call query
+call_body() {
+  python3 -c 'import json,sys; a={"sql":sys.argv[1],"max_rows":int(sys.argv[2])}
+if len(sys.argv) > 3: a["format"] = sys.argv[3]
+print(json.dumps({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":a}}, separators=(",",":")))' "$@"
+}
+post() {  # post URL BODY_FILE OUT_FILE
+  curl -sS -o "$3" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -H "Authorization: Bearer $TOKEN" --data-binary "@$2" "$1" || die "curl $1 failed"
+}
+# wrk_cell URL BODY_FILE LABEL: c=1 for BENCH_SECONDS; prints "rps p50_us p99_us errors"
+wrk_cell() {
+  BENCH_BODY_FILE=$2 BENCH_TOKEN=$TOKEN wrk -t 1 -c 1 -d 1s -s "$HERE/tools_call.lua" "$1" >/dev/null 2>&1 || true
+  say "$3: wrk ${SECS}s"
+  BENCH_BODY_FILE=$2 BENCH_TOKEN=$TOKEN timeout -k 5 $((SECS + 60)) \
+    wrk -t 1 -c 1 -d "${SECS}s" --timeout 10s --latency -s "$HERE/tools_call.lua" "$1" >"$WORK/wrk-extra.log" 2>&1 \
+    || { cat "$WORK/wrk-extra.log" >&2; die "wrk failed"; }
+  local line
+  line=$(grep '^BENCH ' "$WORK/wrk-extra.log") || die "no BENCH line from wrk"
+  declare -A m=()
+  for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+  echo "${m[rps]} ${m[p50_us]} ${m[p99_us]} $((m[non2xx] + m[iserror] + m[rpcerror] + m[sockerr]))"
+}
+
+FORMATS_TSV=$WORK/formats.tsv PLAN_TSV=$WORK/plan.tsv DEMO_TSV=$WORK/demo.tsv
+: >"$FORMATS_TSV"; : >"$PLAN_TSV"; : >"$DEMO_TSV"
+BIG_SQL="SELECT id, vehicle_id, ts, lat, lon, speed, heading, ignition FROM bench.positions WHERE ts >= '$DAY_FROM' ORDER BY ts LIMIT 10000"
+start_extra formats MCP_MAX_RESULT_BYTES=20000000
+for fmt in objects arrays csv markdown; do
+  call_body "$BIG_SQL" 10000 "$fmt" >"$WORK/body-fmt-$fmt.json"
+  post "$EXTRA_URL" "$WORK/body-fmt-$fmt.json" "$WORK/resp-fmt-$fmt.json"
+  sizes=$(python3 -c 'import json, os, sys
+r = json.load(open(sys.argv[1]))["result"]
+assert not r.get("isError"), r
+sc = r["structuredContent"]
+assert sc["row_count"] == 10000 and not sc["truncated"], (sc["row_count"], sc["truncated_reason"])
+print(os.path.getsize(sys.argv[1]), len(r["content"][0]["text"].encode()))' "$WORK/resp-fmt-$fmt.json") \
+    || die "format $fmt: unexpected response: $(head -c 400 "$WORK/resp-fmt-$fmt.json")"
+  cell=$(wrk_cell "$EXTRA_URL" "$WORK/body-fmt-$fmt.json" "10,000 rows as $fmt")
+  printf '%s %s %s\n' "$fmt" "$sizes" "$cell" | tr ' ' '\t' >>"$FORMATS_TSV"
+done
+
+start_extra plain
+PLAIN_URL=$EXTRA_URL
+start_extra capped MCP_MAX_PLAN_COST=1e15
+CAPPED_URL=$EXTRA_URL
+for i in 0 1 2; do
+  for server in plain capped; do
+    url=$PLAIN_URL
+    [[ $server == capped ]] && url=$CAPPED_URL
+    cell=$(wrk_cell "$url" "$WORK/body-$i.json" "${W_NAMES[$i]} ($server)")
+    printf '%s\t%s\t%s\n' "${W_NAMES[$i]}" "$server" "${cell// /$'\t'}" >>"$PLAN_TSV"
+  done
+done
+
+say "loading fixtures/demo.sql (the fleet demo) into demodb"
+pg_psql -d postgres -c 'CREATE DATABASE demodb' >/dev/null
+pg_psql -d demodb -f "$ROOT/fixtures/demo.sql" >"$WORK/demo.log" 2>&1 || { cat "$WORK/demo.log" >&2; die "loading fixtures/demo.sql failed"; }
+pg_psql -d demodb -c 'GRANT USAGE ON SCHEMA fleet, tickets, reporting TO bench_ro' \
+  -c 'GRANT SELECT ON ALL TABLES IN SCHEMA fleet, tickets, reporting TO bench_ro' >/dev/null
+start_extra demo DATABASE_URL="postgres://bench_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/demodb"
+for table in fleet.positions fleet.trips tickets.inc; do
+  for fmt in objects arrays csv markdown; do
+    call_body "SELECT * FROM $table ORDER BY 1" 10000 "$fmt" >"$WORK/body-demo.json"
+    post "$EXTRA_URL" "$WORK/body-demo.json" "$WORK/resp-demo.json"
+    rows=$(python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["result"]
+assert not r.get("isError"), r
+sc = r["structuredContent"]
+print(sc["row_count"], "cut" if sc["truncated"] else "all")' "$WORK/resp-demo.json") || die "demo $table $fmt: $(head -c 400 "$WORK/resp-demo.json")"
+    printf '%s\t%s\t%s\n' "$table" "$fmt" "${rows// /$'\t'}" >>"$DEMO_TSV"
+  done
+done
+for pid in "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+EXTRA_PIDS=()
+
 # ---------------------------------------------------------------- start-up time
 say "exec-to-healthy: $STARTS starts"
 STARTUP=$(python3 "$HERE/startup.py" "$STARTS" "$BIN") || die "start-up measurement failed: $STARTUP"
@@ -310,13 +411,13 @@ CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 CMD="bench/run.sh"
 [[ $SECS != 10 ]] && CMD="BENCH_SECONDS=$SECS $CMD"
-python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
+FORMATS_TSV=$FORMATS_TSV PLAN_TSV=$PLAN_TSV DEMO_TSV=$DEMO_TSV python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
   "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
   "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
   "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
   "$MEMORY" "$MEM_ROUNDS" \
   >"$WORK/results.md" <<'EOF'
-import sys
+import os, sys
 (res, idle, peak, maxc, rel, musl, startup, ncpu, cpu, kernel, pgv, wrkv, binv, cmd, secs, rows, rustc,
  date, pool, load_start, load_end, elapsed, memory, mem_rounds) = sys.argv[1:]
 st = dict(kv.split("=") for kv in startup.split()[1:])
@@ -371,6 +472,43 @@ w("errors = non-2xx responses + JSON results with `\"isError\":true` + JSON-RPC 
   "(`SELECT CASE WHEN octet_length(j) <= budget THEN j END FROM (SELECT row_to_json(mcp_row.*)::text AS j FROM (<query>) "
   "AS mcp_row(cols) LIMIT max_rows+1) AS capped`); `ROLLBACK` — 4 round trips, as the server's. "
   "Latencies are per call (wrk) and per transaction (pgbench).")
+w("")
+w("A 10,000-row answer in each `format` (the 1,000-row select's columns with `LIMIT 10000`, max_rows 10000, "
+  "on a server with MCP_MAX_RESULT_BYTES = 20 MB so all rows come back; c=1). Response: the whole HTTP body "
+  "(text blocks and structuredContent). Text: the first text block, what the model reads.")
+w("")
+w("| format | rows | response bytes | text bytes | text vs objects | req/s | p50 ms | p99 ms | errors |")
+w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+formats = [l.rstrip("\n").split("\t") for l in open(os.environ["FORMATS_TSV"])]
+base = next((int(f[2]) for f in formats if f[0] == "objects"), 0)
+for fmt, response, text, rps, p50, p99, errs in formats:
+    share = f"{100 * int(text) / base:.0f} %" if base else "n/a"
+    w(f"| {fmt} | 10,000 | {int(response):,} | {int(text):,} | {share} | {float(rps):,.1f} | "
+      f"{int(p50) / 1000:.2f} | {int(p99) / 1000:.2f} | {errs} |")
+w("")
+w("MCP_MAX_PLAN_COST's extra round trip (an `EXPLAIN` of the statement as it will run): the same calls on a "
+  "server without it and on one with MCP_MAX_PLAN_COST = 1e15 (never refuses), c=1.")
+w("")
+w("| workload | MCP_MAX_PLAN_COST | req/s | p50 ms | p99 ms | errors |")
+w("|---|---|---:|---:|---:|---:|")
+for name, server, rps, p50, p99, errs in (l.rstrip("\n").split("\t") for l in open(os.environ["PLAN_TSV"])):
+    w(f"| {name} | {'off' if server == 'plain' else '1e15'} | {float(rps):,.0f} | {int(p50) / 1000:.2f} | "
+      f"{int(p99) / 1000:.2f} | {errs} |")
+w("")
+w("Rows of the fleet demo (fixtures/demo.sql) in one answer under the default 150 KB budget "
+  "(`SELECT * FROM <table> ORDER BY 1`, max_rows 10000):")
+w("")
+demo = [l.rstrip("\n").split("\t") for l in open(os.environ["DEMO_TSV"])]
+w("| table | objects | arrays | csv | markdown |")
+w("|---|---:|---:|---:|---:|")
+for t in dict.fromkeys(d[0] for d in demo):
+    n = {fmt: int(rows) for table, fmt, rows, _ in demo if table == t}
+    whole = {fmt for table, fmt, _, cut in demo if table == t and cut == "all"}
+    def cell(f):
+        ratio = "" if f == "objects" else f" ({n[f] / n['objects']:.2f}×)"
+        return f"{n[f]:,}{ratio}" + (" (the whole table)" if f in whole else "")
+    cells = [cell(f) for f in ("objects", "arrays", "csv", "markdown")]
+    w(f"| {t} | " + " | ".join(cells) + " |")
 print("\n".join(out))
 EOF
 cat "$WORK/results.md"

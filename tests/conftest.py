@@ -150,6 +150,10 @@ class Postgres:
         """URL DSN for the read-only role over TCP on loopback (password auth)."""
         return f"postgresql://{RO_ROLE}:{self.ro_password}@127.0.0.1:{self.port}/{DB_NAME}"
 
+    def ro_dsn_for(self, db: str) -> str:
+        """The read-only role's DSN for another database of the cluster."""
+        return f"postgresql://{RO_ROLE}:{self.ro_password}@127.0.0.1:{self.port}/{db}"
+
     @property
     def super_dsn(self) -> str:
         """Superuser DSN (unix socket, trust) for assertions; never given to the server."""
@@ -279,6 +283,56 @@ def pg():
     finally:
         db.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Every extension Debian ships for PostgreSQL 15 in postgresql-15 (contrib), postgresql-15-postgis-3,
+# postgresql-15-hypopg, -partman and -repack (tests/system-deps.sh). pg_cron needs
+# shared_preload_libraries, so the guard audit reads its install script instead; address_standardizer_data_us
+# holds only tables.
+EXT_DB = "analytics_ext"
+AUDITED_EXTENSIONS = (
+    "address_standardizer", "adminpack", "amcheck", "autoinc", "bloom",
+    "btree_gin", "btree_gist", "citext", "cube", "dblink", "dict_int", "dict_xsyn", "earthdistance",
+    "file_fdw", "fuzzystrmatch", "hstore", "hypopg", "insert_username", "intagg", "intarray", "isn", "lo",
+    "ltree", "moddatetime", "old_snapshot", "pageinspect", "pg_buffercache", "pg_freespacemap",
+    "pg_partman", "pg_prewarm", "pg_repack", "pg_stat_statements", "pg_surgery", "pg_trgm",
+    "pg_visibility", "pg_walinspect", "pgcrypto", "pgrowlocks", "pgstattuple", "postgis", "postgis_raster",
+    "postgis_sfcgal", "postgis_tiger_geocoder", "postgis_topology", "postgres_fdw", "refint", "seg",
+    "sslinfo", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time", "unaccent", "uuid-ossp", "xml2",
+)
+
+
+@pytest.fixture(scope="session")
+def extension_db(pg) -> str:
+    """A second database of the session cluster with every audited extension (PostGIS included), for
+    the spatial tests and the guard audit. analytics_test (and what other tests count there) is
+    untouched. Returns the database name; pg.ro_dsn_for(it) is the read-only role's DSN."""
+    pg.psql(f"CREATE DATABASE {EXT_DB}", db="postgres")
+    creates = "\n".join(
+        f'CREATE EXTENSION IF NOT EXISTS "{name}"' + (" SCHEMA partman" if name == "pg_partman" else "") + " CASCADE;"
+        for name in AUDITED_EXTENSIONS)
+    pg.psql("SET client_min_messages = warning;\nCREATE SCHEMA partman;\n" + creates, db=EXT_DB)
+    pg.psql(f"GRANT CONNECT ON DATABASE {EXT_DB} TO {RO_ROLE}", db="postgres")
+    return EXT_DB
+
+
+DEMO_DB = "analytics_demo"
+DEMO_SQL = REPO / "fixtures" / "demo.sql"
+
+
+@pytest.fixture(scope="session")
+def demo_db(pg) -> str:
+    """The fleet demo (fixtures/demo.sql, what ./bootstrap.sh demo loads) in its own database of the
+    session cluster, readable by the read-only role like role.sql would make it. Returns its name."""
+    pg.psql(f"CREATE DATABASE {DEMO_DB}", db="postgres")
+    pg.psql_file(DEMO_SQL, db=DEMO_DB)
+    pg.psql(f"""
+        GRANT CONNECT ON DATABASE {DEMO_DB} TO {RO_ROLE};
+        GRANT USAGE ON SCHEMA fleet, tickets, reporting TO {RO_ROLE};
+        GRANT SELECT ON ALL TABLES IN SCHEMA fleet, tickets, reporting TO {RO_ROLE};
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA reporting TO {RO_ROLE};
+    """, db=DEMO_DB)
+    return DEMO_DB
 
 
 CANARY_CHECKSUM_SQL = "SELECT md5(string_agg(c::text, '|' ORDER BY id)) || ':' || count(*) FROM {t} c"
@@ -447,8 +501,14 @@ class Server:
         else:
             assert not is_error, f"{name}{args}: unexpected isError: {content[0]['text']}"
             assert "structuredContent" in result, result
-            assert loads_exact(content[0]["text"]) == result["structuredContent"], \
-                "text block must carry the same JSON as structuredContent"
+            structured = result["structuredContent"]
+            if structured.get("format") in ("csv", "markdown"):
+                # the text block is the CSV/Markdown; a second block is the answer without its rows
+                assert len(content) == 2 and content[1]["type"] == "text", content
+                assert loads_exact(content[1]["text"]) == {k: v for k, v in structured.items() if k != "rows"}
+            else:
+                assert loads_exact(content[0]["text"]) == structured, \
+                    "text block must carry the same JSON as structuredContent"
         return result
 
     def tool(self, name: str, args: dict | None = None, **kw) -> dict:
@@ -459,10 +519,12 @@ class Server:
         """Text of an isError tool result."""
         return self.call_tool(name, args, expect_error=True, **kw)["content"][0]["text"]
 
-    def query(self, sql: str, max_rows: int | None = None) -> dict:
+    def query(self, sql: str, max_rows: int | None = None, format: str | None = None) -> dict:
         args: dict[str, Any] = {"sql": sql}
         if max_rows is not None:
             args["max_rows"] = max_rows
+        if format is not None:
+            args["format"] = format
         return self.tool("query", args)
 
     # -- process --

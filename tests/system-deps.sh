@@ -2,7 +2,8 @@
 # Installs the Debian packages that the test suite drives as real components, when missing:
 #   pgbouncer                 (the e2e suite runs again through PgBouncer in transaction mode)
 #   chromium, chromium-driver (real-browser tests of the sign-in pages and the result view)
-#   postgresql-15-postgis-3   (PostGIS values: geometry, geography, box2d/box3d)
+#   postgresql-15-postgis-3   (PostGIS values: geometry, geography, box2d/box3d; the guard audit)
+#   postgresql-15-hypopg, -partman, -repack, -cron  (the guard audit's extensions, tests/test_guard_audit.py)
 #   openssl                   (test certificates for TLS to PostgreSQL and the OAuth tests' identity provider)
 #   musl-dev, musl-tools      (the C compiler wrapper ring's build needs for the static musl binary)
 # A fresh CI machine has none of them; tests/run calls this first. Idempotent and quiet when
@@ -19,6 +20,10 @@ declare -A PROVIDES=(
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
   ["postgresql-$PG_MAJOR-postgis-3"]=/usr/share/postgresql/$PG_MAJOR/extension/postgis.control
+  ["postgresql-$PG_MAJOR-hypopg"]=/usr/share/postgresql/$PG_MAJOR/extension/hypopg.control
+  ["postgresql-$PG_MAJOR-partman"]=/usr/share/postgresql/$PG_MAJOR/extension/pg_partman.control
+  ["postgresql-$PG_MAJOR-repack"]=/usr/share/postgresql/$PG_MAJOR/extension/pg_repack.control
+  ["postgresql-$PG_MAJOR-cron"]=/usr/share/postgresql/$PG_MAJOR/extension/pg_cron.control
   [openssl]=/usr/bin/openssl
   [musl-dev]=/usr/bin/x86_64-linux-musl-gcc
   [musl-tools]=/usr/bin/musl-gcc

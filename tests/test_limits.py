@@ -135,7 +135,7 @@ def test_a_batch_stops_running_once_its_answers_reach_the_bound(srv):
         assert reply["error"]["code"] == NOT_RUN
         assert re.match(r"not run: this batch's answers reached \d+ bytes, the most one batch may return "
                         r"\(4 × MCP_MAX_RESULT_BYTES = 600000\)", reply["error"]["message"]), reply
-    one_answer = max(len(json.dumps(reply, ensure_ascii=False)) for reply in ran)
+    one_answer = max(len(json.dumps(reply, ensure_ascii=False, default=str)) for reply in ran)
     assert len(r.body) <= limit + one_answer + 200 * len(refused)
     assert len(audit_lines(srv, tag)) == len(ran), "not-run calls never reach the database"
 

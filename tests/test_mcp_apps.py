@@ -72,9 +72,17 @@ class ModernClient:
         return r.json()
 
 
+# provenance's read_at and db_ms differ from call to call (in structuredContent and, escaped, in
+# the text block): the comparisons blank them out and keep every other byte
+VOLATILE_PROVENANCE = re.compile(rb'(\\?"read_at\\?":\\?")[^"\\]*(\\?")|(\\?"db_ms\\?":)[0-9.]+')
+
+
 def result_bytes(response) -> bytes:
-    """The response body from its result on, byte for byte (the envelope's id differs per request)."""
-    return response.body.split(b'"result":', 1)[1]
+    """The response body from its result on, byte for byte (the envelope's id differs per request;
+    provenance's time and duration are blanked out)."""
+    body = response.body.split(b'"result":', 1)[1]
+    return VOLATILE_PROVENANCE.sub(lambda m: (m.group(1) or b"") + (m.group(2) or b"") if m.group(1)
+                                   else m.group(3) + b"0", body)
 
 
 def client(server, version, capabilities):
@@ -192,7 +200,6 @@ def test_tool_answers_are_the_same_with_and_without_the_extension(server, versio
     on = with_views(server, version).raw("tools/call", args)
     off = without_views(server, version).raw("tools/call", args)
     assert on.status == off.status == 200
-    assert on.json()["result"] == off.json()["result"]
     assert result_bytes(on) == result_bytes(off)
 
 

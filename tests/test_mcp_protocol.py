@@ -281,12 +281,12 @@ def test_each_tool_is_fully_described(tools, name):
 
 
 @pytest.mark.parametrize("name,required,optional", [
-    ("query", {"sql"}, {"max_rows"}),
+    ("query", {"sql"}, {"max_rows", "format"}),  # format: compact results (issue 12), optional
     ("list_schemas", set(), set()),
     ("list_tables", {"schema"}, set()),
     ("describe_table", {"schema", "table"}, set()),
     ("list_functions", set(), {"schema"}),
-    ("sample_table", {"schema", "table"}, {"n"}),
+    ("sample_table", {"schema", "table"}, {"n", "format"}),
 ])
 def test_tool_arguments_match_the_seed(tools, name, required, optional):
     schema = tools[name]["inputSchema"]

@@ -6,6 +6,7 @@ functions the owner defines to expose them are the owner's decision, and reach t
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -146,3 +147,21 @@ def test_owner_defined_views_and_definer_functions_expose_it_by_the_owners_decis
     rows = gov.query("SELECT phone FROM reporting.v_driver_contacts ORDER BY 1 LIMIT 1")["rows"]
     assert rows[0]["phone"].startswith(PHONE)
     assert gov.query("SELECT reporting.driver_phone_definer(1) AS p")["rows"][0]["p"].startswith(PHONE)
+
+
+@pytest.mark.parametrize("fmt", ["arrays", "csv"])
+def test_sample_table_formats_leave_withheld_columns_out_too(gov, fmt):
+    result = gov.call_tool("sample_table", {"schema": "fleet", "table": "drivers_pii", "n": 2, "format": fmt})
+    sample = result["structuredContent"]
+    assert [c["name"] for c in sample["columns"]] == ["driver_id", "full_name", "region"]
+    assert sample["withheld_columns"] == ["phone", "national_id"]
+    assert PHONE not in json.dumps(result, default=str)
+    if fmt == "csv":
+        assert result["content"][0]["text"].splitlines()[0] == "driver_id,full_name,region"
+
+
+def test_the_plan_cost_guard_explains_withheld_columns_the_same_way(withheld, pg, start_server):
+    srv = start_server(DATABASE_URL=f"postgresql://{GOV}:{PASSWORD}@127.0.0.1:{pg.port}/{DB_NAME}",
+                       MCP_MAX_PLAN_COST="1000000")
+    text = srv.tool_error("query", {"sql": "SELECT * FROM fleet.drivers_pii"})
+    assert "columns phone, national_id of fleet.drivers_pii are withheld" in text, text
