@@ -85,7 +85,8 @@ role: create or refresh the least-privilege PostgreSQL role that analytics-mcp c
                            (characters A-Z a-z 0-9 . _ ~ -, at least 16).
     --rotate               generate a new password, apply it, then replace the file. The
                            server keeps working until it reconnects with the old password,
-                           so update DATABASE_URL and restart it.
+                           so update DATABASE_URL and restart it (with MCP_DATABASE_PASSWORD_FILE
+                           pointing at the password file, no restart is needed).
 
   For the DATABASE_URL printed at the end (the password is masked):
     --db-host HOST         host the server will use (default: the container name with
@@ -347,6 +348,8 @@ cmd_role() {
   say "Password file: $R_PW_FILE (mode 0600; never printed)"
   printf 'DATABASE_URL=postgresql://%s:****@%s:%s/%s\n' "$R_ROLE" "$host" "$port" "$db"
   if ((IN_DEMO == 0)); then
+    say "Or keep the password out of the environment (read at each connect, so --rotate needs no restart):"
+    say "  DATABASE_URL=postgresql://$R_ROLE@$host:$port/$db MCP_DATABASE_PASSWORD_FILE=$R_PW_FILE"
     say "Build the real value without echoing it, e.g.:"
     say "  DATABASE_URL=\"postgresql://$R_ROLE:\$(cat $R_PW_FILE)@$host:$port/$db\""
   fi

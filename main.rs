@@ -33,7 +33,10 @@ const SERVER_NAME: &str = "analytics-mcp";
 /// Every environment variable the server reads, with its default, for `--help` and the README.
 #[rustfmt::skip]
 const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("DATABASE_URL", "required", "PostgreSQL URL or key=value DSN of the read-only role"),
+    ("DATABASE_URL", "required", "PostgreSQL URL or key=value DSN of the read-only role (libpq's sslmode etc.)"),
+    ("MCP_DATABASE_PASSWORD_FILE", "none", "file holding the database password (trailing newline ignored)"),
+    ("PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCHANNELBINDING", "DSN", "libpq's TLS settings when DATABASE_URL does not set them"),
+    ("PGPASSFILE", "~/.pgpass", "libpq password file, used when no password is given otherwise"),
     ("MCP_AUTH_TOKENS", "none", "name:token,name:token (token may be sha256:<hex>)"),
     ("MCP_AUTH_TOKENS_FILE", "none", "file of name:token lines; re-read on SIGHUP and change"),
     ("MCP_HOST", "127.0.0.1", "address to bind"),
@@ -85,7 +88,7 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
 
 #[derive(Debug, Clone)]
 struct Config {
-    database_url: String,
+    database: DbSettings,
     host: String,
     port: u16,
     inline_tokens: Vec<Token>,
@@ -139,11 +142,7 @@ impl Config {
         let database_url = get("DATABASE_URL").ok_or_else(|| {
             ConfigError("DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db)".into())
         })?;
-        database_url.parse::<postgres::Config>().map_err(|e| {
-            ConfigError(format!(
-                "DATABASE_URL is not a valid PostgreSQL connection string: {e}"
-            ))
-        })?;
+        let database = DbSettings::from_env(&database_url, &get).map_err(ConfigError)?;
         let inline_tokens = match get("MCP_AUTH_TOKENS") {
             Some(list) => parse_token_list(list.split(','))
                 .map_err(|e| ConfigError(format!("MCP_AUTH_TOKENS: {e}")))?,
@@ -169,7 +168,7 @@ impl Config {
         }
         let pool_max = parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize;
         let config = Config {
-            database_url,
+            database,
             port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
             inline_tokens,
             tokens_file,
@@ -340,6 +339,7 @@ fn help_text() -> String {
          {SERVER_NAME} check-sql \"<sql>\"  print ALLOW or REJECT: <reason> (exit 0/1), no database needed\n  \
          {SERVER_NAME} check-sql -        the same for every line of stdin (one statement per line)\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
+         {SERVER_NAME} check-db [N]       connect with DATABASE_URL (N times), print what was negotiated and the connect time (exit 0/1)\n  \
          {SERVER_NAME} verify-audit FILE…  check the MCP_AUDIT_LOG chain, oldest file first (exit 0/1)\n  \
          {SERVER_NAME} oauth-key          print a new random line for MCP_OAUTH_KEY_FILE\n  \
          {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
@@ -955,10 +955,7 @@ fn route(app: &'static App, request: &mut Request) -> Response {
                 .with_header("Allow", "POST"),
         },
         "/healthz" if get_like => Response::json(200, r#"{"ok":true}"#),
-        "/readyz" if get_like => match app.pool.probe() {
-            Ok(()) => Response::json(200, r#"{"ok":true,"database":"up"}"#),
-            Err(_) => Response::json(503, r#"{"ok":false,"database":"down"}"#),
-        },
+        "/readyz" if get_like => readiness(app, request),
         "/metrics" if get_like => {
             let mut text = app.metrics.render(&app.pool, &app.rates);
             if let Some(oauth) = &app.oauth {
@@ -975,6 +972,23 @@ fn route(app: &'static App, request: &mut Request) -> Response {
         }
         _ => Response::error(404, "not found: the MCP endpoint is POST /mcp"),
     }
+}
+
+/// /readyz. Why the database is down is a reason code for anyone (a closed set: no names, no
+/// addresses) and the operator's full message for a caller with a valid token.
+fn readiness(app: &'static App, request: &Request) -> Response {
+    let Err(down) = app.pool.probe() else {
+        return Response::json(200, r#"{"ok":true,"database":"up"}"#);
+    };
+    let mut body = json!({"ok": false, "database": "down", "reason": down.reason});
+    if app
+        .auth
+        .authenticate(request.header("authorization"))
+        .is_some()
+    {
+        body["error"] = json!(down.message);
+    }
+    Response::json(503, body.to_string())
 }
 
 /// The MCP endpoint's HTTP checks, in order: Host (when DNS-rebinding protection is on), Origin,
@@ -1317,15 +1331,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Digest comparison in constant time (subtle's `ct_eq`, the primitive rustls itself uses).
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
-/// SHA-256 (FIPS 180-4), from RustCrypto's `sha2` (already compiled in for postgres's SCRAM).
+/// SHA-256 from the `sha2` crate (already compiled in for SCRAM via `postgres`).
 fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
@@ -2274,11 +2286,10 @@ impl OAuth {
             );
         }
         let database = server
-            .database_url
-            .parse::<postgres::Config>()
-            .ok()
-            .and_then(|c| c.get_dbname().map(String::from))
-            .unwrap_or_else(|| "analytics".into());
+            .database
+            .base
+            .get_dbname()
+            .map_or_else(|| "analytics".into(), String::from);
         Ok(OAuth {
             mode: config.mode,
             issuer: config.public_url.clone(),
@@ -5043,26 +5054,18 @@ fn decode_header_value(value: &str) -> Option<String> {
     String::from_utf8(base64_decode(encoded)?).ok()
 }
 
+/// Standard or URL-safe alphabet, padding optional: what clients are seen to send.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for byte in text.bytes().filter(|b| *b != b'=') {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, lenient);
+    let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient);
+    standard
+        .decode(text)
+        .or_else(|_| url_safe.decode(text))
+        .ok()
 }
 
 // ── MCP Apps: the result view (extension io.modelcontextprotocol/ui) ─────────────────────────
@@ -7069,6 +7072,1610 @@ fn check_function_arguments(
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
+// Database connection: libpq settings and passwords
+// Contract: DATABASE_URL (URL or key=value form) means what it means to libpq, so a DSN that
+// works with psql works here: sslmode disable/allow/prefer (the default)/require/verify-ca/
+// verify-full, sslrootcert (a PEM file or `system`), sslcert + sslkey, sslnegotiation,
+// channel_binding, sslsni, ssl_min/max_protocol_version, and libpq's PGSSL* variables where the
+// DSN is silent. The `postgres` crate knows only disable/prefer/require, so `DbSettings` takes
+// these settings out of the DSN, and `DbSettings::connect` runs libpq's attempts (allow: plain,
+// then TLS; prefer: TLS, then plain), each handing the crate a plain mode plus the TLS section's
+// connector. Passwords come from the DSN, MCP_DATABASE_PASSWORD_FILE or PGPASSFILE/~/.pgpass,
+// are read at each connect (a rotated secret is picked up) and never appear in a log line, an
+// error or /metrics. A failure is a `DbDown`: a stable reason code (for /readyz without a token)
+// and a message for the operator that names the names (settings, CA, host names, dates).
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// libpq's sslmode, in increasing order of protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    const ALL: [SslMode; 6] = [
+        SslMode::Disable,
+        SslMode::Allow,
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum PasswordSource {
+    /// In DATABASE_URL itself (or no password needed).
+    Dsn,
+    File(String),
+    PgPass(std::path::PathBuf),
+}
+
+/// Everything needed to open a database connection, parsed once at start-up.
+#[derive(Clone, Debug)]
+struct DbSettings {
+    /// The DSN without the settings handled here; its crate-level sslmode is set per attempt.
+    base: postgres::Config,
+    sslmode: SslMode,
+    roots: Option<std::sync::Arc<TrustRoots>>,
+    identity: Option<std::sync::Arc<ClientIdentity>>,
+    direct: bool,
+    sni: bool,
+    versions: &'static [&'static rustls::SupportedProtocolVersion],
+    password: PasswordSource,
+    /// Every host is a Unix socket: libpq never uses TLS there.
+    unix_only: bool,
+    /// Every host is loopback or a Unix socket: plaintext is then no cause for a warning.
+    local_only: bool,
+    /// Found while parsing, logged once by serve().
+    warnings: Vec<String>,
+}
+
+/// Why the database cannot be used: a stable code (for /readyz without credentials) and the
+/// operator's message.
+#[derive(Debug, Clone)]
+struct DbDown {
+    reason: &'static str,
+    message: String,
+}
+
+impl DbDown {
+    fn new(reason: &'static str, message: impl Into<String>) -> DbDown {
+        DbDown {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The libpq settings taken out of the DSN, with the environment variable libpq reads for each
+/// when the DSN does not set it.
+const LIBPQ_TLS_SETTINGS: &[(&str, &str)] = &[
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("sslcert", "PGSSLCERT"),
+    ("sslkey", "PGSSLKEY"),
+    ("sslnegotiation", "PGSSLNEGOTIATION"),
+    ("channel_binding", "PGCHANNELBINDING"),
+    ("sslsni", "PGSSLSNI"),
+    ("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION"),
+    ("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION"),
+    ("sslcompression", "PGSSLCOMPRESSION"),
+    ("gssencmode", "PGGSSENCMODE"),
+];
+
+/// libpq settings this server cannot honour: refused by name rather than silently ignored.
+const LIBPQ_REFUSED_SETTINGS: &[(&str, &str)] = &[
+    ("sslpassword", "encrypted client keys are not supported: decrypt the key (openssl pkey -in key.pem -out plain.pem) and protect it with chmod 600"),
+    ("sslcrl", "certificate revocation lists are not supported"),
+    ("sslcrldir", "certificate revocation lists are not supported"),
+    ("sslcertmode", "sslcertmode is not supported: set sslcert/sslkey to send a client certificate"),
+    ("requirepeer", "requirepeer is not supported"),
+    ("krbsrvname", "GSSAPI/Kerberos is not supported"),
+    ("gsslib", "GSSAPI/Kerberos is not supported"),
+];
+
+/// A DSN split into the part the crate parses and the settings handled here.
+#[derive(Debug, Default, PartialEq)]
+struct SplitDsn {
+    rest: String,
+    own: BTreeMap<String, String>,
+}
+
+/// Takes the TLS settings out of a URL or key=value DSN, keeping everything else as written.
+fn split_dsn(dsn: &str) -> Result<SplitDsn, String> {
+    let own_key = |key: &str| -> Result<bool, String> {
+        if let Some((_, why)) = LIBPQ_REFUSED_SETTINGS.iter().find(|(k, _)| *k == key) {
+            return Err(format!("{key}: {why}"));
+        }
+        Ok(LIBPQ_TLS_SETTINGS.iter().any(|(k, _)| *k == key))
+    };
+    let mut split = SplitDsn::default();
+    if let Some(scheme_end) = ["postgresql://", "postgres://"]
+        .iter()
+        .find(|s| dsn.starts_with(**s))
+        .map(|s| s.len())
+    {
+        // As the crate reads it: credentials run to the first '@', the query starts after them.
+        let after_scheme = &dsn[scheme_end..];
+        let query_from = after_scheme.find('@').unwrap_or(0);
+        let Some(question) = after_scheme[query_from..].find('?') else {
+            split.rest = dsn.to_string();
+            return Ok(split);
+        };
+        let cut = scheme_end + query_from + question;
+        let mut kept = Vec::new();
+        for pair in dsn[cut + 1..].split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = dsn_percent_decode(key)?;
+            if own_key(&key)? {
+                split.own.insert(key, dsn_percent_decode(value)?);
+            } else {
+                kept.push(pair);
+            }
+        }
+        split.rest = dsn[..cut].to_string();
+        if !kept.is_empty() {
+            split.rest.push('?');
+            split.rest.push_str(&kept.join("&"));
+        }
+        return Ok(split);
+    }
+    let mut kept = Vec::new();
+    for (key, value) in parse_keyword_dsn(dsn)? {
+        if own_key(&key)? {
+            split.own.insert(key, value);
+        } else {
+            kept.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+    }
+    split.rest = kept.join(" ");
+    Ok(split)
+}
+
+/// libpq's key=value grammar: `key = value`, values bare or single-quoted, `\` escaping.
+fn parse_keyword_dsn(dsn: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!(
+                "missing \"=\" after {key:?} in the connection string"
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(format!("unterminated quoted value of {key:?}")),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// `%XX` escapes as the PostgreSQL URL parser reads them (`+` stays `+`, unlike in forms).
+fn dsn_percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("invalid percent-encoding in {text:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("percent-encoding of {text:?} is not UTF-8"))
+}
+
+/// The libpq settings of one DSN: the DSN's own, else libpq's environment variable.
+struct LibpqSettings<'a> {
+    dsn: BTreeMap<String, String>,
+    env: EnvLookup<'a>,
+    home: Option<std::path::PathBuf>,
+}
+
+impl LibpqSettings<'_> {
+    /// (value, where it came from) — the origin names the setting in every message.
+    fn get(&self, key: &str) -> Option<(String, String)> {
+        if let Some(value) = self.dsn.get(key) {
+            return Some((value.clone(), format!("DATABASE_URL {key}")));
+        }
+        let (_, var) = LIBPQ_TLS_SETTINGS.iter().find(|(k, _)| *k == key)?;
+        (self.env)(var).map(|value| (value, var.to_string()))
+    }
+
+    /// One of `choices` (the first is the default).
+    fn choice(&self, key: &str, choices: &[&'static str]) -> Result<&'static str, String> {
+        match self.get(key) {
+            None => Ok(choices[0]),
+            Some((value, from)) => choices
+                .iter()
+                .find(|c| **c == value)
+                .copied()
+                .ok_or_else(|| format!("{from}={value:?}: use {}", choices.join(", "))),
+        }
+    }
+
+    /// libpq's default file under ~/.postgresql.
+    fn default_file(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.home.as_ref().map(|h| h.join(".postgresql").join(name))
+    }
+
+    /// libpq: the default is prefer, or verify-full with sslrootcert=system, which allows no other.
+    fn sslmode(&self) -> Result<SslMode, String> {
+        let system_roots = self.get("sslrootcert").is_some_and(|(v, _)| v == "system");
+        let Some((value, from)) = self.get("sslmode") else {
+            return Ok(if system_roots {
+                SslMode::VerifyFull
+            } else {
+                SslMode::Prefer
+            });
+        };
+        let mode = SslMode::ALL.into_iter().find(|m| m.name() == value).ok_or_else(|| {
+            format!("{from}={value:?}: use disable, allow, prefer, require, verify-ca or verify-full")
+        })?;
+        if system_roots && mode != SslMode::VerifyFull {
+            return Err(format!(
+                "weak sslmode \"{value}\" may not be used with sslrootcert=system (use \"verify-full\")"
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// The trust roots: a PEM file, the system store, or libpq's default file if it exists.
+    /// verify-ca and verify-full without any are refused, with libpq's advice.
+    fn roots(&self, sslmode: SslMode) -> Result<Option<TrustRoots>, String> {
+        let roots = match self.get("sslrootcert") {
+            Some((value, _)) if value == "system" => Some(system_roots_store()?),
+            Some((path, from)) => Some(pem_roots_store(&path).map_err(|e| format!("{from}: {e}"))?),
+            None => match self.default_file("root.crt").filter(|p| p.is_file()) {
+                Some(path) => Some(
+                    pem_roots_store(&path.to_string_lossy())
+                        .map_err(|e| format!("sslrootcert (default {}): {e}", path.display()))?,
+                ),
+                None => None,
+            },
+        };
+        if sslmode >= SslMode::VerifyCa && roots.is_none() {
+            let path = self
+                .default_file("root.crt")
+                .map_or("~/.postgresql/root.crt".to_string(), |p| {
+                    p.display().to_string()
+                });
+            return Err(format!(
+                "sslmode={}: root certificate file \"{path}\" does not exist; either provide the file \
+                 (sslrootcert=/path/ca.pem), use the system's trusted roots with sslrootcert=system, \
+                 or change sslmode to disable server certificate verification",
+                sslmode.name()
+            ));
+        }
+        Ok(roots)
+    }
+
+    /// sslcert + sslkey, or libpq's default files when the certificate file exists.
+    fn identity(&self) -> Result<Option<ClientIdentity>, String> {
+        let key = self.get("sslkey");
+        let Some((cert, cert_from)) = self.get("sslcert") else {
+            if let Some((_, from)) = key {
+                return Err(format!("{from} is set but sslcert is not"));
+            }
+            let Some(cert) = self.default_file("postgresql.crt").filter(|p| p.is_file()) else {
+                return Ok(None);
+            };
+            let key = self.default_file("postgresql.key").unwrap_or_default();
+            return load_identity(&cert.to_string_lossy(), &key.to_string_lossy())
+                .map(Some)
+                .map_err(|e| format!("sslcert (default {}): {e}", cert.display()));
+        };
+        let (key, key_from) = key
+            .or_else(|| {
+                let path = self.default_file("postgresql.key")?;
+                Some((path.display().to_string(), "sslkey (default)".to_string()))
+            })
+            .ok_or_else(|| format!("{cert_from} is set but sslkey is not"))?;
+        load_identity(&cert, &key)
+            .map(Some)
+            .map_err(|e| format!("{cert_from}/{key_from}: {e}"))
+    }
+
+    /// sslnegotiation=direct (TLS from the first byte, PostgreSQL 17) needs require or stronger.
+    fn direct_negotiation(&self, sslmode: SslMode) -> Result<bool, String> {
+        let direct = self.choice("sslnegotiation", &["postgres", "direct"])? == "direct";
+        if direct && sslmode < SslMode::Require {
+            return Err(format!(
+                "weak sslmode \"{}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")",
+                sslmode.name()
+            ));
+        }
+        Ok(direct)
+    }
+
+    fn channel_binding(
+        &self,
+        sslmode: SslMode,
+    ) -> Result<postgres::config::ChannelBinding, String> {
+        use postgres::config::ChannelBinding;
+        match self.choice("channel_binding", &["prefer", "disable", "require"])? {
+            "disable" => Ok(ChannelBinding::Disable),
+            "require" if sslmode == SslMode::Disable => Err(
+                "channel_binding=require needs TLS (SCRAM-SHA-256-PLUS binds to the TLS session), but sslmode=disable".into(),
+            ),
+            "require" => Ok(ChannelBinding::Require),
+            _ => Ok(ChannelBinding::Prefer),
+        }
+    }
+
+    /// rustls speaks TLS 1.2 and 1.3 (libpq's default minimum is 1.2 as well).
+    fn protocol_versions(
+        &self,
+    ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
+        let version = |key: &str| -> Result<Option<u8>, String> {
+            match self.get(key) {
+                None => Ok(None),
+                Some((v, from)) => match v.as_str() {
+                    "TLSv1" | "TLSv1.1" | "TLSv1.2" => Ok(Some(2)),
+                    "TLSv1.3" => Ok(Some(3)),
+                    _ => Err(format!("{from}={v:?}: use TLSv1.2 or TLSv1.3")),
+                },
+            }
+        };
+        match (
+            version("ssl_min_protocol_version")?,
+            version("ssl_max_protocol_version")?,
+        ) {
+            (Some(3), Some(2)) => {
+                Err("ssl_min_protocol_version is above ssl_max_protocol_version".into())
+            }
+            (Some(3), _) => Ok(TLS13_ONLY),
+            (_, Some(2)) => Ok(TLS12_ONLY),
+            _ => Ok(rustls::ALL_VERSIONS),
+        }
+    }
+
+    /// Settings libpq accepts that change nothing here: checked, so a typo is still caught.
+    fn check_inert(&self) -> Result<(), String> {
+        self.choice("sslcompression", &["0", "1"])?;
+        if self.choice("gssencmode", &["prefer", "disable", "require"])? == "require" {
+            return Err(
+                "gssencmode=require: GSSAPI encryption is not supported; use TLS (sslmode)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl DbSettings {
+    /// Parses DATABASE_URL with libpq's rules; `env` supplies PGSSL*, PGPASSFILE and HOME.
+    fn from_env(dsn: &str, env: EnvLookup) -> Result<DbSettings, String> {
+        let get = |name: &str| env(name).filter(|v| !v.is_empty());
+        let split = split_dsn(dsn)?;
+        let mut base: postgres::Config = split
+            .rest
+            .parse()
+            .map_err(|e| format!("not a valid PostgreSQL connection string: {e}"))?;
+        let settings = LibpqSettings {
+            dsn: split.own,
+            env: &get,
+            home: get("HOME").map(std::path::PathBuf::from),
+        };
+        let sslmode = settings.sslmode()?;
+        let roots = settings.roots(sslmode)?;
+        let identity = settings.identity()?;
+        let direct = settings.direct_negotiation(sslmode)?;
+        base.ssl_negotiation(if direct {
+            postgres::config::SslNegotiation::Direct
+        } else {
+            postgres::config::SslNegotiation::Postgres
+        });
+        base.channel_binding(settings.channel_binding(sslmode)?);
+        let sni = settings.choice("sslsni", &["1", "0"])? == "1";
+        let versions = settings.protocol_versions()?;
+        settings.check_inert()?;
+        let mut warnings = Vec::new();
+        let password = password_source(&base, &get, settings.home.as_deref(), &mut warnings)?;
+        let (unix_only, local_only) = host_kinds(&base);
+        if unix_only && sslmode >= SslMode::Require {
+            warnings.push(format!(
+                "sslmode={} has no effect over a Unix socket (as with libpq): the connection is local and unencrypted",
+                sslmode.name()
+            ));
+        }
+        Ok(DbSettings {
+            base,
+            sslmode,
+            roots: roots.map(std::sync::Arc::new),
+            identity: identity.map(std::sync::Arc::new),
+            direct,
+            sni,
+            versions,
+            password,
+            unix_only,
+            local_only,
+            warnings,
+        })
+    }
+
+    /// What the server checks of the certificate in this mode (libpq: an sslrootcert file makes
+    /// prefer/require check the CA too).
+    fn verify_level(&self) -> Verify {
+        match self.sslmode {
+            SslMode::VerifyFull => Verify::ChainAndName,
+            SslMode::VerifyCa => Verify::Chain,
+            _ if self.roots.is_some() => Verify::Chain,
+            _ => Verify::Nothing,
+        }
+    }
+
+    /// The connector for a cancel request: the same TLS settings as the connections.
+    fn cancel_connector(&self) -> PgTls {
+        PgTls::new(self, self.verify_level())
+    }
+
+    /// Opens one connection with libpq's sslmode semantics.
+    fn connect(&self) -> Result<(postgres::Client, Negotiated), DbDown> {
+        use postgres::config::SslMode as Crate;
+        let (first_mode, second_mode) = match self.sslmode {
+            _ if self.unix_only => (Crate::Disable, None),
+            SslMode::Disable => (Crate::Disable, None),
+            SslMode::Allow => (Crate::Disable, Some(Crate::Require)),
+            SslMode::Prefer => (Crate::Prefer, Some(Crate::Disable)),
+            _ => (Crate::Require, None),
+        };
+        let first = match self.attempt(first_mode) {
+            Ok(connected) => return Ok(connected),
+            Err(failure) => failure,
+        };
+        // libpq's second try: `allow` adds TLS once the server refused plaintext; `prefer`
+        // drops it once TLS failed or the server refused the encrypted session.
+        let retry = match self.sslmode {
+            SslMode::Allow => first.server_answered,
+            SslMode::Prefer => first.tls_started,
+            _ => false,
+        };
+        match second_mode.filter(|_| retry) {
+            None => Err(first.down),
+            Some(mode) => self.attempt(mode).map_err(|second| {
+                let (one, two) = if mode == Crate::Disable {
+                    ("over TLS", "without TLS")
+                } else {
+                    ("without TLS", "over TLS")
+                };
+                DbDown {
+                    reason: second.down.reason,
+                    message: format!(
+                        "{one}: {}; then {two}: {}",
+                        first.down.message, second.down.message
+                    ),
+                }
+            }),
+        }
+    }
+
+    fn attempt(
+        &self,
+        mode: postgres::config::SslMode,
+    ) -> Result<(postgres::Client, Negotiated), AttemptFailure> {
+        let mut config = self.base.clone();
+        config.ssl_mode(mode);
+        self.fill_password(&mut config)
+            .map_err(|down| AttemptFailure {
+                down,
+                tls_started: false,
+                server_answered: false,
+            })?;
+        let tls = PgTls::new(self, self.verify_level());
+        let record = tls.record.clone();
+        let result = config.connect(tls);
+        let handshake = lock(&record);
+        match result {
+            Ok(client) => Ok((
+                client,
+                Negotiated {
+                    tls: handshake.protocol.map(|p| (p, handshake.verified)),
+                },
+            )),
+            Err(error) => Err(AttemptFailure {
+                down: self.explain_failure(&error, &handshake),
+                tls_started: handshake.started,
+                server_answered: error.as_db_error().is_some(),
+            }),
+        }
+    }
+
+    fn fill_password(&self, config: &mut postgres::Config) -> Result<(), DbDown> {
+        match &self.password {
+            PasswordSource::Dsn => {}
+            PasswordSource::File(path) => {
+                let password =
+                    read_password_file(path).map_err(|e| DbDown::new("password_file", e))?;
+                config.password(password);
+            }
+            PasswordSource::PgPass(path) => {
+                if check_pgpass_file(path).is_ok() {
+                    if let Some(password) = pgpass_lookup(path, config) {
+                        config.password(password);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a failed connect into what the operator needs to know, naming the settings.
+    fn explain_failure(&self, error: &DbError, handshake: &HandshakeRecord) -> DbDown {
+        let mode = self.sslmode.name();
+        if let Some(db) = error.as_db_error() {
+            let code = db.code().code();
+            let text = db.message();
+            let message = format!("{text} ({code})");
+            let tls_used = handshake.protocol.is_some();
+            return if text.contains("no pg_hba.conf entry") && !tls_used {
+                DbDown::new("needs_tls", format!(
+                    "{message}; the server accepts this connection only over TLS (a hostssl line in pg_hba.conf): use sslmode=require or stronger (now sslmode={mode})"
+                ))
+            } else if text.contains("no pg_hba.conf entry") {
+                DbDown::new("refused", format!(
+                    "{message}; pg_hba.conf has no line for this connection over TLS (a hostnossl line?)"
+                ))
+            } else if text.contains("requires a valid client certificate") {
+                DbDown::new("client_certificate_missing", format!(
+                    "{message}; the server's pg_hba.conf asks for a client certificate: set sslcert and sslkey in DATABASE_URL (or PGSSLCERT/PGSSLKEY)"
+                ))
+            } else if text.contains("certificate authentication failed") {
+                DbDown::new("client_certificate_refused", format!(
+                    "{message}; the client certificate's CN must be the role name (or be mapped to it in pg_ident.conf)"
+                ))
+            } else if code == "28P01" {
+                let source = match &self.password {
+                    PasswordSource::Dsn => "the password in DATABASE_URL".to_string(),
+                    PasswordSource::File(path) => {
+                        format!("the password from MCP_DATABASE_PASSWORD_FILE ({path})")
+                    }
+                    PasswordSource::PgPass(path) => format!(
+                        "the password from {} (or none: no matching line)",
+                        path.display()
+                    ),
+                };
+                DbDown::new("authentication_failed", format!("{message}; used {source}"))
+            } else {
+                DbDown::new("refused", message)
+            };
+        }
+        let source = std::error::Error::source(error)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let head = error.to_string();
+        if head.starts_with("error performing TLS handshake") {
+            if source == "server does not support TLS" {
+                return DbDown::new("tls_unavailable", format!(
+                    "the server does not accept TLS connections (it declined the SSLRequest), but sslmode={mode} requires TLS: turn on ssl in postgresql.conf, or lower sslmode to prefer"
+                ));
+            }
+            let reason = handshake.refusal.as_ref().map_or("tls_failed", |(r, _)| *r);
+            return DbDown::new(
+                reason,
+                format!("TLS handshake with the database failed: {source}"),
+            );
+        }
+        if source.contains("channel binding") || head.contains("channel binding") {
+            let why = if handshake.protocol.is_none() {
+                "the connection is not encrypted, so SCRAM channel binding is impossible: the server must offer TLS and sslmode must not be disable"
+            } else {
+                "the server did not offer SCRAM-SHA-256-PLUS: the role needs a SCRAM password (password_encryption = scram-sha-256) and pg_hba.conf the scram-sha-256 method"
+            };
+            return DbDown::new(
+                "channel_binding",
+                format!("channel_binding=require, but {why}"),
+            );
+        }
+        if let Some(alert) = received_alert(error) {
+            if handshake.protocol.is_some() {
+                let label = self.identity.as_ref().map(|i| i.label.as_str());
+                return client_certificate_refused(label, alert);
+            }
+        }
+        let reason = if head.starts_with("error connecting to server") {
+            "unreachable"
+        } else {
+            "other"
+        };
+        DbDown::new(reason, describe_db_error(error))
+    }
+}
+
+/// One failed connection attempt, and what decides libpq's second try.
+struct AttemptFailure {
+    down: DbDown,
+    tls_started: bool,
+    server_answered: bool,
+}
+
+/// Where the password comes from: DATABASE_URL, MCP_DATABASE_PASSWORD_FILE (never both), or
+/// libpq's password file when it exists.
+fn password_source(
+    base: &postgres::Config,
+    env: EnvLookup,
+    home: Option<&std::path::Path>,
+    warnings: &mut Vec<String>,
+) -> Result<PasswordSource, String> {
+    let in_dsn = base.get_password().is_some();
+    match env("MCP_DATABASE_PASSWORD_FILE") {
+        Some(_) if in_dsn => Err(
+            "DATABASE_URL carries a password and MCP_DATABASE_PASSWORD_FILE is set: keep one"
+                .into(),
+        ),
+        Some(path) => {
+            read_password_file(&path)?;
+            Ok(PasswordSource::File(path))
+        }
+        None if in_dsn => Ok(PasswordSource::Dsn),
+        None => {
+            let path = env("PGPASSFILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| home.map(|h| h.join(".pgpass")));
+            match path {
+                Some(path) if path.exists() => {
+                    if let Err(why) = check_pgpass_file(&path) {
+                        warnings.push(why);
+                    }
+                    Ok(PasswordSource::PgPass(path))
+                }
+                _ => Ok(PasswordSource::Dsn),
+            }
+        }
+    }
+}
+
+/// (every host is a Unix socket, every host is local): libpq never uses TLS on a Unix socket,
+/// and plaintext to a local host is no cause for a warning.
+fn host_kinds(base: &postgres::Config) -> (bool, bool) {
+    use postgres::config::Host;
+    let hosts = base.get_hosts();
+    let unix_only = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+    let local_only = hosts.iter().all(|h| match h {
+        Host::Tcp(name) => is_loopback_host(name),
+        Host::Unix(_) => true,
+    }) && base.get_hostaddrs().iter().all(|a| a.is_loopback());
+    (unix_only, local_only)
+}
+
+/// The password file's content without its trailing newline (Docker and Kubernetes secrets).
+fn read_password_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read MCP_DATABASE_PASSWORD_FILE ({path}): {e}"))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(format!("MCP_DATABASE_PASSWORD_FILE ({path}) is empty"));
+    }
+    Ok(password.to_string())
+}
+
+/// libpq ignores a password file others can read (and says so); so do we.
+fn check_pgpass_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "password file {} is not a plain file; ignored",
+            path.display()
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "password file {} has group or world access; permissions should be u=rw (0600) or less; ignored",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The password of the first `host:port:database:user:password` line matching the connection
+/// (`*` matches anything; `\:` and `\\` escape), as libpq looks it up.
+fn pgpass_lookup(path: &std::path::Path, config: &postgres::Config) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let user = config
+        .get_user()
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())?;
+    let dbname = config.get_dbname().unwrap_or(&user).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    // libpq matches a Unix socket (or no host at all) as "localhost".
+    let mut hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(_) => "localhost".to_string(),
+        })
+        .collect();
+    if hosts.is_empty() {
+        hosts.push("localhost".to_string());
+    }
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| {
+            let fields = split_pgpass_line(line);
+            (fields.len() == 5).then_some(fields)
+        })
+        .find(|f| {
+            let matches = |pattern: &str, value: &str| pattern == "*" || pattern == value;
+            hosts.iter().any(|h| matches(&f[0], h))
+                && matches(&f[1], &port)
+                && matches(&f[2], &dbname)
+                && matches(&f[3], &user)
+        })
+        .map(|f| f[4].clone())
+}
+
+fn split_pgpass_line(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields
+                .last_mut()
+                .into_iter()
+                .for_each(|f| f.extend(chars.next())),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().into_iter().for_each(|f| f.push(c)),
+        }
+    }
+    fields
+}
+
+/// What one connection negotiated: TLS protocol and certificate check, or plaintext.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Negotiated {
+    tls: Option<(&'static str, Verify)>,
+}
+
+impl Negotiated {
+    /// For the gauge: 0 plaintext, 1 encrypted only, 2 CA checked, 3 CA and host name checked.
+    fn level(self) -> i32 {
+        match self.tls {
+            None => 0,
+            Some((_, Verify::Nothing)) => 1,
+            Some((_, Verify::Chain)) => 2,
+            Some((_, Verify::ChainAndName)) => 3,
+        }
+    }
+
+    /// The start-up line: (level, message).
+    fn describe(self, settings: &DbSettings) -> (&'static str, String) {
+        let mode = settings.sslmode.name();
+        match self.tls {
+            Some((protocol, Verify::ChainAndName)) => {
+                ("info", format!("database connection: {protocol}, certificate verified (verify-full)"))
+            }
+            Some((protocol, Verify::Chain)) => ("info", format!(
+                "database connection: {protocol}, certificate verified against the CA, host name not checked (sslmode={mode})"
+            )),
+            Some((protocol, Verify::Nothing)) => ("warn", format!(
+                "database connection: {protocol} encrypted, certificate NOT verified (sslmode={mode}); use verify-full with sslrootcert to know who you talk to"
+            )),
+            None if settings.local_only => ("info", format!("database connection: unencrypted (sslmode={mode}, local)")),
+            None => ("warn", format!(
+                "database connection: unencrypted (sslmode={mode}) to a host that is not loopback: passwords and data cross the network in clear"
+            )),
+        }
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// TLS to PostgreSQL
+// Contract: `PgTls` is the driver's TLS hook for one connection or cancel request: rustls with
+// the ring provider over tokio-rustls (the driver's runtime). `ServerCertificateCheck` checks the
+// server's certificate as far as the sslmode asks (nothing; the chain; the chain and the host
+// name), webpki making every trust decision, and explains a refusal in the operator's terms;
+// `HandshakeRecord` tells the caller what was negotiated or why not; `PgTlsStream` gives the
+// driver the tls-server-end-point channel binding. `crypto_provider`, `read_pem_certificates`
+// and `system_root_certificates` are the crypto and trust roots of every outbound TLS connection
+// the server makes, whatever the client.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// How much of the server's certificate a connection checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Verify {
+    /// Encrypted, but anyone could be at the other end.
+    #[default]
+    Nothing,
+    /// Signed by a trusted CA (verify-ca, or require/prefer with an sslrootcert file).
+    Chain,
+    /// Signed by a trusted CA and issued for the host we dialled (verify-full).
+    ChainAndName,
+}
+
+/// Trust roots and how to name them in a message.
+#[derive(Debug)]
+struct TrustRoots {
+    store: rustls::RootCertStore,
+    label: String,
+}
+
+/// The client certificate chain and its key (sslcert/sslkey).
+struct ClientIdentity {
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    label: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientIdentity({}, <key>)", self.label)
+    }
+}
+
+const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// The server's verdict on our client certificate, sent as a TLS alert: during the handshake
+/// with TLS 1.2, on the first read after it with TLS 1.3.
+fn client_certificate_refused(identity: Option<&str>, alert: rustls::AlertDescription) -> DbDown {
+    use rustls::AlertDescription as A;
+    let message = match (identity, alert) {
+            (None, A::CertificateRequired) => "the server requires a client certificate: set sslcert and sslkey in DATABASE_URL (or PGSSLCERT/PGSSLKEY)".to_string(),
+            (Some(label), A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::DecryptError) => format!(
+                "the server refused our client certificate ({label}): it is not signed by a CA in the server's ssl_ca_file (TLS alert {alert:?})"
+            ),
+            (Some(label), A::CertificateExpired) => format!("the server refused our client certificate ({label}): it has expired"),
+            (Some(label), _) => format!("the server refused our client certificate ({label}): TLS alert {alert:?}"),
+            (None, _) => format!("the server ended the TLS session: TLS alert {alert:?}"),
+        };
+    DbDown::new("client_certificate_refused", message)
+}
+
+/// A TLS alert the server sent, found inside a driver I/O error.
+fn received_alert(error: &DbError) -> Option<rustls::AlertDescription> {
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        if let Some(rustls::Error::AlertReceived(alert)) = current.downcast_ref::<rustls::Error>() {
+            return Some(*alert);
+        }
+        if let Some(io) = current.downcast_ref::<io::Error>() {
+            if let Some(rustls::Error::AlertReceived(alert)) =
+                io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
+                return Some(*alert);
+            }
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// libpq refuses a private key that others can read: u=rw (0600) or less if owned by the
+/// current user, u=rw,g=r (0640) or less if owned by root.
+fn check_key_permissions(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    extern "C" {
+        fn geteuid() -> u32;
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read private key file \"{path}\": {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("private key file \"{path}\" is not a regular file"));
+    }
+    let mode = meta.permissions().mode();
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let euid = unsafe { geteuid() };
+    let too_open = if meta.uid() == euid {
+        mode & 0o077 != 0
+    } else {
+        meta.uid() == 0 && mode & 0o037 != 0
+    };
+    if too_open {
+        return Err(format!(
+            "private key file \"{path}\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root"
+        ));
+    }
+    Ok(())
+}
+
+fn load_identity(cert_path: &str, key_path: &str) -> Result<ClientIdentity, String> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = read_pem_certificates(std::path::Path::new(cert_path))?;
+    check_key_permissions(key_path)?;
+    let pem = std::fs::read(key_path)
+        .map_err(|e| format!("cannot read private key file \"{key_path}\": {e}"))?;
+    if pem.windows(9).any(|w| w == b"ENCRYPTED") {
+        return Err(format!(
+            "private key file \"{key_path}\" is encrypted: decrypt it (openssl pkey -in {key_path} -out plain.pem) and protect it with chmod 600"
+        ));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        format!("private key file \"{key_path}\" holds no usable PEM private key: {e}")
+    })?;
+    // Fail now, not on the first connect, if the key does not fit the certificate.
+    rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain.clone(), key.clone_key())
+        .map_err(|e| {
+            format!("sslcert \"{cert_path}\" and sslkey \"{key_path}\" do not fit together: {e}")
+        })?;
+    Ok(ClientIdentity {
+        chain,
+        key,
+        label: format!("sslcert={cert_path}"),
+    })
+}
+
+/// The one crypto provider of every outbound TLS connection: ring (pure Rust and assembly, so
+/// the musl build stays fully static and small; aws-lc-rs would bring a C/CMake build).
+fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: Lazy<std::sync::Arc<rustls::crypto::CryptoProvider>> =
+        Lazy::new(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()));
+    PROVIDER.clone()
+}
+
+/// Every certificate of a PEM file (one CA, or a bundle such as a cloud provider's).
+fn read_pem_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The operating system's trust store, found as OpenSSL would (SSL_CERT_FILE and SSL_CERT_DIR
+/// first; in the distroless image /etc/ssl/certs/ca-certificates.crt).
+fn system_root_certificates() -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        return Err(format!(
+            "sslrootcert=system: no trusted certificates found in the system trust store{}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        ));
+    }
+    Ok(found.certs)
+}
+
+fn roots_store(
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    label: String,
+) -> Result<TrustRoots, String> {
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("{label} holds no usable CA certificate"));
+    }
+    Ok(TrustRoots {
+        store,
+        label: format!(
+            "{label} ({added} CA certificate{})",
+            if added == 1 { "" } else { "s" }
+        ),
+    })
+}
+
+fn pem_roots_store(path: &str) -> Result<TrustRoots, String> {
+    let certs = read_pem_certificates(std::path::Path::new(path))?;
+    roots_store(certs, format!("sslrootcert={path}"))
+}
+
+fn system_roots_store() -> Result<TrustRoots, String> {
+    roots_store(system_root_certificates()?, "the system trust store".into())
+}
+
+/// What the connector saw during one connect: filled in by the handshake and the verifier.
+#[derive(Debug, Default)]
+struct HandshakeRecord {
+    /// The handshake began (the server accepted the SSLRequest, or sslnegotiation=direct).
+    started: bool,
+    protocol: Option<&'static str>,
+    verified: Verify,
+    /// Why the handshake failed: a reason code and the operator's message.
+    refusal: Option<(&'static str, String)>,
+}
+
+type SharedRecord = std::sync::Arc<Mutex<HandshakeRecord>>;
+
+/// The `postgres` crate's TLS hook for one connection or cancel request, over tokio-rustls.
+#[derive(Clone)]
+struct PgTls {
+    config: Option<std::sync::Arc<rustls::ClientConfig>>,
+    failure: Option<String>,
+    record: SharedRecord,
+    identity: Option<String>,
+}
+
+impl PgTls {
+    fn new(settings: &DbSettings, verify: Verify) -> PgTls {
+        let record = SharedRecord::default();
+        let (config, failure) = match client_config(settings, verify, record.clone()) {
+            Ok(config) => (Some(config), None),
+            Err(e) => (None, Some(e)),
+        };
+        PgTls {
+            config,
+            failure,
+            record,
+            identity: settings.identity.as_ref().map(|i| i.label.clone()),
+        }
+    }
+}
+
+fn client_config(
+    settings: &DbSettings,
+    verify: Verify,
+    record: SharedRecord,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let provider = crypto_provider();
+    let check = std::sync::Arc::new(ServerCertificateCheck {
+        verify,
+        roots: settings.roots.clone(),
+        algorithms: provider.signature_verification_algorithms,
+        record,
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(settings.versions)
+        .map_err(|e| format!("TLS protocol versions: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(check);
+    let mut config = match &settings.identity {
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| format!("{}: {e}", identity.label))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.enable_sni = settings.sni;
+    if settings.direct {
+        // PostgreSQL 17 accepts a direct TLS handshake only with this ALPN protocol.
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+    }
+    Ok(std::sync::Arc::new(config))
+}
+
+/// A message the crate wraps as the source of its TLS error.
+#[derive(Debug)]
+struct TlsFailure(String);
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+impl postgres::tls::MakeTlsConnect<postgres::Socket> for PgTls {
+    type Stream = PgTlsStream;
+    type TlsConnect = PgTlsConnect;
+    type Error = TlsFailure;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<PgTlsConnect, TlsFailure> {
+        // Called for Unix sockets too (with the path): a bad name only matters once TLS starts.
+        Ok(PgTlsConnect {
+            tls: self.clone(),
+            host: host.to_string(),
+        })
+    }
+}
+
+struct PgTlsConnect {
+    tls: PgTls,
+    host: String,
+}
+
+type TlsFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PgTlsStream, TlsFailure>> + Send>>;
+
+impl postgres::tls::TlsConnect<postgres::Socket> for PgTlsConnect {
+    type Stream = PgTlsStream;
+    type Error = TlsFailure;
+    type Future = TlsFuture;
+
+    fn connect(self, stream: postgres::Socket) -> TlsFuture {
+        Box::pin(async move {
+            let record = self.tls.record.clone();
+            lock(&record).started = true;
+            let identity = self.tls.identity;
+            let config = match (self.tls.config, self.tls.failure) {
+                (Some(config), _) => config,
+                (None, failure) => {
+                    return Err(TlsFailure(
+                        failure.unwrap_or_else(|| "TLS is not configured".into()),
+                    ))
+                }
+            };
+            let name =
+                rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|_| {
+                    TlsFailure(format!(
+                        "{:?} is not a host name or address TLS can verify",
+                        self.host
+                    ))
+                })?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            match connector.connect(name, stream).await {
+                Ok(tls) => {
+                    let protocol = match tls.get_ref().1.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+                        _ => "TLS",
+                    };
+                    lock(&record).protocol = Some(protocol);
+                    Ok(PgTlsStream(Box::new(tls)))
+                }
+                Err(e) => {
+                    let mut handshake = lock(&record);
+                    let (reason, message) = handshake.refusal.take().unwrap_or_else(|| {
+                        match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                            Some(rustls::Error::AlertReceived(alert)) => {
+                                let down = client_certificate_refused(identity.as_deref(), *alert);
+                                (down.reason, down.message)
+                            }
+                            Some(rustls_error) => ("tls_failed", rustls_error.to_string()),
+                            None => ("tls_failed", e.to_string()),
+                        }
+                    });
+                    handshake.refusal = Some((reason, message.clone()));
+                    Err(TlsFailure(message))
+                }
+            }
+        })
+    }
+}
+
+/// A TLS session to PostgreSQL; gives the crate the tls-server-end-point channel binding.
+struct PgTlsStream(Box<tokio_rustls::client::TlsStream<postgres::Socket>>);
+
+impl postgres::tls::TlsStream for PgTlsStream {
+    fn channel_binding(&self) -> postgres::tls::ChannelBinding {
+        let leaf = self
+            .0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first());
+        match leaf.and_then(|cert| tls_server_end_point(cert.as_ref())) {
+            Some(hash) => postgres::tls::ChannelBinding::tls_server_end_point(hash),
+            None => postgres::tls::ChannelBinding::none(),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for PgTlsStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PgTlsStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+/// RFC 5929 tls-server-end-point: the leaf certificate hashed with its signature's hash (SHA-256
+/// for MD5/SHA-1). None for algorithms without one (Ed25519, RSA-PSS), as PostgreSQL does.
+fn tls_server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    const SHA256_IDS: [&[u8]; 4] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05], // sha1WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b], // sha256WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01],             // ecdsa-with-SHA1
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02],       // ecdsa-with-SHA256
+    ];
+    const SHA384_IDS: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+    ];
+    const SHA512_IDS: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+    ];
+    let oid = CertificateSummary::parse(der)?.signature_algorithm;
+    if SHA256_IDS.contains(&oid.as_slice()) {
+        Some(sha2::Sha256::digest(der).to_vec())
+    } else if SHA384_IDS.contains(&oid.as_slice()) {
+        Some(sha2::Sha384::digest(der).to_vec())
+    } else if SHA512_IDS.contains(&oid.as_slice()) {
+        Some(sha2::Sha512::digest(der).to_vec())
+    } else {
+        None
+    }
+}
+
+/// The fields of a certificate an operator's message and the channel binding need. Read with
+/// `untrusted` (ring's bounds-checked reader) for display only: webpki makes every trust decision.
+struct CertificateSummary {
+    issuer: String,
+    subject: String,
+    not_before: String,
+    not_after: String,
+    signature_algorithm: Vec<u8>,
+}
+
+impl CertificateSummary {
+    fn parse(der: &[u8]) -> Option<CertificateSummary> {
+        untrusted::Input::from(der)
+            .read_all((), |certificate| {
+                let (_, body) = der_element(certificate)?;
+                body.read_all((), |body| {
+                    let (_, tbs) = der_element(body)?;
+                    let (_, algorithm) = der_element(body)?;
+                    let _signature = der_element(body)?;
+                    let signature_algorithm = algorithm.read_all((), |a| {
+                        let (_, oid) = der_element(a)?;
+                        a.skip_to_end();
+                        Ok(oid.as_slice_less_safe().to_vec())
+                    })?;
+                    let mut summary = tbs.read_all((), |tbs| {
+                        if tbs.peek(0xa0) {
+                            der_element(tbs)?; // [0] version
+                        }
+                        der_element(tbs)?; // serial number
+                        der_element(tbs)?; // signature algorithm, again
+                        let (_, issuer) = der_element(tbs)?;
+                        let (_, validity) = der_element(tbs)?;
+                        let (_, subject) = der_element(tbs)?;
+                        tbs.skip_to_end();
+                        let (not_before, not_after) = validity.read_all((), |v| {
+                            let before = der_element(v)?;
+                            let after = der_element(v)?;
+                            Ok((der_time(before), der_time(after)))
+                        })?;
+                        Ok(CertificateSummary {
+                            issuer: der_name(issuer),
+                            subject: der_name(subject),
+                            not_before,
+                            not_after,
+                            signature_algorithm: Vec::new(),
+                        })
+                    })?;
+                    summary.signature_algorithm = signature_algorithm;
+                    Ok(summary)
+                })
+            })
+            .ok()
+    }
+}
+
+/// One DER element: (tag, contents). Definite lengths up to 16 MiB, as certificates need.
+fn der_element<'a>(reader: &mut untrusted::Reader<'a>) -> Result<(u8, untrusted::Input<'a>), ()> {
+    let tag = reader.read_byte().map_err(|_| ())?;
+    let first = reader.read_byte().map_err(|_| ())?;
+    let length = match first {
+        n if n < 0x80 => usize::from(n),
+        0x81..=0x83 => {
+            let mut length = 0usize;
+            for _ in 0..(first - 0x80) {
+                length = (length << 8) | usize::from(reader.read_byte().map_err(|_| ())?);
+            }
+            length
+        }
+        _ => return Err(()),
+    };
+    let contents = reader.read_bytes(length).map_err(|_| ())?;
+    Ok((tag, contents))
+}
+
+/// A distinguished name as `CN=…, O=…` (the attributes people recognise; others are left out).
+fn der_name(name: untrusted::Input<'_>) -> String {
+    let mut parts = Vec::new();
+    let _ = name.read_all((), |rdns| {
+        while !rdns.at_end() {
+            let (_, set) = der_element(rdns)?;
+            let _ = set.read_all((), |set| {
+                while !set.at_end() {
+                    let (_, pair) = der_element(set)?;
+                    let _ = pair.read_all((), |pair| {
+                        let (_, oid) = der_element(pair)?;
+                        let (_, value) = der_element(pair)?;
+                        let label = match oid.as_slice_less_safe() {
+                            [0x55, 0x04, 0x03] => "CN",
+                            [0x55, 0x04, 0x0a] => "O",
+                            [0x55, 0x04, 0x0b] => "OU",
+                            [0x55, 0x04, 0x06] => "C",
+                            [0x55, 0x04, 0x07] => "L",
+                            [0x55, 0x04, 0x08] => "ST",
+                            _ => return Ok(()),
+                        };
+                        let text = String::from_utf8_lossy(value.as_slice_less_safe());
+                        parts.push(format!("{label}={text}"));
+                        Ok(())
+                    });
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    });
+    if parts.is_empty() {
+        "(no common name)".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// UTCTime / GeneralizedTime as `2025-01-31 23:59:59 UTC`.
+fn der_time((tag, value): (u8, untrusted::Input<'_>)) -> String {
+    let text = String::from_utf8_lossy(value.as_slice_less_safe()).to_string();
+    let digits = text.trim_end_matches('Z');
+    let full = match tag {
+        0x17 if digits.len() >= 12 => {
+            let century = if digits[..2] < *"50" { "20" } else { "19" };
+            format!("{century}{digits}")
+        }
+        0x18 => digits.to_string(),
+        _ => return text,
+    };
+    match (
+        full.get(0..4),
+        full.get(4..6),
+        full.get(6..8),
+        full.get(8..10),
+        full.get(10..12),
+        full.get(12..14),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) => {
+            format!("{y}-{mo}-{d} {h}:{mi}:{s} UTC")
+        }
+        _ => text,
+    }
+}
+
+/// Checks the server's certificate as far as the sslmode asks, and explains a refusal.
+#[derive(Debug)]
+struct ServerCertificateCheck {
+    verify: Verify,
+    roots: Option<std::sync::Arc<TrustRoots>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    record: SharedRecord,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ServerCertificateCheck {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verdict = self.check(end_entity, intermediates, server_name, now);
+        let mut record = lock(&self.record);
+        match verdict {
+            Ok(()) => {
+                record.verified = self.verify;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err((error, reason, message)) => {
+                record.refusal = Some((reason, message));
+                Err(error)
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertificateCheck {
+    /// Ok, or (rustls's error for the alert, reason code, operator message).
+    fn check(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<(), (rustls::Error, &'static str, String)> {
+        if self.verify == Verify::Nothing {
+            return Ok(());
+        }
+        let Some(roots) = self.roots.as_ref() else {
+            let message = "no trust roots configured (sslrootcert)".to_string();
+            return Err((
+                rustls::Error::General(message.clone()),
+                "tls_failed",
+                message,
+            ));
+        };
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity).map_err(|e| {
+            let message = format!("the server's certificate cannot be parsed: {e}");
+            (e, "tls_bad_certificate", message)
+        })?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &roots.store,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )
+        .and_then(|()| match self.verify {
+            Verify::ChainAndName => rustls::client::verify_server_name(&parsed, server_name),
+            _ => Ok(()),
+        })
+        .map_err(|e| {
+            let (reason, message) = explain_certificate_error(&e, end_entity, roots, now);
+            (e, reason, message)
+        })
+    }
+}
+
+/// A certificate refusal in the operator's terms: which CA, which names, which dates.
+fn explain_certificate_error(
+    error: &rustls::Error,
+    end_entity: &[u8],
+    roots: &TrustRoots,
+    now: rustls::pki_types::UnixTime,
+) -> (&'static str, String) {
+    use rustls::CertificateError as E;
+    let summary = CertificateSummary::parse(end_entity);
+    let subject = summary
+        .as_ref()
+        .map_or("?".to_string(), |s| s.subject.clone());
+    let issuer = summary
+        .as_ref()
+        .map_or("?".to_string(), |s| s.issuer.clone());
+    let validity = summary.as_ref().map_or(String::new(), |s| {
+        format!("valid from {} until {}", s.not_before, s.not_after)
+    });
+    let now = format_unix_time(now.as_secs());
+    let rustls::Error::InvalidCertificate(certificate_error) = error else {
+        return (
+            "tls_bad_certificate",
+            format!("the server's certificate was refused: {error}"),
+        );
+    };
+    let self_signed = summary.as_ref().is_some_and(|s| s.subject == s.issuer);
+    match certificate_error {
+        E::UnknownIssuer | E::Other(_) if self_signed => ("tls_untrusted_certificate", format!(
+            "the server's certificate is self-signed ({subject}) and not in {}: put that certificate (or the CA that should issue the server's) into the sslrootcert file, or use sslmode=require to encrypt without checking",
+            roots.label
+        )),
+        E::UnknownIssuer => {
+            let what = format!("({subject}) was issued by '{issuer}'");
+            ("tls_untrusted_certificate", format!(
+                "the server's certificate {what}, which is not a CA in {}: add the CA certificate that issued it to the sslrootcert file (managed services publish a CA bundle), or use sslrootcert=system if a public CA issued it",
+                roots.label
+            ))
+        }
+        E::NotValidForNameContext { expected, presented } => {
+            let expected = match expected {
+                rustls::pki_types::ServerName::DnsName(name) => name.as_ref().to_string(),
+                rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                other => format!("{other:?}"),
+            };
+            // rustls lists them as `DnsName("db.example.com")` / `IpAddress(…)`: keep the name.
+            let names: Vec<&str> = presented
+                .iter()
+                .map(|p| {
+                    let inner = p.split_once('(').map_or(p.as_str(), |(_, rest)| rest);
+                    inner.trim_end_matches(')').trim_matches('"')
+                })
+                .collect();
+            let names = if names.is_empty() {
+                "no host names (no subjectAltName)".to_string()
+            } else {
+                names.join(", ")
+            };
+            ("tls_hostname_mismatch", format!(
+                "the server's certificate is for {names}, not for '{expected}' (sslmode=verify-full checks the host name): connect with a host name the certificate lists, or reissue the certificate with '{expected}' in its subjectAltName"
+            ))
+        }
+        E::NotValidForName => ("tls_hostname_mismatch", format!(
+            "the server's certificate ({subject}) is not for the host name we connected to (sslmode=verify-full checks it)"
+        )),
+        E::Expired | E::ExpiredContext { .. } => ("tls_certificate_expired", format!(
+            "the server's certificate ({subject}) has expired: it is {validity}, and now is {now}; renew it on the server (ssl_cert_file)"
+        )),
+        E::NotValidYet | E::NotValidYetContext { .. } => ("tls_certificate_not_yet_valid", format!(
+            "the server's certificate ({subject}) is not valid yet: it is {validity}, and now is {now}; check the clocks of both machines"
+        )),
+        other => ("tls_bad_certificate", format!("the server's certificate ({subject}, issued by '{issuer}') was refused: {other:?}")),
+    }
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
 // Fair share per analyst
 // Contract: the pool's MCP_POOL_MAX connections are handed out by `Admission`, not first come
 // first served: a free connection goes to the waiting call whose analyst holds the fewest (the
@@ -7382,6 +8989,10 @@ static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 struct PooledClient {
     client: postgres::Client,
     idle_since: Instant,
+    /// The backend of its previous transaction (a change means a transaction pooler).
+    backend_pid: Option<i32>,
+    /// The backend where the driver prepared its cached type-lookup statements, if it did.
+    driver_cache_pid: Option<i32>,
     /// How this connection ends a unit of work (see SessionCleanup).
     cleanup: SessionCleanup,
 }
@@ -7393,13 +9004,15 @@ impl Drop for PooledClient {
 }
 
 struct Pool {
-    connect_config: postgres::Config,
+    database: DbSettings,
     idle: Mutex<Vec<PooledClient>>,
     permits: Admission,
     idle_limit: Duration,
     wait_limit: Duration,
     statement_timeout_ms: u64,
     begin_sql: String,
+    /// A transaction pooler was noticed (see `Pool::begin`).
+    behind_pooler: AtomicBool,
     allow_privileged_role: bool,
     role_checked: AtomicBool,
     /// Roles of MCP_ANALYST_ROLES's name=role entries, checked with the login role.
@@ -7410,27 +9023,34 @@ struct Pool {
     disconnects: AtomicU64,
     db_errors: Mutex<BTreeMap<String, u64>>,
     watchdog: Watchdog,
+    /// What the newest connection negotiated (logged when it changes) and its gauge level.
+    negotiated: Mutex<Option<Negotiated>>,
+    tls_level: AtomicI32,
 }
 
 impl Pool {
     fn new(config: &Config) -> Pool {
-        let mut connect_config: postgres::Config = config.database_url.parse().unwrap_or_default();
-        if connect_config.get_application_name().is_none() {
-            connect_config.application_name(SERVER_NAME);
+        let mut database = config.database.clone();
+        let base = &mut database.base;
+        if base.get_application_name().is_none() {
+            base.application_name(SERVER_NAME);
         }
-        if connect_config.get_connect_timeout().is_none() {
-            connect_config.connect_timeout(Duration::from_secs(5));
+        if base.get_connect_timeout().is_none() {
+            base.connect_timeout(Duration::from_secs(5));
         }
-        connect_config.keepalives_idle(Duration::from_secs(60));
+        base.keepalives_idle(Duration::from_secs(60));
         let timeout = config.statement_timeout_ms;
         Pool {
-            connect_config,
+            negotiated: Mutex::new(None),
+            tls_level: AtomicI32::new(-1),
+            database,
             idle: Mutex::new(Vec::new()),
             permits: Admission::new(config.pool_max, config.max_inflight_per_caller),
             idle_limit: config.pool_idle,
             wait_limit: config.pool_wait,
             statement_timeout_ms: timeout,
-            begin_sql: begin_sql(timeout),
+            begin_sql: begin_sql(timeout, false),
+            behind_pooler: AtomicBool::new(false),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
             mapped_roles: config
@@ -7492,40 +9112,79 @@ impl Pool {
                 _ => return Err(out_of_time()),
             },
         };
-        let begin_sql = if timeout_ms == self.statement_timeout_ms {
-            std::borrow::Cow::Borrowed(&self.begin_sql)
-        } else {
-            std::borrow::Cow::Owned(begin_sql(timeout_ms))
-        };
         let mut attempt = 0;
+        let mut fresh_only = false;
         loop {
             // The retry always takes a fresh connection: the idle ones may have died together.
-            let reusable = if attempt == 0 { self.take_idle() } else { None };
+            let reusable = if attempt == 0 && !fresh_only {
+                self.take_idle()
+            } else {
+                None
+            };
             let mut pooled = match reusable {
                 Some(pooled) => pooled,
                 None => self
                     .connect()
-                    .map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
+                    .map_err(|down| ToolFailure::Unavailable(down.message))?,
             };
             let watch = self.watchdog.watch(
                 &pooled.client,
                 Duration::from_millis(timeout_ms) + Duration::from_secs(5),
             );
-            let result = begin_transaction(&mut pooled.client, &begin_sql).and_then(
-                |(read_at, database)| {
-                    work(&mut Session {
+            let begun = self.begin(&mut pooled, &watch, timeout_ms);
+            let result = match begun {
+                Ok(Begun::Ready { read_at, database }) => {
+                    let mut session = Session {
                         client: &mut pooled.client,
+                        custom_types: false,
                         read_at,
                         database,
-                    })
-                },
+                    };
+                    let result = work(&mut session);
+                    let custom_types = session.custom_types;
+                    result.map(|value| (value, custom_types))
+                }
+                Ok(Begun::StaleDriverCache) => {
+                    // This connection's driver cache belongs to another server session: replace
+                    // the connection before any work (a fresh one has no cache).
+                    let _ = end_transaction(&mut pooled.client, &pooled.cleanup, true, false);
+                    drop(watch);
+                    drop(pooled);
+                    fresh_only = true;
+                    continue;
+                }
+                Err(error) => Err(error),
+            };
+            // Behind a pooler the driver's type-lookup statements must not outlive this
+            // transaction: they are deallocated here and the connection is not reused.
+            let custom_types = result.as_ref().is_ok_and(|(_, custom)| *custom);
+            let drop_driver_cache = custom_types && self.behind_pooler();
+            let ended = end_transaction(
+                &mut pooled.client,
+                &pooled.cleanup,
+                result.is_err(),
+                drop_driver_cache,
             );
-            let ended = end_transaction(&mut pooled.client, &pooled.cleanup, result.is_err());
+            if custom_types && pooled.driver_cache_pid.is_none() {
+                pooled.driver_cache_pid = pooled.backend_pid;
+            }
+            let result = result.map(|(value, _)| value);
             drop(watch);
             match result {
                 Ok(value) => {
-                    self.give_back(pooled, ended.is_ok());
+                    self.give_back(pooled, ended.is_ok() && !drop_driver_cache);
                     return Ok(value);
+                }
+                Err(error) if is_stale_driver_statement(&error) => {
+                    // A pooler the port check could not see: from now on it is known.
+                    self.note_pooler("a driver statement was missing on, or already taken in, the server session");
+                    drop(pooled);
+                    if attempt == 0 {
+                        attempt += 1;
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    return Err(self.failure_from(&error, timeout_ms));
                 }
                 Err(error) if is_disconnect(&error) || pooled.client.is_closed() => {
                     self.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -7547,9 +9206,99 @@ impl Pool {
                     )));
                 }
                 Err(error) => {
-                    self.give_back(pooled, ended.is_ok());
+                    self.give_back(pooled, ended.is_ok() && !drop_driver_cache);
                     return Err(self.failure_from(&error, timeout_ms));
                 }
+            }
+        }
+    }
+
+    /// Opens the unit of work. Each transaction learns its backend pid at no extra round trip;
+    /// a change between two transactions of one connection means a transaction pooler.
+    fn begin(
+        &self,
+        pooled: &mut PooledClient,
+        watch: &WatchGuard,
+        timeout_ms: u64,
+    ) -> Result<Begun, DbError> {
+        use postgres::SimpleQueryMessage::Row;
+        let behind_pooler = self.behind_pooler();
+        let sql = if timeout_ms == self.statement_timeout_ms && !behind_pooler {
+            std::borrow::Cow::Borrowed(&self.begin_sql)
+        } else {
+            std::borrow::Cow::Owned(begin_sql(timeout_ms, behind_pooler))
+        };
+        let messages = pooled.client.simple_query(&sql)?;
+        let Some(row) = messages.iter().find_map(|m| match m {
+            Row(row) => Some(row),
+            _ => None,
+        }) else {
+            return Ok(Begun::Ready {
+                read_at: String::new(),
+                database: String::new(),
+            });
+        };
+        let column = |i: usize| row.get(i).unwrap_or_default().to_string();
+        let backend = row
+            .get(0)
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .zip(row.get(1).map(str::to_string));
+        let pid = backend.as_ref().map(|(pid, _)| *pid);
+        watch.identify(backend);
+        let previous = std::mem::replace(&mut pooled.backend_pid, pid);
+        if previous.is_some() && pid.is_some() && previous != pid {
+            self.note_pooler("one connection's transactions ran on different backends");
+        }
+        match pooled.driver_cache_pid {
+            Some(cached) if self.behind_pooler() || Some(cached) != pid => {
+                Ok(Begun::StaleDriverCache)
+            }
+            _ => Ok(Begun::Ready {
+                read_at: column(8),
+                database: column(9),
+            }),
+        }
+    }
+
+    fn behind_pooler(&self) -> bool {
+        self.behind_pooler.load(Ordering::Relaxed)
+    }
+
+    /// Switches to pooler-safe transactions (once, logged).
+    fn note_pooler(&self, why: &str) {
+        if !self.behind_pooler.swap(true, Ordering::SeqCst) {
+            log_event(
+                "info",
+                "database connections go through a pooler or proxy: the driver's cached type-lookup statements \
+                 (enums, domains, PostGIS types) now live for one transaction only",
+                &[("why", why)],
+            );
+        }
+    }
+
+    /// At the first connection: a server port other than the one dialled means something (a
+    /// pooler such as PgBouncer, or a port mapping) sits in between.
+    fn check_for_pooler(&self, client: &mut postgres::Client) {
+        let dialled = self
+            .database
+            .base
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432);
+        let tcp = matches!(
+            self.database.base.get_hosts().first(),
+            Some(postgres::config::Host::Tcp(_))
+        );
+        let Ok(rows) = client.query_typed("SELECT inet_server_port()", &[]) else {
+            return;
+        };
+        let port: Option<i32> = rows.first().and_then(|row| row.try_get(0).ok());
+        if let (true, Some(port)) = (tcp, port) {
+            if port != i32::from(dialled) {
+                self.note_pooler(&format!(
+                    "the server reports port {port}, the connection was made to port {dialled}"
+                ));
             }
         }
     }
@@ -7601,7 +9350,8 @@ impl Pool {
     }
 
     fn give_back(&self, mut pooled: PooledClient, healthy: bool) {
-        if healthy && !pooled.client.is_closed() {
+        let stale_cache = pooled.driver_cache_pid.is_some() && self.behind_pooler();
+        if healthy && !pooled.client.is_closed() && !stale_cache {
             pooled.idle_since = Instant::now();
             lock(&self.idle).push(pooled);
         }
@@ -7627,39 +9377,55 @@ impl Pool {
     }
 
     /// Opens a connection; the first one that succeeds also runs the role check.
-    fn connect(&self) -> Result<PooledClient, DbError> {
-        let mut client = self.connect_config.connect(postgres::NoTls)?;
+    fn connect(&self) -> Result<PooledClient, DbDown> {
+        let (mut client, negotiated) = self.database.connect()?;
         OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        self.report_negotiated(negotiated);
         let cleanup = SessionCleanup::for_connection(&mut client);
         let mut pooled = PooledClient {
             client,
             idle_since: Instant::now(),
+            backend_pid: None,
+            driver_cache_pid: None,
             cleanup,
         };
         if !self.role_checked.load(Ordering::SeqCst) {
+            self.check_for_pooler(&mut pooled.client);
             self.check_role(&mut pooled.client);
         }
         Ok(pooled)
     }
 
+    /// Logs what a connection negotiated the first time, and again whenever it changes (say,
+    /// `prefer` fell back to plaintext after a server restart).
+    fn report_negotiated(&self, negotiated: Negotiated) {
+        self.tls_level.store(negotiated.level(), Ordering::Relaxed);
+        let mut last = lock(&self.negotiated);
+        if *last == Some(negotiated) {
+            return;
+        }
+        *last = Some(negotiated);
+        drop(last);
+        let (level, message) = negotiated.describe(&self.database);
+        log_event(level, &message, &[]);
+    }
+
     /// /readyz: can we reach the database right now? Never waits for a busy pool (a busy pool
     /// means the database is answering).
-    fn probe(&self) -> Result<(), ToolFailure> {
+    fn probe(&self) -> Result<(), DbDown> {
         let Some(_admitted) = self.permits.try_enter() else {
             return Ok(());
         };
         let mut pooled = match self.take_idle() {
             Some(pooled) => pooled,
-            None => self
-                .connect()
-                .map_err(|e| ToolFailure::Unavailable(describe_db_error(&e)))?,
+            None => self.connect()?,
         };
         match pooled.client.is_valid(Duration::from_secs(2)) {
             Ok(()) => {
                 self.give_back(pooled, true);
                 Ok(())
             }
-            Err(e) => Err(ToolFailure::Unavailable(describe_db_error(&e))),
+            Err(e) => Err(DbDown::new("unreachable", describe_db_error(&e))),
         }
     }
 
@@ -7675,31 +9441,24 @@ impl Pool {
 }
 
 /// What opens every unit of work: a read-only transaction and its settings, all `LOCAL`, and
-/// (same round trip) the transaction's timestamp and the database for provenance.
-fn begin_sql(statement_timeout_ms: u64) -> String {
+/// (same round trip) the backend pid and transaction start (see `Pool::begin` and
+/// `Pool::cancel`) and, for provenance, the transaction's timestamp and the database. Behind a
+/// transaction pooler it first clears the server session of statements another client's driver
+/// left there.
+fn begin_sql(statement_timeout_ms: u64, behind_pooler: bool) -> String {
     format!(
-        "BEGIN READ ONLY; SELECT set_config('statement_timeout', '{statement_timeout_ms}', true), \
+        "BEGIN READ ONLY; {}SELECT pg_backend_pid(), extract(epoch FROM now())::text, \
+         set_config('statement_timeout', '{statement_timeout_ms}', true), \
          set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
          set_config('IntervalStyle', 'iso_8601', true), set_config('bytea_output', 'hex', true), \
          set_config('extra_float_digits', '1', true), \
-         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), current_database()"
-    )
-}
-
-/// Opens the unit of work (BEGIN READ ONLY and the settings, one round trip); returns what the
-/// same round trip reported for provenance: the transaction's timestamp and the database.
-fn begin_transaction(
-    client: &mut postgres::Client,
-    begin_sql: &str,
-) -> Result<(String, String), DbError> {
-    let mut stamp = (String::new(), String::new());
-    for message in client.simple_query(begin_sql)? {
-        if let postgres::SimpleQueryMessage::Row(row) = message {
-            let column = |i: usize| row.get(i).unwrap_or_default().to_string();
-            stamp = (column(6), column(7));
+         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), current_database()",
+        if behind_pooler {
+            "DEALLOCATE ALL; "
+        } else {
+            ""
         }
-    }
-    Ok(stamp)
+    )
 }
 
 fn human_duration(ms: u64) -> String {
@@ -7721,6 +9480,10 @@ struct SessionCleanup {
     inside: String,
     /// ROLLBACK, then the cleanup (after a failed call, or when `inside` failed).
     after: String,
+    /// The same two, also deallocating every prepared statement of the server session (behind a
+    /// transaction pooler, see `Pool::read_only`).
+    inside_dropping_statements: String,
+    after_dropping_statements: String,
 }
 
 /// Which hygiene the extensions in this database need (and the role may run): SQL to add to
@@ -7753,6 +9516,24 @@ impl SessionCleanup {
         SessionCleanup {
             inside: format!("{select} ROLLBACK"),
             after: format!("ROLLBACK; {select}"),
+            inside_dropping_statements: format!("DEALLOCATE ALL; {select} ROLLBACK"),
+            after_dropping_statements: format!("ROLLBACK; DEALLOCATE ALL; {select}"),
+        }
+    }
+
+    fn inside(&self, drop_statements: bool) -> &str {
+        if drop_statements {
+            &self.inside_dropping_statements
+        } else {
+            &self.inside
+        }
+    }
+
+    fn after(&self, drop_statements: bool) -> &str {
+        if drop_statements {
+            &self.after_dropping_statements
+        } else {
+            &self.after
         }
     }
 
@@ -7784,20 +9565,25 @@ impl SessionCleanup {
 /// cleanup runs inside the transaction (cheaper than opening another one after ROLLBACK); after
 /// a failed one, or if that fails (the transaction was aborted), it runs after ROLLBACK.
 /// The driver's protocol-level statements (`from_sql = false`) are left alone.
+/// With `drop_driver_statements` every prepared statement of the server session goes too (see
+/// `Pool::read_only`: behind a pooler nothing of this connection's driver may stay behind).
 fn end_transaction(
     client: &mut postgres::Client,
     cleanup: &SessionCleanup,
     work_failed: bool,
+    drop_driver_statements: bool,
 ) -> Result<(), DbError> {
     use postgres::SimpleQueryMessage::Row;
     let inside = if work_failed {
         None
     } else {
-        client.simple_query(&cleanup.inside).ok()
+        client
+            .simple_query(cleanup.inside(drop_driver_statements))
+            .ok()
     };
     let messages = match inside {
         Some(messages) => messages,
-        None => client.simple_query(&cleanup.after)?,
+        None => client.simple_query(cleanup.after(drop_driver_statements))?,
     };
     let leftover = messages
         .iter()
@@ -7813,6 +9599,33 @@ fn end_transaction(
         }
     }
     Ok(())
+}
+
+/// The driver's own named statement (`s<N>`) missing from, or already present in, the server
+/// session: what a transaction pooler does to statements cached across transactions.
+fn is_stale_driver_statement(error: &DbError) -> bool {
+    let Some(db) = error.as_db_error() else {
+        return false;
+    };
+    if !matches!(db.code().code(), "26000" | "42P05") {
+        return false;
+    }
+    let Some(name) = db
+        .message()
+        .strip_prefix("prepared statement \"")
+        .and_then(|rest| rest.split('"').next())
+    else {
+        return false;
+    };
+    name.len() > 1 && name.starts_with('s') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// What beginning a unit of work found.
+enum Begun {
+    /// Ready for work; what the BEGIN round trip reported for provenance.
+    Ready { read_at: String, database: String },
+    /// The connection's driver cache refers to statements of another server session.
+    StaleDriverCache,
 }
 
 /// A genuine loss of the connection, as opposed to an error the session survives (57014
@@ -7863,6 +9676,9 @@ struct WatchedQuery {
     deadline: Instant,
     /// The HTTP connection the answer goes back to (-1: none).
     peer_fd: i32,
+    /// The backend running it and its transaction's start (epoch seconds as PostgreSQL prints
+    /// them): together they name this one transaction, for a cancel in SQL.
+    backend: Option<(i32, String)>,
 }
 
 thread_local! {
@@ -7883,6 +9699,15 @@ impl Drop for WatchGuard<'_> {
     }
 }
 
+impl WatchGuard<'_> {
+    /// Names the transaction once it has begun (see `Pool::cancel`).
+    fn identify(&self, backend: Option<(i32, String)>) {
+        if let Some(query) = lock(&self.watchdog.in_flight).get_mut(&self.id) {
+            query.backend = backend;
+        }
+    }
+}
+
 impl Watchdog {
     fn watch(&self, client: &postgres::Client, limit: Duration) -> WatchGuard<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -7890,20 +9715,22 @@ impl Watchdog {
             cancel: client.cancel_token(),
             deadline: Instant::now() + limit,
             peer_fd: PEER_FD.with(|fd| fd.get()),
+            backend: None,
         };
         lock(&self.in_flight).insert(id, query);
         WatchGuard { watchdog: self, id }
     }
 
     /// Background loop: four times a second, cancel what is overdue or orphaned.
-    fn run(&self) {
+    fn run(&self, pool: &Pool) {
         loop {
             std::thread::sleep(Duration::from_millis(250));
             let now = Instant::now();
             // While draining, connections' read sides are shut down on purpose: that is not a
             // client leaving, and the answers in progress must still be delivered.
             let draining = SHUTDOWN_REQUESTED.load(Ordering::SeqCst);
-            let doomed: Vec<(u64, postgres::CancelToken, &str)> = lock(&self.in_flight)
+            type Doomed = (u64, WatchedCancel, &'static str);
+            let doomed: Vec<Doomed> = lock(&self.in_flight)
                 .iter()
                 .filter_map(|(id, q)| {
                     let why = if now > q.deadline {
@@ -7913,24 +9740,59 @@ impl Watchdog {
                     } else {
                         return None;
                     };
-                    Some((*id, q.cancel.clone(), why))
+                    Some((*id, (q.cancel.clone(), q.backend.clone()), why))
                 })
                 .collect();
             for (id, cancel, why) in doomed {
                 lock(&self.in_flight).remove(&id);
                 log_event("warn", "cancelling a backend query", &[("why", why)]);
-                let _ = cancel.cancel_query(postgres::NoTls);
+                pool.cancel(&cancel);
             }
         }
     }
 
-    fn cancel_all(&self) {
-        let doomed: Vec<postgres::CancelToken> = lock(&self.in_flight)
+    fn cancel_all(&self, pool: &Pool) {
+        let doomed: Vec<WatchedCancel> = lock(&self.in_flight)
             .values()
-            .map(|q| q.cancel.clone())
+            .map(|q| (q.cancel.clone(), q.backend.clone()))
             .collect();
-        for cancel in doomed {
-            let _ = cancel.cancel_query(postgres::NoTls);
+        for cancel in &doomed {
+            pool.cancel(cancel);
+        }
+    }
+}
+
+/// What it takes to cancel one watched query.
+type WatchedCancel = (postgres::CancelToken, Option<(i32, String)>);
+
+impl Pool {
+    /// Cancels a running query: a cancel request over the connections' own TLS settings, and
+    /// behind a pooler also `pg_cancel_backend` for that exact transaction, because PgBouncer
+    /// (1.18 at least) drops a cancel request whose client hangs up at once, as the driver's does.
+    fn cancel(&self, (token, backend): &WatchedCancel) {
+        let _ = token.cancel_query(self.database.cancel_connector());
+        let Some((pid, started)) = backend.as_ref().filter(|_| self.behind_pooler()) else {
+            return;
+        };
+        let sql = "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                   WHERE pid = $1 AND extract(epoch FROM xact_start)::text = $2";
+        let result = self.database.connect().and_then(|(mut client, _)| {
+            client
+                .query_typed(
+                    sql,
+                    &[
+                        (pid, postgres::types::Type::INT4),
+                        (started, postgres::types::Type::TEXT),
+                    ],
+                )
+                .map_err(|e| DbDown::new("other", describe_db_error(&e)))
+        });
+        if let Err(down) = result {
+            log_event(
+                "warn",
+                "could not cancel the query in SQL",
+                &[("error", &down.message)],
+            );
         }
     }
 }
@@ -7955,6 +9817,9 @@ fn peer_has_closed(fd: i32) -> bool {
 /// One read-only transaction on one connection, and what its BEGIN reported.
 struct Session<'c> {
     client: &'c mut postgres::Client,
+    /// The statement's columns had types the driver looked up (enums, domains, extension types),
+    /// which leaves its type-lookup statements prepared in the server session.
+    custom_types: bool,
     /// The transaction's timestamp (now()) in UTC, ISO 8601: the data is as of then.
     read_at: String,
     /// current_database().
@@ -8206,6 +10071,10 @@ impl Session<'_> {
         let mut db_time = Duration::ZERO;
         let started = Instant::now();
         let described = self.client.prepare(statement)?;
+        self.custom_types |= described
+            .columns()
+            .iter()
+            .any(|c| postgres::types::Type::from_oid(c.type_().oid()).is_none());
         db_time += started.elapsed();
         let columns: Vec<(String, String)> = described
             .columns()
@@ -8759,8 +10628,12 @@ impl Pool {
     /// Runs the role check on the first connection that succeeds. A refused role ends the
     /// process: serving with it would break the server's one promise.
     fn check_role(&self, client: &mut postgres::Client) {
-        let row = match client.query_one(ROLE_CHECK_SQL, &[]) {
-            Ok(row) => row,
+        // Unnamed statement, one round trip: safe behind a transaction pooler.
+        let row = match client.query_typed(ROLE_CHECK_SQL, &[]) {
+            Ok(rows) => match rows.into_iter().next() {
+                Some(row) => row,
+                None => return, // the role is not in pg_roles: nothing to judge yet
+            },
             Err(e) => {
                 log_event(
                     "warn",
@@ -8920,9 +10793,8 @@ impl Session<'_> {
     }
 
     fn current_role(&mut self) -> Result<String, DbError> {
-        self.client
-            .query_one("SELECT current_user::text", &[])?
-            .try_get(0)
+        let rows = self.client.query_typed("SELECT current_user::text", &[])?;
+        Ok(rows.first().and_then(|row| row.get(0)).unwrap_or_default())
     }
 }
 
@@ -8937,8 +10809,12 @@ impl Pool {
         if let Some(verdict) = lock(&self.role_verdicts).get(role) {
             return Ok(verdict.clone());
         }
-        let row = session.client.query_one(ROLE_CHECK_SQL, &[])?;
-        let problems: Vec<String> = row.try_get(1)?;
+        // Unnamed statement, like the login role's check: safe behind a transaction pooler.
+        let rows = session.client.query_typed(ROLE_CHECK_SQL, &[])?;
+        let problems: Vec<String> = match rows.first() {
+            Some(row) => row.try_get(1)?,
+            None => vec![format!("role {role} is not in pg_roles")],
+        };
         let verdict = if problems.is_empty() {
             log_event("info", "analyst role checked: read-only", &[("role", role)]);
             Ok(())
@@ -8958,12 +10834,13 @@ impl Pool {
     /// At first connect: every explicitly mapped role is checked like the login role (a role
     /// that can write stops the process); one that cannot be reached yet is only warned about.
     fn check_mapped_roles(&self, client: &mut postgres::Client) {
-        let inherits: bool = client
-            .query_one(
+        let inherits = client
+            .query_typed(
                 "SELECT rolinherit FROM pg_roles WHERE rolname = current_user",
                 &[],
             )
-            .and_then(|row| row.try_get(0))
+            .ok()
+            .and_then(|rows| rows.first().and_then(|row| row.try_get(0).ok()))
             .unwrap_or(false);
         if inherits && !self.mapped_roles.is_empty() {
             log_event("warn", "the login role is INHERIT: alone it holds the privileges of every analyst role it is a member of; make it NOINHERIT (role.sql -v analysts=… does)", &[]);
@@ -8971,6 +10848,7 @@ impl Pool {
         for role in &self.mapped_roles {
             let mut session = Session {
                 client: &mut *client,
+                custom_types: false,
                 read_at: String::new(),
                 database: String::new(),
             };
@@ -9084,7 +10962,21 @@ fn rfc3339_now() -> String {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let seconds = since_epoch.as_secs();
+    let ((year, month, day), (hour, minute, second)) = civil_time(since_epoch.as_secs());
+    format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:03}Z",
+        since_epoch.subsec_millis()
+    )
+}
+
+/// Seconds since the epoch as `2025-01-31 23:59:59 UTC`, for operators' messages.
+fn format_unix_time(seconds: u64) -> String {
+    let ((year, month, day), (hour, minute, second)) = civil_time(seconds);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+}
+
+/// ((year, month, day), (hour, minute, second)) in UTC.
+fn civil_time(seconds: u64) -> ((i64, i64, i64), (u64, u64, u64)) {
     let (days, rem) = ((seconds / 86_400) as i64, seconds % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one timestamp.
     let z = days + 719_468;
@@ -9096,13 +10988,7 @@ fn rfc3339_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_millis()
-    )
+    ((year, month, day), (rem / 3600, rem % 3600 / 60, rem % 60))
 }
 
 const LATENCY_BUCKETS_S: [f64; 12] = [
@@ -9266,6 +11152,16 @@ impl Metrics {
             "counter",
             "Database errors by SQLSTATE class.",
             &errors,
+        );
+        write_family(
+            &mut out,
+            "mcp_db_tls",
+            "gauge",
+            "Security of the newest database connection: 0 unencrypted, 1 encrypted but certificate not verified, 2 CA verified, 3 CA and host name verified; -1 before the first connection. Label: the configured sslmode.",
+            &[(
+                format!("sslmode=\"{}\"", pool.database.sslmode.name()),
+                f64::from(pool.tls_level.load(Ordering::Relaxed)),
+            )],
         );
         let limits: Vec<(String, f64)> = lock(&self.limits)
             .iter()
@@ -10178,6 +12074,7 @@ fn main() {
         Some("--version") | Some("-V") => println!("{SERVER_NAME} {VERSION}"),
         Some("check-sql") => std::process::exit(run_check_sql(&args[1..], &env)),
         Some("healthcheck") => std::process::exit(run_healthcheck(&env)),
+        Some("check-db") => std::process::exit(run_check_db(&args[1..], &env)),
         Some("verify-audit") => std::process::exit(run_verify_audit(&args[1..], &env)),
         Some("oauth-key") => match new_signing_key_line() {
             Ok(line) => println!("{line}"),
@@ -10233,6 +12130,54 @@ fn run_check_sql(args: &[String], env: EnvLookup) -> i32 {
         }
     }
     worst
+}
+
+/// Connects with the server's own database settings, without serving: what was negotiated
+/// (or why it failed) and how long a connect takes, for operators and bench/run.sh.
+fn run_check_db(args: &[String], env: EnvLookup) -> i32 {
+    let repeat = match args.first().map(|n| n.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            eprintln!("usage: {SERVER_NAME} check-db [N]   (N from 1 to 1000)");
+            return 2;
+        }
+    };
+    let config = match Config::from_env(env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return 2;
+        }
+    };
+    let pool = Pool::new(&config);
+    let mut times = Vec::with_capacity(repeat);
+    let mut described = String::new();
+    for _ in 0..repeat {
+        let started = Instant::now();
+        match pool.database.connect() {
+            Ok((client, negotiated)) => {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                described = negotiated.describe(&pool.database).1;
+                drop(client);
+            }
+            Err(down) => {
+                eprintln!(
+                    "database unavailable: {} (reason: {})",
+                    down.message, down.reason
+                );
+                return 1;
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{described}; connect median {median:.2} ms (min {:.2}, max {:.2}, n={repeat})",
+        times[0],
+        times[times.len() - 1]
+    );
+    0
 }
 
 /// Probes /healthz of a running server, for container HEALTHCHECKs with no shell or curl.
@@ -10340,7 +12285,7 @@ fn serve(env: EnvLookup) {
     if let Some(oauth) = &app.oauth {
         spawn_background("oauth-housekeeping", move || oauth.housekeeping());
     }
-    spawn_background("query-watchdog", move || app.pool.watchdog.run());
+    spawn_background("query-watchdog", move || app.pool.watchdog.run(&app.pool));
     if let Some(audit_log) = &app.audit_log {
         if audit_log.config.fsync == AuditFsync::Interval {
             spawn_background("audit-fsync", move || audit_log.sync_every_second());
@@ -10371,6 +12316,9 @@ fn serve(env: EnvLookup) {
             ("version", VERSION),
         ],
     );
+    for warning in &app.config.database.warnings {
+        log_event("warn", warning, &[]);
+    }
     // Check the database (and with it the role) without delaying /healthz; a tool call that
     // arrives first runs the same check in its own connect, before any query.
     spawn_background("startup-probe", move || {
@@ -10378,7 +12326,7 @@ fn serve(env: EnvLookup) {
             log_event(
                 "warn",
                 "database not reachable at start-up; serving anyway, the role is checked on first connect",
-                &[("error", &e.to_string())],
+                &[("error", &e.message), ("reason", e.reason)],
             );
         }
     });
@@ -10441,7 +12389,7 @@ fn drain(app: &'static App) {
         .connection_slots
         .wait_idle(Instant::now() + app.config.shutdown_grace);
     if !finished {
-        app.pool.watchdog.cancel_all();
+        app.pool.watchdog.cancel_all(&app.pool);
     }
     app.pool.discard_idle();
     if let Some(audit_log) = &app.audit_log {
@@ -11022,6 +12970,19 @@ mod tests {
             Some("query")
         );
         assert_eq!(decode_header_value("=?base64?***?="), None);
+        // padding optional, URL-safe alphabet accepted: "é?" is w6k/ (standard) or w6k_ (URL-safe)
+        assert_eq!(
+            decode_header_value("=?base64?cXVlcnk?=").as_deref(),
+            Some("query")
+        );
+        assert_eq!(
+            decode_header_value("=?base64?w6k/?=").as_deref(),
+            Some("é?")
+        );
+        assert_eq!(
+            decode_header_value("=?base64?w6k_?=").as_deref(),
+            Some("é?")
+        );
     }
 
     #[test]
@@ -11313,6 +13274,169 @@ mod tests {
             run_caught("ping", || Ok("{}".into())).ok().as_deref(),
             Some("{}")
         );
+    }
+
+    /// A certificate made with openssl for these tests: ecdsa-with-SHA384, issued by
+    /// "O=Example, CN=Example Test CA" to CN=db.example.com, 2026-12-01 until 2036-11-28.
+    const TEST_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBkDCCATegAwIBAgIBATAKBggqhkjOPQQDAzAsMRAwDgYDVQQKDAdFeGFtcGxl
+MRgwFgYDVQQDDA9FeGFtcGxlIFRlc3QgQ0EwHhcNMjYxMjAxMTAwMDQxWhcNMzYx
+MTI4MTAwMDQxWjAZMRcwFQYDVQQDDA5kYi5leGFtcGxlLmNvbTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABMhzyxO0ddanf7WzciWNtFnIMdoY4p1FkoCZnVMD0FqU
+yAW9xUHhdeKzpN+Yk3myIceHFE+ys4bZeM6USEgQBtajXTBbMBkGA1UdEQQSMBCC
+DmRiLmV4YW1wbGUuY29tMB0GA1UdDgQWBBSBYIGZifvS7mPpAz9mbFsBwPyI4TAf
+BgNVHSMEGDAWgBTvpsuxVNxh2PVQM7/rCvmPNWh67zAKBggqhkjOPQQDAwNHADBE
+AiAhoDLKoqoff96Puuq/IXT2BAudOyuMH76miGGnnOc+VgIgRvlo7eyqIWmEidzH
+CkEpgUtEWNoaFY+f6dB2brfYBAw=
+-----END CERTIFICATE-----
+";
+
+    fn test_cert_der() -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(TEST_CERT_PEM.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn certificate_summary_reads_names_and_dates() {
+        let summary = CertificateSummary::parse(&test_cert_der()).unwrap();
+        assert_eq!(summary.issuer, "O=Example, CN=Example Test CA");
+        assert_eq!(summary.subject, "CN=db.example.com");
+        assert_eq!(summary.not_before, "2026-12-01 10:00:41 UTC");
+        assert_eq!(summary.not_after, "2036-11-28 10:00:41 UTC");
+        // truncated or garbage input is no certificate, never a panic
+        let der = test_cert_der();
+        for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
+            assert!(
+                CertificateSummary::parse(&der[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
+        assert!(CertificateSummary::parse(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        let generalized = der_time((0x18, untrusted::Input::from(b"20510102030405Z")));
+        assert_eq!(generalized, "2051-01-02 03:04:05 UTC");
+    }
+
+    #[test]
+    fn channel_binding_hashes_the_certificate_with_its_signature_hash() {
+        // ecdsa-with-SHA384: RFC 5929 tls-server-end-point is the SHA-384 of the DER (as
+        // `openssl x509 -outform der | sha384sum` computes it)
+        assert_eq!(
+            hex(&tls_server_end_point(&test_cert_der()).unwrap()),
+            "0b58ae992d78bc3993016d7ba1abbaa1d262e77a21bd6a3af56933d25430625b4c21d15d3f5ee584d1237d605c8263db"
+        );
+        assert_eq!(tls_server_end_point(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn tls_settings_leave_the_dsn_and_the_rest_stays() {
+        let url = split_dsn("postgresql://u:p?w@h:5432/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fca.pem").unwrap();
+        assert_eq!(url.rest, "postgresql://u:p?w@h:5432/db?application_name=x");
+        assert_eq!(
+            url.own.get("sslmode").map(String::as_str),
+            Some("verify-full")
+        );
+        assert_eq!(
+            url.own.get("sslrootcert").map(String::as_str),
+            Some("/ca.pem")
+        );
+        let bare = split_dsn("postgres://h/db").unwrap();
+        assert_eq!((bare.rest.as_str(), bare.own.len()), ("postgres://h/db", 0));
+        let kv =
+            split_dsn(r"host=h  password = 'it''s \' a\\b' sslmode=require dbname=d").unwrap_err();
+        assert!(kv.contains("missing"), "{kv}"); // '' is not an escape in libpq's grammar
+        let kv = split_dsn(r"host=h password = 'it\'s a\\b' sslmode=require dbname=d").unwrap();
+        assert_eq!(kv.rest, r"host='h' password='it\'s a\\b' dbname='d'");
+        assert_eq!(kv.own.get("sslmode").map(String::as_str), Some("require"));
+        let parsed: postgres::Config = kv.rest.parse().unwrap();
+        assert_eq!(parsed.get_password(), Some(&b"it's a\\b"[..]));
+        assert!(split_dsn("host=h sslpassword=x")
+            .unwrap_err()
+            .contains("encrypted client keys"));
+        assert!(split_dsn("host=h password='open")
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(split_dsn("postgresql://h/db?sslmode=%zz")
+            .unwrap_err()
+            .contains("percent"));
+    }
+
+    #[test]
+    fn libpq_rules_for_tls_settings() {
+        let settings = |dsn: &str, vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let env =
+                move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            DbSettings::from_env(dsn, &env)
+        };
+        let url = "postgresql://u:p@db.example.com/app";
+        assert_eq!(settings(url, &[]).unwrap().sslmode, SslMode::Prefer);
+        assert_eq!(
+            settings(url, &[("PGSSLMODE", "require")]).unwrap().sslmode,
+            SslMode::Require
+        );
+        let dsn_wins = settings(
+            &format!("{url}?sslmode=disable"),
+            &[("PGSSLMODE", "require")],
+        );
+        assert_eq!(dsn_wins.unwrap().sslmode, SslMode::Disable);
+        let cases = [
+            ("?sslmode=verify", "DATABASE_URL sslmode=\"verify\""),
+            (
+                "?sslmode=require&sslrootcert=system",
+                "weak sslmode \"require\"",
+            ),
+            (
+                "?sslnegotiation=direct",
+                "weak sslmode \"prefer\" may not be used with sslnegotiation=direct",
+            ),
+            ("?sslmode=disable&channel_binding=require", "needs TLS"),
+            ("?sslmode=verify-ca", "root certificate file"),
+            ("?sslkey=/k.pem", "sslkey is set but sslcert is not"),
+            (
+                "?ssl_min_protocol_version=TLSv1.3&ssl_max_protocol_version=TLSv1.2",
+                "above",
+            ),
+            ("?sslsni=2", "use 1, 0"),
+        ];
+        for (query, needle) in cases {
+            let error =
+                settings(&format!("{url}{query}"), &[("HOME", "/nonexistent")]).unwrap_err();
+            assert!(error.contains(needle), "{query}: {error}");
+        }
+        let error = settings(url, &[("PGSSLMODE", "bogus")]).unwrap_err();
+        assert!(error.starts_with("PGSSLMODE=\"bogus\""), "{error}");
+        let unix = settings("host=/run/postgresql dbname=app sslmode=require", &[]).unwrap();
+        assert!(unix.unix_only && unix.local_only && !unix.warnings.is_empty());
+        assert!(!settings(url, &[]).unwrap().local_only);
+        let secret =
+            settings(url, &[("MCP_DATABASE_PASSWORD_FILE", "/nonexistent/pw")]).unwrap_err();
+        assert!(secret.contains("keep one"), "{secret}");
+    }
+
+    #[test]
+    fn pgpass_lines_and_matching() {
+        assert_eq!(
+            split_pgpass_line(r"h\:1:*:db:u:p\\w:x"),
+            ["h:1", "*", "db", "u", r"p\w:x"]
+        );
+        let path = std::env::temp_dir().join(format!("amcp-pgpass-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nother:*:*:*:no\n*:5432:app:alice:yes\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
+        let config: postgres::Config = "host=db.example.com user=alice dbname=app".parse().unwrap();
+        assert_eq!(pgpass_lookup(&path, &config).as_deref(), Some("yes"));
+        let config: postgres::Config = "host=db.example.com user=bob dbname=app port=6432"
+            .parse()
+            .unwrap();
+        assert_eq!(pgpass_lookup(&path, &config).as_deref(), Some("fallback"));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 #   BENCH_MEMORY_CONNECTIONS  connection counts of the memory cell (default "1 8 32"; "" skips it)
 #   BENCH_MEMORY_ROUNDS       times each connection sends each worst-case body (default 3)
 #   BENCH_OUT          where to save the Markdown table (default bench/results.md)
+#   BENCH_TLS          0 to skip the TLS cost section (default 1)
 #
 # What it does: starts a throwaway PostgreSQL tuned for benchmarking (fsync off, 256MB shared
 # buffers) on 127.0.0.1, loads bench/dataset.sql (deterministic, generate_series only), starts the
@@ -26,7 +27,10 @@
 # sending every worst-case body of tests/worst_case.py at once (the batch attack at the largest body,
 # batches of answers at the budget, the longest SQL, the lexer's worst, the most JSON values, a 1 MiB
 # name to echo), for the glibc build and the musl build: the VmHWM growth per connection is the
-# per-request bound the README states.
+# per-request bound the README states. Last, the cost of TLS to PostgreSQL: ssl is turned on (a test
+# CA and an RSA-2048 server certificate made with openssl, as managed services use), and for
+# sslmode=disable and sslmode=verify-full it measures the connect time (`analytics-mcp check-db 50`:
+# TCP, TLS handshake, SCRAM) and the `SELECT 1` rate over the pooled connections at c=1 and c=8.
 # Then three smaller sections at c=1: a 10,000-row answer in each `format` (objects,
 # arrays, csv, markdown; latency and answer size, on a server whose byte budget lets 10,000 rows
 # through), the cost of MCP_MAX_PLAN_COST's EXPLAIN round trip (the same calls on a server with and
@@ -308,6 +312,69 @@ for c in $MEM_CONNECTIONS; do
   if [[ -n ${MUSL_BIN:-} ]]; then memory_cell "$MUSL_BIN" musl "$c"; fi
 done
 
+# ---------------------------------------------------------------- TLS cost
+TLS_RESULTS=$WORK/tls.tsv
+: >"$TLS_RESULTS"
+if [[ ${BENCH_TLS:-1} == 1 ]]; then
+  say "TLS: certificates and ssl = on"
+  CERTS=$WORK/certs
+  mkdir -p "$CERTS"
+  (
+    cd "$CERTS"
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj "/CN=bench CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+    openssl req -new -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -sha256 \
+      -extfile server.ext -out server.crt
+  ) >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log" >&2; die "openssl failed"; }
+  chmod 755 "$CERTS"; chmod 600 "$CERTS/server.key"
+  [[ $(id -u) -eq 0 ]] && chown "$PG_OSUSER" "$CERTS/server.key" "$CERTS/server.crt"
+  pg_psql -d postgres -c "ALTER SYSTEM SET ssl = on" -c "ALTER SYSTEM SET ssl_cert_file = '$CERTS/server.crt'" \
+    -c "ALTER SYSTEM SET ssl_key_file = '$CERTS/server.key'" -c "SELECT pg_reload_conf()" >/dev/null
+  TLS_URL="$DB_URL?sslmode=verify-full&sslrootcert=$CERTS/ca.crt"
+  end=$((SECONDS + 20))
+  until DATABASE_URL=$TLS_URL "$BIN" check-db >/dev/null 2>&1; do
+    ((SECONDS < end)) || { DATABASE_URL=$TLS_URL "$BIN" check-db >&2; die "PostgreSQL did not start TLS"; }
+    sleep 0.1  # poll interval; the reload is the condition
+  done
+  select1_body=$WORK/body-0.json
+  for mode in disable verify-full; do
+    url="$DB_URL?sslmode=$mode"
+    [[ $mode == verify-full ]] && url=$TLS_URL
+    out=$(DATABASE_URL=$url "$BIN" check-db 50) || die "check-db ($mode) failed: $out"
+    connect=$(sed -nE 's/.*connect median ([0-9.]+) ms.*/\1/p' <<<"$out")
+    negotiated=$(sed -E 's/^database connection: //; s/; connect median.*//' <<<"$out")
+    MCP_PORT=$(pg_free_port)
+    DATABASE_URL=$url MCP_PORT=$MCP_PORT "$BIN" >"$WORK/server-$mode.log" 2>&1 &
+    SERVER_PID=$!
+    end=$((SECONDS + 30))
+    until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$MCP_PORT/healthz" 2>/dev/null; do
+      kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server-$mode.log" >&2; die "the server exited"; }
+      ((SECONDS < end)) || die "no healthy /healthz within 30 s"
+      sleep 0.02
+    done
+    url_mcp=http://127.0.0.1:$MCP_PORT/mcp
+    BENCH_BODY_FILE=$select1_body BENCH_TOKEN=$TOKEN wrk -t 2 -c 8 -d 1s -s "$HERE/tools_call.lua" "$url_mcp" >/dev/null 2>&1 || true
+    row="$mode	$negotiated	$connect"
+    for c in 1 8; do
+      say "TLS: sslmode=$mode, SELECT 1, c=$c: wrk ${SECS}s"
+      threads=$((c < 2 ? c : 2))
+      BENCH_BODY_FILE=$select1_body BENCH_TOKEN=$TOKEN timeout -k 5 $((SECS + 60)) \
+        wrk -t "$threads" -c "$c" -d "${SECS}s" --timeout 10s --latency -s "$HERE/tools_call.lua" "$url_mcp" \
+        >"$WORK/wrk-tls-$mode-$c.log" 2>&1 || { cat "$WORK/wrk-tls-$mode-$c.log" >&2; die "wrk failed"; }
+      line=$(grep '^BENCH ' "$WORK/wrk-tls-$mode-$c.log") || die "no BENCH line from wrk"
+      declare -A m=()
+      for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+      row+="	${m[rps]}	${m[p50_us]}	$((m[non2xx] + m[iserror] + m[rpcerror] + m[sockerr]))"
+      unset m
+    done
+    printf '%s\n' "$row" >>"$TLS_RESULTS"
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+  done
+fi
 # ---------------------------------------------------------------- formats, plan cost, demo rows
 # start_extra NAME VAR=value…: another server (same token) on a free port; sets EXTRA_URL.
 start_extra() {
@@ -415,11 +482,11 @@ FORMATS_TSV=$FORMATS_TSV PLAN_TSV=$PLAN_TSV DEMO_TSV=$DEMO_TSV python3 - "$RESUL
   "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
   "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
   "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
-  "$MEMORY" "$MEM_ROUNDS" \
+  "$MEMORY" "$MEM_ROUNDS" "$TLS_RESULTS" \
   >"$WORK/results.md" <<'EOF'
 import os, sys
 (res, idle, peak, maxc, rel, musl, startup, ncpu, cpu, kernel, pgv, wrkv, binv, cmd, secs, rows, rustc,
- date, pool, load_start, load_end, elapsed, memory, mem_rounds) = sys.argv[1:]
+ date, pool, load_start, load_end, elapsed, memory, mem_rounds, tls) = sys.argv[1:]
 st = dict(kv.split("=") for kv in startup.split()[1:])
 out = []
 w = out.append
@@ -472,6 +539,24 @@ w("errors = non-2xx responses + JSON results with `\"isError\":true` + JSON-RPC 
   "(`SELECT CASE WHEN octet_length(j) <= budget THEN j END FROM (SELECT row_to_json(mcp_row.*)::text AS j FROM (<query>) "
   "AS mcp_row(cols) LIMIT max_rows+1) AS capped`); `ROLLBACK` — 4 round trips, as the server's. "
   "Latencies are per call (wrk) and per transaction (pgbench).")
+tls_rows = [line.rstrip("\n").split("\t") for line in open(tls) if line.strip()]
+if tls_rows:
+    w("")
+    w("TLS to PostgreSQL (RSA-2048 server certificate from a test CA; `check-db 50` for the connect time: "
+      "TCP + TLS handshake + SCRAM; then `SELECT 1` through the pooled connections):")
+    w("")
+    w("| sslmode | negotiated | connect median ms | SELECT 1 c=1 req/s | p50 ms | SELECT 1 c=8 req/s | p50 ms | errors |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    base = None
+    for mode, neg, connect, rps1, p501, err1, rps8, p508, err8 in tls_rows:
+        w(f"| {mode} | {neg} | {float(connect):.2f} | {float(rps1):,.0f} | {int(p501) / 1000:.2f} | "
+          f"{float(rps8):,.0f} | {int(p508) / 1000:.2f} | {int(err1) + int(err8)} |")
+        if base is None:
+            base = (float(rps1), float(rps8))
+        else:
+            w("")
+            w(f"TLS pool vs plaintext pool: {100 * float(rps1) / base[0]:.0f} % at c=1, "
+              f"{100 * float(rps8) / base[1]:.0f} % at c=8.")
 w("")
 w("A 10,000-row answer in each `format` (the 1,000-row select's columns with `LIMIT 10000`, max_rows 10000, "
   "on a server with MCP_MAX_RESULT_BYTES = 20 MB so all rows come back; c=1). Response: the whole HTTP body "

@@ -4,6 +4,11 @@ Nothing is mocked. The session starts a PostgreSQL cluster on 127.0.0.1 (a free 
 in a temp dir, fsync off), loads tests/fixture.sql as the superuser, creates the read-only login
 role ``mcp_ro`` the way role.sql would, and hands tests a ``start_server(**env)`` factory that runs
 the built binary against it. Readiness is always polled with a deadline, never slept for.
+
+With ``ANALYTICS_MCP_VIA=pgbouncer`` (tests/run's second pass) the harness also starts Debian's
+PgBouncer in ``pool_mode = transaction`` in front of the cluster, with fewer server connections
+than the server's pool, and ``pg.ro_dsn`` (what every server gets) points at PgBouncer; the
+superuser's assertions still go straight to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class Postgres:
     os_user: pwd.struct_passwd | None
     proc: subprocess.Popen | None = None
     superuser: str = "postgres"
+    client_port: int | None = None  # where the server under test connects (PgBouncer), if not `port`
 
     @property
     def datadir(self) -> Path:
@@ -148,7 +154,7 @@ class Postgres:
     @property
     def ro_dsn(self) -> str:
         """URL DSN for the read-only role over TCP on loopback (password auth)."""
-        return f"postgresql://{RO_ROLE}:{self.ro_password}@127.0.0.1:{self.port}/{DB_NAME}"
+        return f"postgresql://{RO_ROLE}:{self.ro_password}@127.0.0.1:{self.client_port or self.port}/{DB_NAME}"
 
     def ro_dsn_for(self, db: str) -> str:
         """The read-only role's DSN for another database of the cluster."""
@@ -266,6 +272,66 @@ ALTER ROLE {role} SET idle_in_transaction_session_timeout = '60s';
 """
 
 
+VIA_PGBOUNCER = os.environ.get("ANALYTICS_MCP_VIA") == "pgbouncer"
+
+
+class PgBouncer:
+    """Debian's pgbouncer in transaction pooling mode in front of ``db``, as db's OS user (it refuses
+    to run as root). Two server connections for all clients: consecutive transactions of one client
+    connection land on different backends, as they do in production."""
+
+    def __init__(self, db: Postgres, pool_size: int = 2, listen: tuple[str, int] | None = None,
+                 name: str = "pgbouncer", users: dict[str, str] | None = None):
+        self.db = db
+        self.dir = db.root / name
+        self.dir.mkdir()
+        self.address, self.port = listen or ("127.0.0.1", free_port())
+        self.log = self.dir / "pgbouncer.log"
+        users = users or {RO_ROLE: db.ro_password}
+        (self.dir / "userlist.txt").write_text("".join(f'"{u}" "{pw}"\n' for u, pw in users.items()))
+        (self.dir / "pgbouncer.ini").write_text(f"""
+[databases]
+{DB_NAME} = host=127.0.0.1 port={db.port} dbname={DB_NAME}
+[pgbouncer]
+listen_addr = {self.address}
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {self.dir}/userlist.txt
+pool_mode = transaction
+default_pool_size = {pool_size}
+max_client_conn = 500
+server_check_delay = 0
+logfile = {self.log}
+pidfile = {self.dir}/pgbouncer.pid
+""")
+        if db.os_user is not None:
+            for f in (self.dir, *self.dir.iterdir()):
+                os.chown(f, db.os_user.pw_uid, db.os_user.pw_gid)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        self.proc = subprocess.Popen(self.db._as_pg_user([binary, str(self.dir / "pgbouncer.ini")]),
+                                     cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise StopWaiting("pgbouncer exited:\n" + (self.log.read_text() if self.log.exists() else ""))
+            with socket.socket() as s:
+                return s.connect_ex((self.address, self.port)) == 0
+        wait_until(listening, STARTUP_DEADLINE_S, "pgbouncer to listen")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+# PgBouncer's own tests belong to tests/run's PgBouncer pass only.
+collect_ignore = [] if VIA_PGBOUNCER else ["test_pgbouncer.py"]
+
+
 @pytest.fixture(scope="session")
 def pg():
     os_user = _unprivileged_user()
@@ -279,8 +345,14 @@ def pg():
         db.psql(f"CREATE DATABASE {DB_NAME}", db="postgres")
         db.psql_file(FIXTURE_SQL)
         db.psql(ROLE_SQL.format(role=RO_ROLE, pw=db.ro_password, db=DB_NAME))
+        if VIA_PGBOUNCER:
+            db.pgbouncer = PgBouncer(db)
+            db.pgbouncer.start()
+            db.client_port = db.pgbouncer.port
         yield db
     finally:
+        if getattr(db, "pgbouncer", None) is not None:
+            db.pgbouncer.stop()
         db.stop()
         shutil.rmtree(root, ignore_errors=True)
 

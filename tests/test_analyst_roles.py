@@ -4,12 +4,13 @@ privileges and current_user are per person; the SQL can never switch back."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import secrets
 import subprocess
 
 import pytest
 
-from conftest import DB_NAME, REPO, free_port, run_binary
+from conftest import DB_NAME, REPO, PgBouncer, free_port, run_binary
 
 TEAM = "mcp_team"
 PASSWORD = "team-pw-" + secrets.token_hex(12)
@@ -224,3 +225,35 @@ def test_a_long_name_never_truncates_into_another_role(team, pg, start_server):
     srv = start_server(tokens=tokens(long_name), DATABASE_URL=team_dsn(pg), MCP_ANALYST_ROLES="analyst_{name}")
     text = refused(srv, long_name, "SELECT 1")
     assert "not a usable role name" in text, text
+
+
+def test_each_analysts_role_holds_through_pgbouncer_transaction_pooling(team, pg, start_server):
+    """Two server connections behind PgBouncer for the whole pool: consecutive calls land on
+    different backends, and every one is still the right analyst with the right rows."""
+    bouncer = PgBouncer(pg, pool_size=2, name="pgbouncer-analysts", users={TEAM: PASSWORD})
+    bouncer.start()
+    try:
+        srv = start_server(tokens=tokens("alice", "bob"), MCP_POOL_MAX="4", MCP_ANALYST_ROLES="analyst_{name}",
+                           DATABASE_URL=f"postgresql://{TEAM}:{PASSWORD}@127.0.0.1:{bouncer.port}/{DB_NAME}")
+        sql = ("SELECT current_user::text AS who, pg_backend_pid() AS pid, "
+               "string_agg(DISTINCT region, ',') AS regions FROM fleet.region_orders")
+        expected = {"alice": ("analyst_alice", "North"), "bob": ("analyst_bob", "Coast")}
+        calls = ["alice", "bob"] * 12
+
+        def one(analyst):
+            row = ask(srv, analyst, sql)[0]
+            return analyst, row
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as workers:
+            answers = list(workers.map(one, calls))
+        for analyst, row in answers:
+            assert (row["who"], row["regions"]) == expected[analyst], (analyst, row)
+        assert len({row["pid"] for _, row in answers}) == 2, "both PgBouncer server connections served"
+        # and nothing of the role stays in the pooled server sessions
+        after = pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'mcp_team' "
+                        "AND backend_type = 'client backend' AND state = 'idle in transaction'")
+        assert after == "0"
+        for analyst in ("bob", "alice"):
+            assert ask(srv, analyst, "SELECT current_user::text AS who")[0]["who"] == expected[analyst][0]
+    finally:
+        bouncer.stop()

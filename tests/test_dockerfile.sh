@@ -249,8 +249,10 @@ hc_argv=("$IMG${HC[0]:-$artefact_in_image}" "${HC[@]:1}")
 mapfile -t run_env <"$IMAGE_ENV"
 PORT="$(free_port)"; DBPORT="$(free_port)"
 TOKEN="tok-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# TLS on, trust from the OS store: the path distroless carries (/etc/ssl/certs/ca-certificates.crt)
+DB_TLS="sslmode=verify-full&sslrootcert=system"
 container_env=("${run_env[@]}" "MCP_PORT=$PORT" "MCP_AUTH_TOKENS=ops:$TOKEN"
-               "DATABASE_URL=postgresql://analytics_ro:pw@127.0.0.1:$DBPORT/app")
+               "DATABASE_URL=postgresql://analytics_ro:pw@127.0.0.1:$DBPORT/app?$DB_TLS")
 
 wait_healthy() { # wait_healthy LOGFILE PID → 0 when the image's HEALTHCHECK command passes
   local end=$((SECONDS + DEADLINE_S))
@@ -285,6 +287,11 @@ if [[ "$code" == 200 ]]; then pass "POST /mcp ping with the token → 200"; elif
 kill -TERM "$SRV" 2>/dev/null
 wait_exit "$SRV"; rc=$?
 if ((rc == 0)); then pass "SIGTERM → exit 0"; else fail "SIGTERM → exit 0 (got $rc)" "$(cat "$LOG")"; fi
+if grep -q 'reason=unreachable' "$LOG" && ! grep -q 'invalid configuration' "$LOG"; then
+  pass "sslrootcert=system loads the OS trust store (an empty environment, as in the image)"
+else
+  fail "sslrootcert=system loads the OS trust store" "$(cat "$LOG")"
+fi
 if grep -qF "$TOKEN" "$LOG"; then fail "the token never reaches the log" "$(cat "$LOG")"; else pass "the token never reaches the log"; fi
 if env -i "${run_env[@]}" "MCP_PORT=$PORT" "${hc_argv[@]}" >/dev/null 2>&1; then
   fail "HEALTHCHECK command exits 1 once the server is gone"
@@ -296,7 +303,7 @@ fi
 if command -v unshare >/dev/null && unshare --pid --fork --mount-proc true 2>/dev/null; then
   PORT="$(free_port)"
   container_env=("${run_env[@]}" "MCP_PORT=$PORT" "MCP_AUTH_TOKENS=ops:$TOKEN"
-                 "DATABASE_URL=postgresql://analytics_ro:pw@127.0.0.1:$DBPORT/app")
+                 "DATABASE_URL=postgresql://analytics_ro:pw@127.0.0.1:$DBPORT/app?$DB_TLS")
   LOG="$TMP/server-pid1.log"
   (cd "$TMP" && exec unshare --pid --fork --mount-proc env -i "${container_env[@]}" "${image_argv[@]}") >"$LOG" 2>&1 &
   UNS=$!; PIDS+=("$UNS")

@@ -431,9 +431,11 @@ def test_metrics_leak_no_token_caller_or_sql(start_server):
     assert m.get("mcp_rows_returned_total") >= 3
     for secret in (token, bad, caller, "zelda", marker, "generate_series", "SELECT", "vehicles", "fleet"):
         assert secret not in body, f"{secret!r} leaked into /metrics"
-    # labels only ever carry these names
+    # labels only ever carry these names (sslmode: the configured one, from a closed set)
     label_names = {k for (_, ls) in m.samples for k, _ in ls}
-    assert label_names <= {"method", "status", "tool", "outcome", "le", "class"}, label_names
+    assert label_names <= {"method", "status", "tool", "outcome", "le", "class", "sslmode"}, label_names
+    sslmodes = {v for (name, ls) in m.samples for k, v in ls if k == "sslmode"}
+    assert sslmodes == {"prefer"}, sslmodes
 
 
 # ── JSON logs ────────────────────────────────────────────────────────────────

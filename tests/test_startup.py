@@ -177,7 +177,12 @@ def test_starts_while_database_is_down_and_reports_it(start_server, pg):
     srv = start_server(DATABASE_URL=dead, MCP_POOL_WAIT_MS="2000")
     assert srv.get("/healthz").json() == {"ok": True}
     r = srv.get("/readyz")
-    assert r.status == 503 and r.json() == {"ok": False, "database": "down"}
+    # without a token: a reason code only, no host names or addresses
+    assert r.status == 503 and r.json() == {"ok": False, "database": "down", "reason": "unreachable"}
+    # with a token: the operator's message too
+    r = srv.get("/readyz", headers=srv.auth_headers())
+    assert r.status == 503 and r.json()["reason"] == "unreachable"
+    assert "error connecting to server" in r.json()["error"] and pg.ro_password not in r.text
     text = srv.tool_error("query", {"sql": "SELECT 1"})
     assert pg.ro_password not in text
     assert pg.ro_password not in srv.stderr_text()
