@@ -33,7 +33,9 @@ const SERVER_NAME: &str = "analytics-mcp";
 /// Every environment variable the server reads, with its default, for `--help` and the README.
 #[rustfmt::skip]
 const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("DATABASE_URL", "required", "PostgreSQL URL or key=value DSN of the read-only role (libpq's sslmode etc.)"),
+    ("DATABASE_URL", "required (or MCP_DATABASES)", "PostgreSQL URL or key=value DSN of the read-only role (libpq's sslmode etc.)"),
+    ("MCP_DATABASES", "none", "several databases instead: name=DSN;name=DSN (the first is the default)"),
+    ("MCP_DATABASES_FILE", "none", "several databases from a file: [name] sections with url, label and own limits"),
     ("MCP_DATABASE_PASSWORD_FILE", "none", "file holding the database password (trailing newline ignored)"),
     ("PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCHANNELBINDING", "DSN", "libpq's TLS settings when DATABASE_URL does not set them"),
     ("PGPASSFILE", "~/.pgpass", "libpq password file, used when no password is given otherwise"),
@@ -88,7 +90,15 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
 
 #[derive(Debug, Clone)]
 struct Config {
+    /// The default database's connection (the first of `databases`).
     database: DbSettings,
+    /// Every database served, the default first (see Several databases).
+    databases: Vec<DatabaseSpec>,
+    /// The databases were named (MCP_DATABASES / MCP_DATABASES_FILE), not DATABASE_URL alone:
+    /// answers, errors and metrics then name the database.
+    named_databases: bool,
+    /// MCP_MAX_INFLIGHT_PER_CALLER was set (rather than derived from the pool size).
+    max_inflight_explicit: bool,
     host: String,
     port: u16,
     inline_tokens: Vec<Token>,
@@ -139,10 +149,8 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let database_url = get("DATABASE_URL").ok_or_else(|| {
-            ConfigError("DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db)".into())
-        })?;
-        let database = DbSettings::from_env(&database_url, &get).map_err(ConfigError)?;
+        let (databases, named_databases) = databases_from_env(&get)?;
+        let database = databases[0].settings.clone();
         let inline_tokens = match get("MCP_AUTH_TOKENS") {
             Some(list) => parse_token_list(list.split(','))
                 .map_err(|e| ConfigError(format!("MCP_AUTH_TOKENS: {e}")))?,
@@ -169,6 +177,9 @@ impl Config {
         let pool_max = parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize;
         let config = Config {
             database,
+            databases,
+            named_databases,
+            max_inflight_explicit: get("MCP_MAX_INFLIGHT_PER_CALLER").is_some(),
             port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
             inline_tokens,
             tokens_file,
@@ -351,6 +362,259 @@ fn help_text() -> String {
         "\nSignals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads MCP_AUTH_TOKENS_FILE.\n",
     );
     out
+}
+
+// ── Several databases ────────────────────────────────────────────────────────────────────────
+// DATABASE_URL alone is one database, named after its dbname. MCP_DATABASES (`name=DSN;…`) or
+// MCP_DATABASES_FILE (sections `[name]` with `url`, `label` and limits of its own) name several;
+// the first is the default. Each entry is checked like DATABASE_URL, and serves with the
+// server-wide configuration except what its section sets (Config::for_database).
+
+/// One database as configured: its name (the tools' `database` argument), its label, its
+/// connection, and the limits it sets for itself (None: the server-wide value).
+#[derive(Debug, Clone)]
+struct DatabaseSpec {
+    name: String,
+    label: String,
+    settings: DbSettings,
+    readable_schemas: Option<Vec<String>>,
+    max_rows: Option<u64>,
+    statement_timeout_ms: Option<u64>,
+    pool_max: Option<usize>,
+}
+
+/// The keys a `[name]` section of MCP_DATABASES_FILE may set, besides `url`.
+const DATABASE_FILE_KEYS: [&str; 6] = [
+    "url",
+    "label",
+    "readable_schemas",
+    "max_rows",
+    "statement_timeout_ms",
+    "pool_max",
+];
+
+fn valid_database_name(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The databases this server serves, in order (the first is the default), and whether they
+/// were named (MCP_DATABASES / MCP_DATABASES_FILE) rather than DATABASE_URL alone.
+fn databases_from_env(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Vec<DatabaseSpec>, bool), ConfigError> {
+    let url = get("DATABASE_URL");
+    let (inline, file) = (get("MCP_DATABASES"), get("MCP_DATABASES_FILE"));
+    let named = match (&url, &inline, &file) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(ConfigError(
+                "DATABASE_URL and MCP_DATABASES/MCP_DATABASES_FILE are both set: use DATABASE_URL for one database, MCP_DATABASES for several".into(),
+            ))
+        }
+        (_, Some(_), Some(_)) => {
+            return Err(ConfigError("MCP_DATABASES and MCP_DATABASES_FILE are both set: use one".into()))
+        }
+        (None, None, None) => {
+            return Err(ConfigError(
+                "DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db), or MCP_DATABASES for several databases".into(),
+            ))
+        }
+        (Some(dsn), None, None) => {
+            let settings = DbSettings::from_env(dsn, get).map_err(|e| ConfigError(format!("DATABASE_URL: {e}")))?;
+            let name = settings
+                .base
+                .get_dbname()
+                .filter(|n| valid_database_name(n))
+                .unwrap_or("default")
+                .to_string();
+            let spec = DatabaseSpec {
+                label: name.clone(),
+                name,
+                settings,
+                readable_schemas: None,
+                max_rows: None,
+                statement_timeout_ms: None,
+                pool_max: None,
+            };
+            return Ok((vec![spec], false));
+        }
+        (None, Some(list), None) => parse_database_list(list, get)?,
+        (None, None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("MCP_DATABASES_FILE: cannot read {path}: {e}")))?;
+            parse_database_file(&text, path, get)?
+        }
+    };
+    Ok((named, true))
+}
+
+/// `fleet=postgresql://…;finance=host=db2 dbname=finance user=ro` (a DSN may not hold `;`).
+fn parse_database_list(
+    list: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<DatabaseSpec>, ConfigError> {
+    let mut specs: Vec<DatabaseSpec> = Vec::new();
+    for (index, entry) in list.split(';').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let place = format!("MCP_DATABASES entry {}", index + 1);
+        let (name, dsn) = entry
+            .split_once('=')
+            .map(|(n, d)| (n.trim(), d.trim()))
+            .filter(|(n, d)| !n.is_empty() && !d.is_empty())
+            .ok_or_else(|| ConfigError(format!("{place} is not name=DSN")))?;
+        let mut values = BTreeMap::new();
+        values.insert("url", dsn.to_string());
+        specs.push(database_spec(name, &values, &place, get)?);
+    }
+    finish_database_list(specs, "MCP_DATABASES")
+}
+
+/// Sections `[name]`, each with `url = …` and optionally `label`, `readable_schemas`,
+/// `max_rows`, `statement_timeout_ms`, `pool_max`; `#` starts a comment line.
+fn parse_database_file(
+    text: &str,
+    path: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<DatabaseSpec>, ConfigError> {
+    let mut sections: Vec<(String, usize, BTreeMap<&str, String>)> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let at = || format!("MCP_DATABASES_FILE {path} line {}", index + 1);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            sections.push((name.trim().to_string(), index + 1, BTreeMap::new()));
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError(format!(
+                "{}: expected [name] or key = value",
+                at()
+            )));
+        };
+        let key = key.trim();
+        let Some(known) = DATABASE_FILE_KEYS.iter().find(|k| **k == key) else {
+            return Err(ConfigError(format!(
+                "{}: unknown key {key:?} (known: {})",
+                at(),
+                DATABASE_FILE_KEYS.join(", ")
+            )));
+        };
+        let Some((_, _, values)) = sections.last_mut() else {
+            return Err(ConfigError(format!(
+                "{}: {key} before the first [name]",
+                at()
+            )));
+        };
+        values.insert(known, value.trim().to_string());
+    }
+    let specs = sections
+        .iter()
+        .map(|(name, line, values)| {
+            database_spec(
+                name,
+                values,
+                &format!("MCP_DATABASES_FILE {path} [{name}] (line {line})"),
+                get,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    finish_database_list(specs, "MCP_DATABASES_FILE")
+}
+
+fn database_spec(
+    name: &str,
+    values: &BTreeMap<&str, String>,
+    place: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<DatabaseSpec, ConfigError> {
+    let bad = |why: String| ConfigError(format!("{place}: {why}"));
+    if !valid_database_name(name) {
+        return Err(bad(format!(
+            "database name {:?} may only use letters, digits, _ and - (at most 40)",
+            excerpt(name, MAX_ECHO_CHARS)
+        )));
+    }
+    let dsn = values
+        .get("url")
+        .ok_or_else(|| bad("needs url = <PostgreSQL URL or key=value DSN>".into()))?;
+    let settings = DbSettings::from_env(dsn, get).map_err(bad)?;
+    let label = values
+        .get("label")
+        .cloned()
+        .unwrap_or_else(|| name.to_string());
+    if label.is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(bad("label must be 1 to 100 printable characters".into()));
+    }
+    let lookup = |key: &str| values.get(key).cloned().filter(|v| !v.is_empty());
+    let number = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
+        let Some(raw) = lookup(key) else {
+            return Ok(None);
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(bad(format!(
+                "{key} must be a whole number from {min} to {max}, not {raw:?}"
+            ))),
+        }
+    };
+    Ok(DatabaseSpec {
+        name: name.to_string(),
+        label,
+        settings,
+        readable_schemas: lookup("readable_schemas").map(|s| split_list(&s)),
+        max_rows: number("max_rows", 1, 1_000_000)?,
+        statement_timeout_ms: number("statement_timeout_ms", 1, 86_400_000)?,
+        pool_max: number("pool_max", 1, 1000)?.map(|n| n as usize),
+    })
+}
+
+fn finish_database_list(
+    specs: Vec<DatabaseSpec>,
+    variable: &str,
+) -> Result<Vec<DatabaseSpec>, ConfigError> {
+    if specs.is_empty() {
+        return Err(ConfigError(format!("{variable} names no database")));
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|other| other.name == spec.name) {
+            return Err(ConfigError(format!(
+                "{variable}: database {} is named twice",
+                spec.name
+            )));
+        }
+    }
+    Ok(specs)
+}
+
+impl Config {
+    /// What one database serves with: the server-wide configuration, with its own connection
+    /// and whatever limits its entry sets.
+    fn for_database(&self, spec: &DatabaseSpec) -> Config {
+        let mut config = self.clone();
+        config.database = spec.settings.clone();
+        if let Some(schemas) = &spec.readable_schemas {
+            config.readable_schemas = Some(schemas.clone());
+        }
+        config.max_rows = spec.max_rows.unwrap_or(config.max_rows);
+        config.statement_timeout_ms = spec
+            .statement_timeout_ms
+            .unwrap_or(config.statement_timeout_ms);
+        if let Some(pool_max) = spec.pool_max {
+            config.pool_max = pool_max;
+            config.max_inflight_per_caller = if self.max_inflight_explicit {
+                config.max_inflight_per_caller.min(pool_max)
+            } else {
+                (pool_max / 2).max(1)
+            };
+        }
+        config
+    }
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -957,7 +1221,7 @@ fn route(app: &'static App, request: &mut Request) -> Response {
         "/healthz" if get_like => Response::json(200, r#"{"ok":true}"#),
         "/readyz" if get_like => readiness(app, request),
         "/metrics" if get_like => {
-            let mut text = app.metrics.render(&app.pool, &app.rates);
+            let mut text = app.metrics.render(&app.databases, &app.rates);
             if let Some(oauth) = &app.oauth {
                 text.push_str(&oauth.render_metrics());
             }
@@ -974,21 +1238,46 @@ fn route(app: &'static App, request: &mut Request) -> Response {
     }
 }
 
-/// /readyz. Why the database is down is a reason code for anyone (a closed set: no names, no
-/// addresses) and the operator's full message for a caller with a valid token.
+/// /readyz. Why a database is down is a reason code for anyone (a closed set: no names, no
+/// addresses) and the operator's full message for a caller with a valid token. With several
+/// databases: 200 while at least one is up (the others are still worth serving), each named
+/// with its state, `ok` true only when all are.
 fn readiness(app: &'static App, request: &Request) -> Response {
-    let Err(down) = app.pool.probe() else {
-        return Response::json(200, r#"{"ok":true,"database":"up"}"#);
+    let trusted = || {
+        app.auth
+            .authenticate(request.header("authorization"))
+            .is_some()
     };
-    let mut body = json!({"ok": false, "database": "down", "reason": down.reason});
-    if app
-        .auth
-        .authenticate(request.header("authorization"))
-        .is_some()
-    {
-        body["error"] = json!(down.message);
+    let state = |down: &DbDown| {
+        let mut state = json!({"database": "down", "reason": down.reason});
+        if trusted() {
+            state["error"] = json!(down.message);
+        }
+        state
+    };
+    if !app.databases.named {
+        let Err(down) = app.databases.default.pool.probe() else {
+            return Response::json(200, r#"{"ok":true,"database":"up"}"#);
+        };
+        let mut body = state(&down);
+        body["ok"] = json!(false);
+        return Response::json(503, body.to_string());
     }
-    Response::json(503, body.to_string())
+    let mut databases = Map::new();
+    let mut up = 0;
+    for database in app.databases.all() {
+        let entry = match database.pool.probe() {
+            Ok(()) => {
+                up += 1;
+                json!({"database": "up"})
+            }
+            Err(down) => state(&down),
+        };
+        databases.insert(database.name.clone(), entry);
+    }
+    let all = up == databases.len();
+    let body = json!({"ok": all, "databases": databases});
+    Response::json(if up > 0 { 200 } else { 503 }, body.to_string())
 }
 
 /// The MCP endpoint's HTTP checks, in order: Host (when DNS-rebinding protection is on), Origin,
@@ -5249,6 +5538,8 @@ struct ToolContext<'a> {
     app: &'static App,
     caller: &'a Caller,
     deadline: Option<Instant>,
+    /// The database the call named (its `database` argument), or the default one.
+    database: &'static Database,
 }
 
 impl ToolContext<'_> {
@@ -5265,9 +5556,9 @@ impl ToolContext<'_> {
             deadline: self.deadline,
         };
         let Some(role) = self.database_role()? else {
-            return self.app.pool.read_only(&claim, work);
+            return self.database.pool.read_only(&claim, work);
         };
-        let (pool, analyst) = (&self.app.pool, &self.caller.name);
+        let (pool, analyst) = (&self.database.pool, &self.caller.name);
         pool.read_only(&claim, |session| {
             if let Err(why) = session.become_role(&role)? {
                 return Ok(Err(ToolFailure::Forbidden(format!(
@@ -5298,8 +5589,9 @@ impl ToolContext<'_> {
         }
     }
 
+    /// The configuration of the call's database: the server's, with that database's limits.
     fn config(&self) -> &Config {
-        &self.app.config
+        &self.database.config
     }
 }
 
@@ -5447,11 +5739,35 @@ static TOOLS: &[ToolSpec] = &[
         output_schema: query_output_schema,
         run: tool_sample_table,
     },
+    ToolSpec {
+        name: "list_databases",
+        title: "List the databases",
+        description: "List the databases this server reads, each with its name, label, whether it is the default, \
+            its row ceiling and statement timeout. Every other tool takes an optional database argument naming one \
+            of them (default: the first).",
+        params: &[],
+        output_schema: list_databases_output_schema,
+        run: tool_list_databases,
+    },
 ];
+
+/// Every tool that works in a database takes an optional `database` (see Several databases).
+const DATABASE_PARAM: Param = Param {
+    name: "database",
+    kind: ParamKind::Text { default: None },
+    required: false,
+    description: "Which database to work in: a name list_databases shows (default: the first one)",
+};
+
+/// A tool's parameters: its own, then `database` for every tool but list_databases.
+fn tool_params(tool: &ToolSpec) -> impl Iterator<Item = &Param> {
+    let database = (tool.name != "list_databases").then_some(&DATABASE_PARAM);
+    tool.params.iter().chain(database)
+}
 
 fn input_schema(tool: &ToolSpec) -> Value {
     let mut properties = Map::new();
-    for param in tool.params {
+    for param in tool_params(tool) {
         let schema = match param.kind {
             ParamKind::Text { default: None } => {
                 json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS, "description": param.description })
@@ -5477,9 +5793,7 @@ fn input_schema(tool: &ToolSpec) -> Value {
         };
         properties.insert(param.name.to_string(), schema);
     }
-    let required: Vec<&str> = tool
-        .params
-        .iter()
+    let required: Vec<&str> = tool_params(tool)
         .filter(|p| p.required)
         .map(|p| p.name)
         .collect();
@@ -5625,6 +5939,17 @@ fn describe_table_output_schema() -> Value {
     })
 }
 
+fn list_databases_output_schema() -> Value {
+    let mut schema = object_list_schema(
+        "databases",
+        json!({ "name": { "type": "string" }, "label": { "type": "string" }, "default": { "type": "boolean" },
+                "readable_schemas": { "type": ["array", "null"], "items": { "type": "string" } },
+                "max_rows": { "type": "integer" }, "statement_timeout_ms": { "type": "integer" } }),
+    );
+    schema["properties"]["server_label"] = json!({ "type": ["string", "null"] });
+    schema
+}
+
 fn list_functions_output_schema() -> Value {
     let mut schema = object_list_schema(
         "functions",
@@ -5659,8 +5984,7 @@ impl Arguments {
 
 fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Arguments, RpcError> {
     let expected = || {
-        tool.params
-            .iter()
+        tool_params(tool)
             .map(|p| p.name)
             .collect::<Vec<_>>()
             .join(", ")
@@ -5678,13 +6002,13 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
     };
     if let Some(unknown) = given
         .keys()
-        .find(|k| !tool.params.iter().any(|p| p.name == k.as_str()))
+        .find(|k| !tool_params(tool).any(|p| p.name == k.as_str()))
     {
         return Err(RpcError::invalid_params(format!(
             "{}: unknown argument {:?} (expected: {})",
             tool.name,
             excerpt(unknown, MAX_ECHO_CHARS),
-            if tool.params.is_empty() {
+            if tool_params(tool).next().is_none() {
                 "none".to_string()
             } else {
                 expected()
@@ -5692,7 +6016,7 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
         )));
     }
     let mut checked = Map::new();
-    for param in tool.params {
+    for param in tool_params(tool) {
         let value = given.get(param.name).filter(|v| !v.is_null());
         let wrong = |wanted: &str| {
             RpcError::invalid_params(format!("{}: {} must be {wanted}", tool.name, param.name))
@@ -5934,11 +6258,17 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         ))
     })?;
     let arguments = validate_arguments(tool, params.get("arguments"))?;
+    let database = context
+        .app
+        .databases
+        .find(arguments.text("database"))
+        .map_err(|e| RpcError::invalid_params(format!("{}: {e}", tool.name)))?;
     let started = Instant::now();
     let tool_context = ToolContext {
         app: context.app,
         caller: context.caller,
         deadline: context.deadline,
+        database,
     };
     let outcome = match context.app.rates.take(&context.caller.name, started) {
         Ok(()) => (tool.run)(&tool_context, &arguments),
@@ -5955,14 +6285,17 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         tool,
         tool_context.caller,
         &arguments,
-        started,
+        (database, started),
         outcome,
     );
     Ok(match outcome {
         Ok(output) => tool_result(&output),
         Err(failure) => {
             // A database error may quote the analyst's input (an invalid literal, say): cut it.
-            let text = failure.to_string();
+            let mut text = failure.to_string();
+            if context.app.databases.named {
+                text = format!("database {}: {text}", database.name);
+            }
             let text = excerpt(&text, MAX_ERROR_TEXT_CHARS);
             json!({ "content": [{ "type": "text", "text": text }], "isError": true }).to_string()
         }
@@ -5976,7 +6309,7 @@ fn audit_call(
     tool: &ToolSpec,
     caller: &Caller,
     arguments: &Arguments,
-    started: Instant,
+    (database, started): (&Database, Instant),
     outcome: Result<ToolOutput, ToolFailure>,
 ) -> Result<ToolOutput, ToolFailure> {
     let (status, rows, truncated, sql) = match &outcome {
@@ -5997,6 +6330,7 @@ fn audit_call(
             .analyst_roles
             .as_ref()
             .and_then(|roles| roles.role_for(&caller.name)),
+        database: app.databases.named.then_some(database.name.as_str()),
     };
     let written = app.audit_log.as_ref().map(|log| log.record_call(&record));
     let refused = match &written {
@@ -6208,6 +6542,31 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
     } else {
         output.with_field("withheld_columns", &json!(withheld))
     })
+}
+
+/// Answered from the configuration: no database is touched (so one that is down is listed too;
+/// /readyz says which are up).
+fn tool_list_databases(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let databases: Vec<Value> = ctx
+        .app
+        .databases
+        .all()
+        .enumerate()
+        .map(|(i, db)| {
+            json!({
+                "name": db.name,
+                "label": db.label,
+                "default": i == 0,
+                "readable_schemas": db.config.readable_schemas,
+                "max_rows": db.config.max_rows,
+                "statement_timeout_ms": db.config.statement_timeout_ms,
+            })
+        })
+        .collect();
+    let server_label = ctx.app.config.server_label.as_deref();
+    Ok(ToolOutput::document(
+        json!({ "server_label": server_label, "databases": databases }).to_string(),
+    ))
 }
 
 fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -8983,11 +9342,77 @@ impl RateLimiter {
 
 type DbError = postgres::Error;
 
-static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// One database the server serves: its name and label (as list_databases shows them), the
+/// configuration it serves with (Config::for_database) and its own pool — with it its own
+/// connection limit, fair share, role check and watchdog.
+struct Database {
+    name: String,
+    label: String,
+    config: Config,
+    pool: Pool,
+}
+
+/// Every database, the default first; never empty (Config refuses a list without one).
+struct Databases {
+    default: Database,
+    others: Vec<Database>,
+    /// Named by MCP_DATABASES / MCP_DATABASES_FILE: errors, audit lines and metrics name them.
+    named: bool,
+}
+
+impl Databases {
+    fn new(config: &Config) -> Databases {
+        let mut all = config.databases.iter().map(|spec| {
+            let own = config.for_database(spec);
+            let mut pool = Pool::new(&own);
+            if config.named_databases {
+                pool.name = spec.name.clone();
+            }
+            Database {
+                name: spec.name.clone(),
+                label: spec.label.clone(),
+                pool,
+                config: own,
+            }
+        });
+        let default = all.next().unwrap_or_else(|| Database {
+            name: "default".into(),
+            label: "default".into(),
+            pool: Pool::new(config),
+            config: config.clone(),
+        });
+        Databases {
+            default,
+            others: all.collect(),
+            named: config.named_databases,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Database> {
+        std::iter::once(&self.default).chain(self.others.iter())
+    }
+
+    /// The database a tool call names (None: the default), or what the names are.
+    fn find(&self, name: Option<&str>) -> Result<&Database, String> {
+        let Some(name) = name else {
+            return Ok(&self.default);
+        };
+        self.all().find(|db| db.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.all().map(|db| db.name.as_str()).collect();
+            format!(
+                "unknown database {:?} (databases: {}; list_databases describes them)",
+                excerpt(name, MAX_ECHO_CHARS),
+                names.join(", ")
+            )
+        })
+    }
+}
 
 /// A database connection that keeps the open-connection gauge honest when dropped.
 struct PooledClient {
     client: postgres::Client,
+    /// Its pool's count of open connections.
+    open: std::sync::Arc<AtomicU64>,
     idle_since: Instant,
     /// The backend of its previous transaction (a change means a transaction pooler).
     backend_pid: Option<i32>,
@@ -8999,13 +9424,17 @@ struct PooledClient {
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
-        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 struct Pool {
+    /// The database's name when the databases are named (MCP_DATABASES), for log lines.
+    name: String,
     database: DbSettings,
     idle: Mutex<Vec<PooledClient>>,
+    /// Connections open now, idle or in use.
+    open: std::sync::Arc<AtomicU64>,
     permits: Admission,
     idle_limit: Duration,
     wait_limit: Duration,
@@ -9041,6 +9470,8 @@ impl Pool {
         base.keepalives_idle(Duration::from_secs(60));
         let timeout = config.statement_timeout_ms;
         Pool {
+            name: String::new(),
+            open: std::sync::Arc::new(AtomicU64::new(0)),
             negotiated: Mutex::new(None),
             tls_level: AtomicI32::new(-1),
             database,
@@ -9379,11 +9810,12 @@ impl Pool {
     /// Opens a connection; the first one that succeeds also runs the role check.
     fn connect(&self) -> Result<PooledClient, DbDown> {
         let (mut client, negotiated) = self.database.connect()?;
-        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
         self.report_negotiated(negotiated);
         let cleanup = SessionCleanup::for_connection(&mut client);
         let mut pooled = PooledClient {
             client,
+            open: std::sync::Arc::clone(&self.open),
             idle_since: Instant::now(),
             backend_pid: None,
             driver_cache_pid: None,
@@ -9433,7 +9865,7 @@ impl Pool {
     fn gauges(&self) -> (u64, usize, AdmissionUsage) {
         let idle = lock(&self.idle).len();
         (
-            OPEN_CONNECTIONS.load(Ordering::Relaxed),
+            self.open.load(Ordering::Relaxed),
             idle,
             self.permits.usage(),
         )
@@ -10649,18 +11081,18 @@ impl Pool {
         let role: String = row.try_get(0).unwrap_or_default();
         let problems: Vec<String> = row.try_get(1).unwrap_or_default();
         let list = problems.join(", ");
+        let mut fields = vec![("role", role.as_str())];
+        if !self.name.is_empty() {
+            fields.push(("database", &self.name));
+        }
         if problems.is_empty() {
-            log_event(
-                "info",
-                "database role checked: read-only",
-                &[("role", &role)],
-            );
+            log_event("info", "database role checked: read-only", &fields);
         } else if self.allow_privileged_role {
-            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving with a role that can write or act outside the database !!!",
-                &[("role", &role), ("privileges", &list)]);
+            fields.push(("privileges", &list));
+            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving with a role that can write or act outside the database !!!", &fields);
         } else {
-            log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)",
-                &[("role", &role), ("privileges", &list)]);
+            fields.push(("privileges", &list));
+            log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)", &fields);
             std::process::exit(3);
         }
         self.check_mapped_roles(client);
@@ -10934,6 +11366,9 @@ fn log_audit_line(call: &CallRecord, receipt: Option<AuditReceipt>) {
     if let Some(client) = &call.caller.client {
         fields.push(("client", client));
     }
+    if let Some(database) = call.database {
+        fields.push(("database", database));
+    }
     if let Some(role) = &call.db_role {
         fields.push(("db_role", role));
     }
@@ -11080,7 +11515,19 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4, written by hand.
-    fn render(&self, pool: &Pool, rates: &RateLimiter) -> String {
+    /// With named databases (MCP_DATABASES) every pool family carries `database="<name>"`.
+    fn render(&self, databases: &Databases, rates: &RateLimiter) -> String {
+        let label = |db: &Database, other: String| match (databases.named, other.is_empty()) {
+            (false, _) => other,
+            (true, true) => format!("database=\"{}\"", db.name),
+            (true, false) => format!("database=\"{}\",{other}", db.name),
+        };
+        let per_pool = |value: &dyn Fn(&Pool) -> f64| -> Vec<(String, f64)> {
+            databases
+                .all()
+                .map(|db| (label(db, String::new()), value(&db.pool)))
+                .collect()
+        };
         let mut out = String::with_capacity(4096);
         let http: Vec<(String, f64)> = lock(&self.http)
             .iter()
@@ -11142,9 +11589,14 @@ impl Metrics {
             let _ = writeln!(out, "{name}_sum{{tool=\"{tool}\"}} {}", histogram.sum);
             let _ = writeln!(out, "{name}_count{{tool=\"{tool}\"}} {}", histogram.count);
         }
-        let errors: Vec<(String, f64)> = lock(&pool.db_errors)
-            .iter()
-            .map(|(class, n)| (format!("class=\"{class}\""), *n as f64))
+        let errors: Vec<(String, f64)> = databases
+            .all()
+            .flat_map(|db| {
+                lock(&db.pool.db_errors)
+                    .iter()
+                    .map(|(class, n)| (label(db, format!("class=\"{class}\"")), *n as f64))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         write_family(
             &mut out,
@@ -11158,10 +11610,15 @@ impl Metrics {
             "mcp_db_tls",
             "gauge",
             "Security of the newest database connection: 0 unencrypted, 1 encrypted but certificate not verified, 2 CA verified, 3 CA and host name verified; -1 before the first connection. Label: the configured sslmode.",
-            &[(
-                format!("sslmode=\"{}\"", pool.database.sslmode.name()),
-                f64::from(pool.tls_level.load(Ordering::Relaxed)),
-            )],
+            &databases
+                .all()
+                .map(|db| {
+                    (
+                        label(db, format!("sslmode=\"{}\"", db.pool.database.sslmode.name())),
+                        f64::from(db.pool.tls_level.load(Ordering::Relaxed)),
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         let limits: Vec<(String, f64)> = lock(&self.limits)
             .iter()
@@ -11174,30 +11631,42 @@ impl Metrics {
             "Work refused or cut short by a limit: max_batch, json_values, batch_answers, batch_time, caller_share, caller_rate.",
             &limits,
         );
-        let (open, idle, admission) = pool.gauges();
-        let tracked = admission.analysts + rates.tracked(Instant::now());
+        let tracked = databases
+            .all()
+            .map(|db| db.pool.gauges().2.analysts)
+            .sum::<usize>()
+            + rates.tracked(Instant::now());
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
         #[rustfmt::skip]
         let singles = [
             ("mcp_rows_returned_total", "counter", "Rows returned by query and sample_table.", load(&self.rows_returned)),
             ("mcp_result_bytes_total", "counter", "Bytes of structured tool results.", load(&self.bytes_returned)),
             ("mcp_auth_failures_total", "counter", "Requests refused for a missing or wrong token.", load(&self.auth_failures)),
-            ("mcp_db_retries_total", "counter", "Work retried on a fresh connection after a disconnect.", load(&pool.retries)),
-            ("mcp_db_disconnects_total", "counter", "Database connections found lost.", load(&pool.disconnects)),
-            ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", pool.permits.capacity as f64),
-            ("mcp_pool_open", "gauge", "Open database connections.", open as f64),
-            ("mcp_pool_idle", "gauge", "Idle pooled connections.", idle as f64),
-            ("mcp_pool_in_use", "gauge", "Checked-out connections.", admission.in_use as f64),
-            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", admission.waiting as f64),
-            ("mcp_fair_share_waiters", "gauge", "Calls waiting because their analyst holds its whole share.", admission.waiting_for_own as f64),
             ("mcp_callers_tracked", "gauge", "Analysts with per-analyst state held (calls in flight or a rate bucket refilling).", tracked as f64),
         ];
         for (name, kind, help, value) in singles {
             write_family(&mut out, name, kind, help, &[(String::new(), value)]);
         }
+        #[rustfmt::skip]
+        let pools: [PoolFamily; 8] = [
+            ("mcp_db_retries_total", "counter", "Work retried on a fresh connection after a disconnect.", &|p| load(&p.retries)),
+            ("mcp_db_disconnects_total", "counter", "Database connections found lost.", &|p| load(&p.disconnects)),
+            ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", &|p| p.permits.capacity as f64),
+            ("mcp_pool_open", "gauge", "Open database connections.", &|p| p.gauges().0 as f64),
+            ("mcp_pool_idle", "gauge", "Idle pooled connections.", &|p| p.gauges().1 as f64),
+            ("mcp_pool_in_use", "gauge", "Checked-out connections.", &|p| p.gauges().2.in_use as f64),
+            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", &|p| p.gauges().2.waiting as f64),
+            ("mcp_fair_share_waiters", "gauge", "Calls waiting because their analyst holds its whole share.", &|p| p.gauges().2.waiting_for_own as f64),
+        ];
+        for (name, kind, help, value) in pools {
+            write_family(&mut out, name, kind, help, &per_pool(value));
+        }
         out
     }
 }
+
+/// A metric family with one sample per database pool: name, type, help, and how to read it.
+type PoolFamily<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(&Pool) -> f64);
 
 /// One metric family: its HELP and TYPE lines, then one sample per label set ("" = no labels).
 fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
@@ -11359,6 +11828,8 @@ struct CallRecord<'a> {
     sql: Option<&'a str>,
     /// The analyst's own database role (MCP_ANALYST_ROLES); None: the login role.
     db_role: Option<String>,
+    /// The database the call worked in, when the databases are named (MCP_DATABASES).
+    database: Option<&'a str>,
 }
 
 impl CallRecord<'_> {
@@ -11371,6 +11842,9 @@ impl CallRecord<'_> {
         fields.insert("via".into(), json!(self.caller.via));
         if let Some(client) = &self.caller.client {
             fields.insert("client".into(), json!(client));
+        }
+        if let Some(database) = self.database {
+            fields.insert("database".into(), json!(database));
         }
         if let Some(role) = &self.db_role {
             fields.insert("db_role".into(), json!(role));
@@ -11992,13 +12466,15 @@ fn verify_audit_file(
 
 /// Everything a request can reach. Built once and leaked: it lives as long as the process.
 struct App {
+    /// The server-wide configuration (each database serves with its own: `Database::config`).
     config: Config,
     /// `resultType` and `_meta` of every 2026-07-28 result (see modern_result_fields).
     modern_result_fields: String,
     auth: Auth,
     /// The OAuth resource + authorization server; None when MCP_OAUTH=off.
     oauth: Option<OAuth>,
-    pool: Pool,
+    /// Every database with its pool; tool calls pick one (see Several databases).
+    databases: Databases,
     audit_log: Option<AuditLog>,
     rates: RateLimiter,
     metrics: Metrics,
@@ -12265,7 +12741,7 @@ fn serve(env: EnvLookup) {
     let app: &'static App = Box::leak(Box::new(App {
         auth: Auth::new(&config),
         oauth,
-        pool: Pool::new(&config),
+        databases: Databases::new(&config),
         audit_log,
         rates: RateLimiter::new(config.rate_per_caller),
         metrics: Metrics::default(),
@@ -12285,7 +12761,11 @@ fn serve(env: EnvLookup) {
     if let Some(oauth) = &app.oauth {
         spawn_background("oauth-housekeeping", move || oauth.housekeeping());
     }
-    spawn_background("query-watchdog", move || app.pool.watchdog.run(&app.pool));
+    for database in app.databases.all() {
+        spawn_background("query-watchdog", move || {
+            database.pool.watchdog.run(&database.pool)
+        });
+    }
     if let Some(audit_log) = &app.audit_log {
         if audit_log.config.fsync == AuditFsync::Interval {
             spawn_background("audit-fsync", move || audit_log.sync_every_second());
@@ -12295,7 +12775,9 @@ fn serve(env: EnvLookup) {
         std::thread::sleep(
             (app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
         );
-        app.pool.reap_idle();
+        for database in app.databases.all() {
+            database.pool.reap_idle();
+        }
     });
     let address = listener
         .local_addr()
@@ -12316,20 +12798,24 @@ fn serve(env: EnvLookup) {
             ("version", VERSION),
         ],
     );
-    for warning in &app.config.database.warnings {
-        log_event("warn", warning, &[]);
-    }
-    // Check the database (and with it the role) without delaying /healthz; a tool call that
-    // arrives first runs the same check in its own connect, before any query.
-    spawn_background("startup-probe", move || {
-        if let Err(e) = app.pool.probe() {
-            log_event(
-                "warn",
-                "database not reachable at start-up; serving anyway, the role is checked on first connect",
-                &[("error", &e.message), ("reason", e.reason)],
-            );
+    for database in app.databases.all() {
+        for warning in &database.config.database.warnings {
+            log_event("warn", warning, &[("database", &database.name)]);
         }
-    });
+    }
+    // Check each database (and with it the role) without delaying /healthz; a tool call that
+    // arrives first runs the same check in its own connect, before any query.
+    for database in app.databases.all() {
+        spawn_background("startup-probe", move || {
+            if let Err(e) = database.pool.probe() {
+                log_event(
+                    "warn",
+                    "database not reachable at start-up; serving anyway, the role is checked on first connect",
+                    &[("database", &database.name), ("error", &e.message), ("reason", e.reason)],
+                );
+            }
+        });
+    }
     accept_loop(app, &listener);
     drain(app);
 }
@@ -12388,10 +12874,12 @@ fn drain(app: &'static App) {
     let finished = app
         .connection_slots
         .wait_idle(Instant::now() + app.config.shutdown_grace);
-    if !finished {
-        app.pool.watchdog.cancel_all(&app.pool);
+    for database in app.databases.all() {
+        if !finished {
+            database.pool.watchdog.cancel_all(&database.pool);
+        }
+        database.pool.discard_idle();
     }
-    app.pool.discard_idle();
     if let Some(audit_log) = &app.audit_log {
         audit_log.record_stop();
     }
@@ -13077,7 +13565,7 @@ mod tests {
             ),
             (
                 json!({ "sql": "x", "other": 1 }),
-                "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns)",
+                "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns, database)",
             ),
         ] {
             assert_eq!(check(args).err().as_deref(), Some(error));
@@ -13989,5 +14477,44 @@ CkEpgUtEWNoaFY+f6dB2brfYBAw=
         assert!(!oauth.resource_acceptable("https://a.example/MCP"));
         assert!(!oauth.resource_acceptable("https://a.example.evil/mcp"));
         assert_eq!(oauth.database, "db");
+    }
+
+    #[test]
+    fn databases_parse_from_a_list_and_from_a_file() {
+        let none = |_: &str| None;
+        let list = parse_database_list(
+            "fleet=postgresql://u@h/fleet; finance=host=h dbname=fin user=u",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|d| (d.name.as_str(), d.label.as_str()))
+                .collect::<Vec<_>>(),
+            [("fleet", "fleet"), ("finance", "finance")]
+        );
+        let file = "# comment\n[fleet]\nurl = postgresql://u@h/fleet\n\n[fin]\nurl = host=h dbname=fin\nlabel = Finance ledger\nmax_rows = 5\npool_max = 2\nreadable_schemas = a, b\n";
+        let parsed = parse_database_file(file, "f", &none).unwrap();
+        assert_eq!(parsed[1].label, "Finance ledger");
+        assert_eq!((parsed[1].max_rows, parsed[1].pool_max), (Some(5), Some(2)));
+        assert_eq!(
+            parsed[1].readable_schemas,
+            Some(vec!["a".into(), "b".into()])
+        );
+        for (bad, why) in [
+            ("[a]\nurl = x\nsize = 1\n", "unknown key"),
+            ("url = postgresql://h/db\n", "before the first [name]"),
+            ("[a]\nlabel = x\n", "needs url"),
+            ("[a b]\nurl = postgresql://h/db\n", "may only use"),
+            ("[a]\nurl = postgresql://h/db\nmax_rows = 0\n", "from 1 to"),
+            (
+                "[a]\nurl = postgresql://h/db\n[a]\nurl = postgresql://h/db\n",
+                "named twice",
+            ),
+            ("", "names no database"),
+        ] {
+            let error = parse_database_file(bad, "f", &none).unwrap_err().0;
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
     }
 }

@@ -385,13 +385,13 @@ def test_an_oauth_call_records_how_the_analyst_signed_in(start_server, tmp_path)
     assert verify(key, log).returncode == 0
 
 
-def test_every_audit_and_analyst_variable_is_in_help_and_the_readme_table():
+def test_every_audit_analyst_and_databases_variable_is_in_help_and_the_readme_table():
     from conftest import REPO
     import re
     help_text = run_binary(["--help"]).stdout
     readme = (REPO / "README.md").read_text()
-    names = re.findall(r"^  (MCP_(?:AUDIT|ANALYST)\w*)", help_text, re.M)
-    assert len(names) == 8, names
+    names = re.findall(r"^  (MCP_(?:AUDIT|ANALYST|DATABASES)\w*)", help_text, re.M)
+    assert len(names) == 10, names
     for name in names:
         assert f"| `{name}` |" in readme, f"{name} is missing from the README configuration table"
     assert "verify-audit" in help_text

@@ -11,7 +11,7 @@ from conftest import run_binary
 
 HANDSHAKE_VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25"]
 LATEST_HANDSHAKE = "2025-11-25"
-TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table"}
+TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table", "list_databases"}
 ANNOTATIONS = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
 
 
@@ -90,7 +90,7 @@ def test_no_version_header_works_as_2025_03_26(server):
 @pytest.mark.parametrize("version", HANDSHAKE_VERSIONS)
 def test_each_supported_version_header_is_served(server, version):
     env = server.rpc("tools/list", version_header=version)
-    assert len(env["result"]["tools"]) == 6
+    assert len(env["result"]["tools"]) == 7
 
 
 @pytest.mark.parametrize("bad", ["2099-01-01", "2024-11-05", "garbage", ""])
@@ -280,13 +280,15 @@ def test_each_tool_is_fully_described(tools, name):
         assert t["annotations"][k] is v
 
 
+# format: compact results (issue 12); database: several databases (issue 13); both optional
 @pytest.mark.parametrize("name,required,optional", [
-    ("query", {"sql"}, {"max_rows", "format"}),  # format: compact results (issue 12), optional
-    ("list_schemas", set(), set()),
-    ("list_tables", {"schema"}, set()),
-    ("describe_table", {"schema", "table"}, set()),
-    ("list_functions", set(), {"schema"}),
-    ("sample_table", {"schema", "table"}, {"n", "format"}),
+    ("query", {"sql"}, {"max_rows", "format", "database"}),
+    ("list_schemas", set(), {"database"}),
+    ("list_tables", {"schema"}, {"database"}),
+    ("describe_table", {"schema", "table"}, {"database"}),
+    ("list_functions", set(), {"schema", "database"}),
+    ("sample_table", {"schema", "table"}, {"n", "format", "database"}),
+    ("list_databases", set(), set()),
 ])
 def test_tool_arguments_match_the_seed(tools, name, required, optional):
     schema = tools[name]["inputSchema"]
