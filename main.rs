@@ -4709,12 +4709,19 @@ const SUPPORTED_VERSIONS: [&str; 4] = ["2026-07-28", "2025-11-25", "2025-06-18",
 const CACHE_TTL_MS: u64 = 3_600_000;
 
 const INSTRUCTIONS: &str = "Read-only access to an analytics PostgreSQL database. \
-Typical flow: list_schemas → list_tables(schema) → describe_table(schema, table) → query(sql). \
+Typical flow: search_objects(query) finds tables, views, columns and functions by name or comment \
+(\"which table has fuel costs?\" -> search_objects {query: \"fuel cost\"}); or browse with \
+list_schemas -> list_tables(schema). describe_table(schema, table) gives the columns and keys; \
+find_join_path(from, to) gives the ready-to-paste JOIN ... ON ... between two tables over their \
+foreign keys; profile_columns(schema, table) shows what the columns hold (nulls, distinct and most \
+common values, min/max, quantiles) from statistics without scanning; then query(sql). \
+explain(sql) shows the plan of a slow or heavy query (analyze: true measures it). \
 `query` runs one SELECT / WITH / VALUES / TABLE statement in PostgreSQL syntax inside a read-only \
 transaction that is always rolled back; nothing can be changed. Results are capped (max_rows, \
 default 1000; truncated=true says a cap was hit, so aggregate or filter instead of paging through \
 raw rows). For many rows pass format=csv (or arrays): the same exact values in about half the \
-tokens, so about twice the rows fit. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
+tokens, so about twice the rows fit. Listings too big for one answer are paged: pass next_cursor \
+back as cursor. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
@@ -5603,7 +5610,6 @@ struct Param {
 }
 
 #[derive(Clone, Copy)]
-#[allow(dead_code)] // Flag and Names are for the analyst tools' options (issue 12)
 enum ParamKind {
     /// A string; `default` is only advertised (the tool applies it, see list_functions).
     Text { default: Option<&'static str> },
@@ -5612,12 +5618,17 @@ enum ParamKind {
     /// true or false, `default` when absent.
     Flag { default: bool },
     /// One of `choices`, `default` when absent.
+    #[allow(dead_code)] // for query/sample_table's `format` (issue 12, second part)
     Choice {
         choices: &'static [&'static str],
         default: &'static str,
     },
-    /// A list of at most `max` strings; absent means the tool's own default (say, every column).
-    Names { max: usize },
+    /// A list of at most `max` strings, each one of `choices` unless that is empty; absent means
+    /// the tool's own default (say, every column).
+    Names {
+        max: usize,
+        choices: &'static [&'static str],
+    },
 }
 
 const SCHEMA_PARAM: Param = Param {
@@ -5644,6 +5655,13 @@ const TABLE_PARAM: Param = Param {
     required: true,
     description:
         "Table, view or materialized view name, exactly as list_tables shows it (no quoting)",
+};
+
+const CURSOR_PARAM: Param = Param {
+    name: "cursor",
+    kind: ParamKind::Text { default: None },
+    required: false,
+    description: "next_cursor from the previous answer, to continue a listing that did not fit (leave out to start)",
 };
 
 static TOOLS: &[ToolSpec] = &[
@@ -5677,8 +5695,9 @@ static TOOLS: &[ToolSpec] = &[
         name: "list_schemas",
         title: "List readable schemas",
         description: "List the schemas this server can read, with how many tables, views, materialized views and \
-            functions each holds and its comment. Start here.",
-        params: &[],
+            functions each holds and its comment. Start here (in a big database, search_objects finds tables by name \
+            or comment directly).",
+        params: &[CURSOR_PARAM],
         output_schema: list_schemas_output_schema,
         run: tool_list_schemas,
     },
@@ -5686,8 +5705,10 @@ static TOOLS: &[ToolSpec] = &[
         name: "list_tables",
         title: "List tables in a schema",
         description: "List the tables, views, materialized views, partitioned and foreign tables of one readable \
-            schema, with each one's kind, estimated row count (from statistics, may be approximate or null) and comment.",
-        params: &[SCHEMA_PARAM],
+            schema, with each one's kind, estimated row count (from statistics, may be approximate or null) and comment. \
+            A schema too big for one answer is paged: truncated=true with next_cursor; in a schema of thousands of \
+            tables, search_objects finds the right one faster.",
+        params: &[SCHEMA_PARAM, CURSOR_PARAM],
         output_schema: list_tables_output_schema,
         run: tool_list_tables,
     },
@@ -5697,8 +5718,8 @@ static TOOLS: &[ToolSpec] = &[
         description: "Describe one table, view or materialized view: its columns in order with type, nullability, \
             default, comment and whether you may read it (readable=false: withheld personal data; name only readable \
             columns, SELECT * is refused), its primary key and its foreign keys (what each references). Use it before \
-            writing a query.",
-        params: &[SCHEMA_PARAM, TABLE_PARAM],
+            writing a query. A table with more columns than fit one answer is paged (next_cursor).",
+        params: &[SCHEMA_PARAM, TABLE_PARAM, CURSOR_PARAM],
         output_schema: describe_table_output_schema,
         run: tool_describe_table,
     },
@@ -5715,7 +5736,8 @@ static TOOLS: &[ToolSpec] = &[
             },
             required: false,
             description: "Schema name (default 'reporting')",
-        }],
+        },
+        CURSOR_PARAM],
         output_schema: list_functions_output_schema,
         run: tool_list_functions,
     },
@@ -5738,6 +5760,81 @@ static TOOLS: &[ToolSpec] = &[
         ],
         output_schema: query_output_schema,
         run: tool_sample_table,
+    },
+    ToolSpec {
+        name: "explain",
+        title: "Explain a query's plan",
+        description: "Show how PostgreSQL would run one read-only statement (any statement query accepts; pass it without \
+            EXPLAIN): PostgreSQL's EXPLAIN (FORMAT JSON, VERBOSE) plan plus a compact summary — total estimated cost \
+            and rows, the most expensive plan nodes, sequential scans of big tables with the indexes those tables have, \
+            and with analyze: true the actual rows and time per node and the worst row-estimate misses. analyze runs \
+            the statement (read-only, rolled back, under the statement timeout) but never returns its rows. Use it when \
+            a query is slow or before running a heavy one.",
+        params: &[
+            Param { name: "sql", kind: ParamKind::Text { default: None }, required: true, description: "One SELECT/WITH/VALUES/TABLE statement, without EXPLAIN" },
+            Param { name: "analyze", kind: ParamKind::Flag { default: false }, required: false, description: "Run the statement to measure actual rows and time (EXPLAIN ANALYZE)" },
+            Param { name: "buffers", kind: ParamKind::Flag { default: false }, required: false, description: "Add buffer usage (EXPLAIN BUFFERS; per node with analyze)" },
+        ],
+        output_schema: explain_output_schema,
+        run: tool_explain,
+    },
+    ToolSpec {
+        name: "profile_columns",
+        title: "Profile the columns of a table",
+        description: "What the columns of a table, view or materialized view hold, from PostgreSQL's statistics \
+            (pg_stats) at no scan cost: null fraction, estimated number of distinct values, most common values with \
+            their frequencies, min and max, quantiles p10-p90 (from the histogram, which leaves the most common values \
+            out), average width in bytes and physical order correlation, and when the table was last analysed. A \
+            column without statistics (never analysed, a view) says so; sample: true also reads a bounded sample \
+            (TABLESAMPLE, at most 10,000 rows) for exact null fraction, distinct count, min/max and top values. \
+            Columns the role may not read are listed as readable=false and not profiled. Wide tables are paged \
+            (next_cursor).",
+        params: &[
+            SCHEMA_PARAM,
+            TABLE_PARAM,
+            Param { name: "columns", kind: ParamKind::Names { max: 1600, choices: &[] }, required: false, description: "Columns to profile, exact names (default: all)" },
+            Param { name: "sample", kind: ParamKind::Flag { default: false }, required: false, description: "Also read a bounded sample of the rows for exact figures (costs a scan of up to 10,000 rows)" },
+            CURSOR_PARAM,
+        ],
+        output_schema: profile_columns_output_schema,
+        run: tool_profile_columns,
+    },
+    ToolSpec {
+        name: "find_join_path",
+        title: "Find how two tables join",
+        description: "The shortest foreign-key paths between two tables, following keys in either direction, up to \
+            max_hops joins (default 3, at most 6): each path as ready-to-paste SQL (FROM a JOIN b ON ...) with every \
+            hop's cardinality (many-to-one, one-to-many, one-to-one). Composite keys give multi-column ON clauses; \
+            from = to gives the self-joins of self-referencing keys. Name tables as schema.table, quoting names that \
+            need it (\"Sales\".\"Customers\"); a bare name is looked up in every readable schema.",
+        params: &[
+            Param { name: "from", kind: ParamKind::Text { default: None }, required: true, description: "Table to start from: schema.table" },
+            Param { name: "to", kind: ParamKind::Text { default: None }, required: true, description: "Table to reach: schema.table" },
+            Param { name: "max_hops", kind: ParamKind::Integer { default: DEFAULT_JOIN_HOPS, min: 1 }, required: false, description: "Most joins in a path (at most 6)" },
+        ],
+        output_schema: find_join_path_output_schema,
+        run: tool_find_join_path,
+    },
+    ToolSpec {
+        name: "search_objects",
+        title: "Search tables, columns and functions",
+        description: "Find schemas, tables, views, materialized views, foreign tables, columns and functions by name \
+            and by comment: the quickest way into a big or unfamiliar database (\"which table has fuel costs?\" -> \
+            query \"fuel cost\"). Ranked: exact name, name prefix, name containing every word, comment containing \
+            every word, then names or comments containing some of the words, most words first (a word also matches its \
+            plural). Each hit has its kind, schema, table (for columns), name, \
+            qualified_name (ready to paste), type (the data type of a column, the result of a function), comment \
+            (cut to 300 characters) and the estimated rows of its table. limit hits per answer (default 20, at \
+            most 100); next_cursor continues.",
+        params: &[
+            Param { name: "query", kind: ParamKind::Text { default: None }, required: true, description: "Words to look for in names and comments, e.g. \"fuel cost\"" },
+            Param { name: "kinds", kind: ParamKind::Names { max: 7, choices: SEARCH_KINDS }, required: false, description: "Only these kinds of object (default: all; 'table' includes partitioned tables)" },
+            Param { name: "schema", kind: ParamKind::Text { default: None }, required: false, description: "Only this schema (default: every readable schema)" },
+            Param { name: "limit", kind: ParamKind::Integer { default: DEFAULT_SEARCH_LIMIT, min: 1 }, required: false, description: "Most hits per answer (at most 100)" },
+            CURSOR_PARAM,
+        ],
+        output_schema: search_objects_output_schema,
+        run: tool_search_objects,
     },
     ToolSpec {
         name: "list_databases",
@@ -5786,10 +5883,14 @@ fn input_schema(tool: &ToolSpec) -> Value {
             ParamKind::Choice { choices, default } => {
                 json!({ "type": "string", "enum": choices, "default": default, "description": param.description })
             }
-            ParamKind::Names { max } => json!({
-                "type": "array", "items": { "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS },
-                "maxItems": max, "description": param.description
-            }),
+            ParamKind::Names { max, choices } => {
+                let items = if choices.is_empty() {
+                    json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS })
+                } else {
+                    json!({ "type": "string", "enum": choices })
+                };
+                json!({ "type": "array", "items": items, "maxItems": max, "description": param.description })
+            }
         };
         properties.insert(param.name.to_string(), schema);
     }
@@ -5900,13 +6001,25 @@ fn object_list_schema(key: &str, item_properties: Value) -> Value {
     })
 }
 
+/// The fields every paged answer ends with (see Paged answers).
+fn with_paging(mut schema: Value) -> Value {
+    let properties = &mut schema["properties"];
+    properties["truncated"] = json!({ "type": "boolean" });
+    properties["truncated_reason"] = json!({ "type": ["string", "null"],
+        "enum": ["max_bytes", "limit", "max_columns", null],
+        "description": "why the answer stopped early: the byte budget, the caller's limit, or the page of columns" });
+    properties["next_cursor"] = json!({ "type": ["string", "null"],
+        "description": "pass as cursor (same other arguments) for the rest" });
+    schema
+}
+
 fn list_schemas_output_schema() -> Value {
     let count = json!({ "type": "integer" });
-    object_list_schema(
+    with_paging(object_list_schema(
         "schemas",
         json!({ "schema": { "type": "string" }, "tables": count, "views": count, "materialized_views": count,
                 "functions": count, "comment": { "type": ["string", "null"] } }),
-    )
+    ))
 }
 
 fn list_tables_output_schema() -> Value {
@@ -5916,13 +6029,13 @@ fn list_tables_output_schema() -> Value {
                 "estimated_rows": { "type": ["integer", "null"] }, "comment": { "type": ["string", "null"] } }),
     );
     schema["properties"]["schema"] = json!({ "type": "string" });
-    schema
+    with_paging(schema)
 }
 
 fn describe_table_output_schema() -> Value {
     let text = json!({ "type": "string" });
     let names = json!({ "type": "array", "items": { "type": "string" } });
-    json!({
+    let schema = json!({
         "type": "object",
         "properties": {
             "schema": text, "table": text, "kind": text, "comment": { "type": ["string", "null"] },
@@ -5936,7 +6049,8 @@ fn describe_table_output_schema() -> Value {
                 "references": { "type": "object", "properties": { "schema": text, "table": text, "columns": names } } } } },
         },
         "required": ["schema", "table", "kind", "columns", "primary_key", "foreign_keys"],
-    })
+    });
+    with_paging(schema)
 }
 
 fn list_databases_output_schema() -> Value {
@@ -5957,7 +6071,99 @@ fn list_functions_output_schema() -> Value {
                 "kind": { "type": "string" }, "comment": { "type": ["string", "null"] } }),
     );
     schema["properties"]["schema"] = json!({ "type": "string" });
-    schema
+    with_paging(schema)
+}
+
+fn explain_output_schema() -> Value {
+    let number = json!({ "type": "number" });
+    let integer = json!({ "type": "integer" });
+    let text_or_null = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "properties": {
+            "analyzed": { "type": "boolean" },
+            "summary": { "type": "object", "properties": {
+                "total_cost": number, "startup_cost": number, "estimated_rows": integer,
+                "actual_rows": integer, "planning_time_ms": number, "execution_time_ms": number,
+                "buffers": { "type": "object" },
+                "most_expensive": { "type": "array", "items": { "type": "object", "properties": {
+                    "node": { "type": "string" }, "relation": text_or_null, "self_cost": number, "cost_share": number,
+                    "estimated_rows": integer, "actual_rows": integer, "loops": integer, "self_time_ms": number,
+                    "condition": text_or_null } } },
+                "seq_scans": { "type": "array", "items": { "type": "object", "properties": {
+                    "relation": { "type": "string" }, "relation_rows": { "type": ["integer", "null"] },
+                    "relation_pages": integer, "estimated_rows": integer, "filter": text_or_null,
+                    "indexes": { "type": "array", "items": { "type": "string" } } } } },
+                "estimate_misses": { "type": "array", "items": { "type": "object", "properties": {
+                    "node": { "type": "string" }, "relation": text_or_null, "estimated_rows": integer,
+                    "actual_rows": integer, "factor": number,
+                    "direction": { "type": "string", "enum": ["underestimate", "overestimate"] } } } },
+            } },
+            "plan": { "type": ["array", "null"], "description": "PostgreSQL's EXPLAIN (FORMAT JSON, VERBOSE) output without the per-node Output lists; null when it does not fit the budget" },
+            "truncated": { "type": "boolean" },
+            "truncated_reason": { "type": ["string", "null"], "enum": ["max_bytes", null] },
+        },
+        "required": ["analyzed", "summary", "plan", "truncated", "truncated_reason"],
+    })
+}
+
+fn profile_columns_output_schema() -> Value {
+    let fraction = json!({ "type": ["number", "null"] });
+    let values = json!({ "type": ["array", "null"], "items": { "type": "object" } });
+    with_paging(json!({
+        "type": "object",
+        "properties": {
+            "schema": { "type": "string" }, "table": { "type": "string" }, "kind": { "type": "string" },
+            "estimated_rows": { "type": ["integer", "null"] },
+            "analyzed_at": { "type": ["string", "null"], "description": "when statistics were last gathered (UTC)" },
+            "sample": { "type": ["object", "null"], "properties": {
+                "method": { "type": "string" }, "percent": fraction, "rows": { "type": "integer" }, "max_rows": { "type": "integer" } } },
+            "columns": { "type": "array", "items": { "type": "object", "properties": {
+                "name": { "type": "string" }, "type": { "type": "string" }, "readable": { "type": "boolean" },
+                "statistics": { "type": "boolean" }, "note": { "type": "string" },
+                "null_fraction": fraction, "estimated_distinct": { "type": ["integer", "null"] },
+                "most_common": values, "quantiles": { "type": ["object", "null"] },
+                "average_width": { "type": ["integer", "null"] }, "correlation": fraction,
+                "sample": { "type": "object", "properties": {
+                    "null_fraction": { "type": "number" }, "distinct": { "type": "integer" }, "most_common": values } },
+            }, "required": ["name", "type", "readable", "statistics"] } },
+        },
+        "required": ["schema", "table", "kind", "columns"],
+    }))
+}
+
+fn find_join_path_output_schema() -> Value {
+    let text = json!({ "type": "string" });
+    json!({
+        "type": "object",
+        "properties": {
+            "from": text, "to": text, "max_hops": { "type": "integer" },
+            "paths": { "type": "array", "items": { "type": "object", "properties": {
+                "hops": { "type": "integer" }, "join": text,
+                "steps": { "type": "array", "items": { "type": "object", "properties": {
+                    "from": text, "to": text, "constraint": text, "on": text,
+                    "cardinality": { "type": "string", "enum": ["many-to-one", "one-to-many", "one-to-one"] } } } } } } },
+            "note": { "type": ["string", "null"] },
+        },
+        "required": ["from", "to", "max_hops", "paths", "note"],
+    })
+}
+
+fn search_objects_output_schema() -> Value {
+    let text_or_null = json!({ "type": ["string", "null"] });
+    with_paging(json!({
+        "type": "object",
+        "properties": {
+            "query": { "type": "string" },
+            "hits": { "type": "array", "items": { "type": "object", "properties": {
+                "kind": { "type": "string" }, "schema": { "type": "string" }, "table": text_or_null,
+                "name": { "type": "string" }, "qualified_name": { "type": "string" }, "type": text_or_null,
+                "comment": text_or_null, "estimated_rows": { "type": ["integer", "null"] },
+                "match": { "type": "string", "enum": ["exact", "prefix", "substring", "comment", "some words"] } } } },
+            "total_matches": { "type": "integer" },
+        },
+        "required": ["query", "hits", "total_matches"],
+    }))
 }
 
 /// Validated arguments, defaults filled in.
@@ -5970,12 +6176,10 @@ impl Arguments {
     fn integer(&self, name: &str) -> i64 {
         self.0.get(name).and_then(Value::as_i64).unwrap_or(0)
     }
-    #[allow(dead_code)] // for the analyst tools' options (issue 12)
     fn flag(&self, name: &str) -> bool {
         self.0.get(name).and_then(Value::as_bool).unwrap_or(false)
     }
     /// A Names argument; None when the caller left it out.
-    #[allow(dead_code)] // for the analyst tools' options (issue 12)
     fn names(&self, name: &str) -> Option<Vec<&str>> {
         let items = self.0.get(name)?.as_array()?;
         Some(items.iter().filter_map(Value::as_str).collect())
@@ -6057,15 +6261,31 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
             (ParamKind::Choice { choices, .. }, Some(_)) => {
                 return Err(wrong(&format!("one of {}", choices.join(", "))))
             }
-            (ParamKind::Names { max }, Some(Value::Array(items)))
+            (ParamKind::Names { max, choices }, Some(Value::Array(items)))
                 if items.len() <= max
                     && items
                         .iter()
                         .all(|i| i.as_str().is_some_and(|t| !too_long(t))) =>
             {
-                Some(Value::Array(items.clone()))
+                let unknown = items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .find(|item| !choices.is_empty() && !choices.contains(item));
+                if let Some(unknown) = unknown {
+                    return Err(wrong(&format!(
+                        "a list of {} (not {unknown:?})",
+                        choices.join(", ")
+                    )));
+                }
+                let mut distinct: Vec<Value> = Vec::with_capacity(items.len());
+                for item in items {
+                    if !distinct.contains(item) {
+                        distinct.push(item.clone());
+                    }
+                }
+                Some(Value::Array(distinct))
             }
-            (ParamKind::Names { max }, Some(_)) => {
+            (ParamKind::Names { max, .. }, Some(_)) => {
                 return Err(wrong(&format!("a list of at most {max} strings")))
             }
         };
@@ -6140,8 +6360,9 @@ enum ToolFailure {
     Unaudited(String),
     /// The caller may not work as any database role (MCP_ANALYST_ROLES), or changed it.
     Forbidden(String),
-    /// An answer larger than the result budget that cannot be truncated meaningfully.
-    TooLarge(String),
+    /// An argument the schema cannot express is wrong (a cursor from another call, a bad
+    /// "schema.table"): answered as JSON-RPC -32602, like every other bad argument.
+    InvalidArgument(String),
     /// MCP_MAX_PLAN_COST: the planner's estimate (None: unreadable plan) is above the limit.
     TooCostly { estimate: Option<f64>, limit: f64 },
 }
@@ -6179,7 +6400,7 @@ impl std::fmt::Display for ToolFailure {
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
             ToolFailure::NotFound(what)
             | ToolFailure::Forbidden(what)
-            | ToolFailure::TooLarge(what) => write!(f, "{what}"),
+            | ToolFailure::InvalidArgument(what) => write!(f, "{what}"),
             ToolFailure::Unaudited(why) => write!(
                 f,
                 "audit log unavailable ({why}); the answer is withheld because this server does not serve unaudited calls (MCP_AUDIT_ON_FAILURE=refuse)"
@@ -6227,7 +6448,7 @@ impl ToolFailure {
             ToolFailure::NotFound(_) => "not_found",
             ToolFailure::Unaudited(_) => "unaudited",
             ToolFailure::Forbidden(_) => "forbidden",
-            ToolFailure::TooLarge(_) => "too_large",
+            ToolFailure::InvalidArgument(_) => "invalid_argument",
             ToolFailure::TooCostly { .. } => "too_costly",
         }
     }
@@ -6289,6 +6510,9 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         outcome,
     );
     Ok(match outcome {
+        Err(ToolFailure::InvalidArgument(why)) => {
+            return Err(RpcError::invalid_params(format!("{}: {why}", tool.name)))
+        }
         Ok(output) => tool_result(&output),
         Err(failure) => {
             // A database error may quote the analyst's input (an invalid literal, say): cut it.
@@ -6569,27 +6793,55 @@ fn tool_list_databases(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutpu
     ))
 }
 
-fn tool_list_schemas(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+fn tool_list_schemas(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let readable = ctx.config().readable_schemas.clone();
-    let budget = ctx.config().max_result_bytes;
-    let listing =
-        ctx.read_only(|session| session.listing(&LIST_SCHEMAS_SQL, &[&readable], budget))?;
-    listing
-        .unwrap_or_else(|| Listing::Json(r#"{"schemas":[]}"#.into()))
-        .into_output("the list of schemas", budget)
+    let after = cursor_text(args, "list_schemas", &[])?;
+    let limits =
+        PageLimits::new(ctx.config().max_result_bytes).leaving_room(16, "list_schemas", &[]);
+    let page = ctx.read_only(|session| {
+        session.json_page(
+            &LIST_SCHEMAS_SQL,
+            &[&readable, &after, &limits.comment_chars, &limits.rows],
+            &limits,
+        )
+    })?;
+    let head = format!(r#"{{"schemas":[{}]"#, page.items);
+    Ok(page.finish(head, "list_schemas", &[]))
 }
 
 fn tool_list_tables(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
     let schema = args.text("schema").unwrap_or("");
     let readable = ctx.config().readable_schemas.clone();
-    let budget = ctx.config().max_result_bytes;
-    let listing = ctx.read_only(|session| {
-        match session.listing(&LIST_TABLES_SQL, &[&readable, &schema], budget)? {
-            Some(listing) => Ok(Ok(listing)),
-            None => Ok(Err(schema_not_readable(session, &readable, schema)?)),
+    let after = cursor_text(args, "list_tables", &[schema])?;
+    let limits = PageLimits::new(ctx.config().max_result_bytes).leaving_room(
+        32 + schema.len() * 2,
+        "list_tables",
+        &[schema],
+    );
+    let page = ctx.read_only(|session| {
+        let page = session.json_page(
+            &LIST_TABLES_SQL,
+            &[
+                &readable,
+                &schema,
+                &after,
+                &limits.comment_chars,
+                &limits.rows,
+            ],
+            &limits,
+        )?;
+        // No rows: an empty schema, or one that is not there (or not readable).
+        if page.count == 0 && !schema_is_readable(session, &readable, schema)? {
+            return Ok(Err(schema_not_readable(session, &readable, schema)?));
         }
+        Ok(Ok(page))
     })??;
-    listing.into_output("the list of this schema's tables", budget)
+    let head = format!(
+        r#"{{"schema":{},"tables":[{}]"#,
+        json_text(schema),
+        page.items
+    );
+    Ok(page.finish(head, "list_tables", &[schema]))
 }
 
 fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -6598,14 +6850,43 @@ fn tool_describe_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         args.text("table").unwrap_or(""),
     );
     let readable = ctx.config().readable_schemas.clone();
-    let budget = ctx.config().max_result_bytes;
-    let listing = ctx.read_only(|session| {
-        match session.listing(&DESCRIBE_TABLE_SQL, &[&readable, &schema, &table], budget)? {
-            Some(listing) => Ok(Ok(listing)),
-            None => Ok(Err(relation_not_found(session, &readable, schema, table)?)),
-        }
+    let after = cursor_number(args, "describe_table", &[schema, table])?;
+    let limits = PageLimits::new(ctx.config().max_result_bytes).leaving_room(
+        32,
+        "describe_table",
+        &[schema, table],
+    );
+    let (head, keys, page) = ctx.read_only(|session| {
+        let found = session.client.query_opt(
+            DESCRIBE_TABLE_SQL.as_str(),
+            &[&readable, &schema, &table, &limits.comment_chars],
+        )?;
+        let Some(row) = found else {
+            return Ok(Err(relation_not_found(session, &readable, schema, table)?));
+        };
+        let (oid, head, keys): (u32, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        // The header and the keys are small: compacted, they leave the budget to the columns.
+        let columns_limits = PageLimits {
+            budget: limits
+                .budget
+                .saturating_sub((head.len() + keys.len()) as u64),
+            ..limits
+        };
+        let page = session.json_page(
+            &DESCRIBE_COLUMNS_SQL,
+            &[&oid, &after, &limits.comment_chars, &limits.rows],
+            &columns_limits,
+        )?;
+        Ok(Ok((compact_json(&head), compact_json(&keys), page)))
     })??;
-    listing.into_output("the description of this table", budget)
+    let head = format!(
+        r#"{},"columns":[{}],{}"#,
+        object_body_open(&head),
+        page.items,
+        object_body(&keys)
+    );
+    Ok(page.finish(head, "describe_table", &[schema, table]))
 }
 
 fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -6613,30 +6894,50 @@ fn tool_list_functions(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
     let wanted = explicit.clone().unwrap_or_else(|| "reporting".into());
     let fall_back = explicit.is_none();
     let readable = ctx.config().readable_schemas.clone();
-    let budget = ctx.config().max_result_bytes;
-    let listing = ctx.read_only(|session| {
-        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&readable, &wanted, &fall_back];
-        match session.listing(&LIST_FUNCTIONS_SQL, &params, budget)? {
-            Some(listing) => Ok(Ok(listing)),
-            None => Ok(Err(schema_not_readable(session, &readable, &wanted)?)),
-        }
+    let offset = i64::from(cursor_number(args, "list_functions", &[&wanted])?.unwrap_or(0));
+    let limits = PageLimits::new(ctx.config().max_result_bytes).leaving_room(
+        32 + wanted.len() * 2,
+        "list_functions",
+        &[&wanted],
+    );
+    let (schema, page) = ctx.read_only(|session| {
+        let chosen = session.client.query_opt(
+            CHOOSE_FUNCTION_SCHEMA_SQL.as_str(),
+            &[&readable, &wanted, &fall_back],
+        )?;
+        let Some(row) = chosen else {
+            return Ok(Err(schema_not_readable(session, &readable, &wanted)?));
+        };
+        let schema: String = row.try_get(0)?;
+        let page = session.json_page(
+            &LIST_FUNCTIONS_SQL,
+            &[
+                &readable,
+                &schema,
+                &offset,
+                &limits.comment_chars,
+                &limits.rows,
+            ],
+            &limits,
+        )?;
+        Ok(Ok((schema, page)))
     })??;
-    listing.into_output("the list of this schema's functions", budget)
+    let head = format!(
+        r#"{{"schema":{},"functions":[{}]"#,
+        json_text(&schema),
+        page.items
+    );
+    Ok(page.finish(head, "list_functions", &[&wanted]))
 }
 
-impl Listing {
-    /// The tool's answer, or — over the result budget, where a client would cut it anyway — an
-    /// error saying how to ask for less.
-    fn into_output(self, what: &str, budget: u64) -> Result<ToolOutput, ToolFailure> {
-        match self {
-            Listing::Json(json) => Ok(ToolOutput::document(json)),
-            Listing::TooLarge(size) => Err(ToolFailure::TooLarge(format!(
-                "{what} is {size} bytes, more than the result budget (MCP_MAX_RESULT_BYTES = {budget}): \
-                 query the catalog instead, with a filter and a LIMIT (pg_namespace, pg_class, pg_proc, \
-                 information_schema.columns)"
-            ))),
-        }
-    }
+fn schema_is_readable(
+    session: &mut Session,
+    readable: &Option<Vec<String>>,
+    schema: &str,
+) -> Result<bool, DbError> {
+    Ok(session
+        .json_document(&SCHEMA_IS_READABLE_SQL, &[readable, &schema])?
+        .is_some())
 }
 
 fn schema_not_readable(
@@ -6658,10 +6959,7 @@ fn relation_not_found(
     schema: &str,
     table: &str,
 ) -> Result<ToolFailure, DbError> {
-    let schema_ok = session
-        .json_document(&SCHEMA_IS_READABLE_SQL, &[readable, &schema])?
-        .is_some();
-    if !schema_ok {
+    if !schema_is_readable(session, readable, schema)? {
         return schema_not_readable(session, readable, schema);
     }
     Ok(ToolFailure::NotFound(format!(
@@ -6669,50 +6967,1784 @@ fn relation_not_found(
     )))
 }
 
-// The introspection queries. PostgreSQL builds every document (json_build_object), so values
-// arrive exactly as the catalog holds them. $1 is MCP_READABLE_SCHEMAS (NULL: every schema the
-// role has USAGE on, minus system schemas).
+// ── Paged answers ────────────────────────────────────────────────────────────────────────────
+// Catalog answers can be far larger than the result budget (20,000 tables in one schema, 1,600
+// columns in one table). They come in pages: PostgreSQL serialises each item, items are added
+// while they fit the byte budget, and an answer that stops early says so (truncated_reason
+// "max_bytes", or "limit" for a caller's limit) with a `next_cursor` to continue from. An item
+// is never cut, and every page holds at least one item, so paging always moves on (a comment
+// longer than an eighth of the budget is shortened, with "…", so one item cannot fill a page).
+// A cursor is opaque to clients: base64url of a small JSON array naming the tool, the
+// arguments that shaped the listing and the key of the last item shown. A cursor from another
+// call is refused as a bad argument (-32602) rather than silently listing something else.
+
+/// The smallest item a listing produces: bounds how many rows a page asks PostgreSQL for.
+const MIN_ITEM_BYTES: u64 = 40;
+/// The longest key a cursor carries (a name of at most 63 bytes, JSON-escaped, or a number).
+const MAX_KEY_BYTES: usize = 400;
+
+/// What one page may hold, derived from MCP_MAX_RESULT_BYTES (and a caller's limit).
+#[derive(Clone, Copy)]
+struct PageLimits {
+    budget: u64,
+    /// Most items on a page; the statement asks for one row more, so a full page knows
+    /// whether more follow.
+    items: u64,
+    rows: i64,
+    /// What a page stopped by `items` says: "max_bytes" when `items` comes from the budget,
+    /// "limit" when it is the caller's.
+    items_reason: &'static str,
+    /// Comments longer than this many characters are shortened.
+    comment_chars: i32,
+}
+
+impl PageLimits {
+    fn new(budget: u64) -> PageLimits {
+        PageLimits::with_items(budget, budget / MIN_ITEM_BYTES + 1, "max_bytes")
+    }
+
+    /// The same limits with room left for what surrounds the items: `around` bytes of the
+    /// answer's other fields, and the paging fields (whose cursor repeats the call's scope).
+    fn leaving_room(self, around: usize, tool: &str, scope: &[&str]) -> PageLimits {
+        let tail = 100 + (json!([tool, scope]).to_string().len() + MAX_KEY_BYTES) * 4 / 3;
+        PageLimits {
+            budget: self.budget.saturating_sub((around + tail) as u64),
+            ..self
+        }
+    }
+
+    /// At most `items` items (a caller's limit) and what fits the budget.
+    fn with_items(budget: u64, items: u64, items_reason: &'static str) -> PageLimits {
+        PageLimits {
+            budget,
+            items,
+            rows: i64::try_from(items.saturating_add(1)).unwrap_or(i64::MAX),
+            items_reason,
+            comment_chars: i32::try_from((budget / 8).max(64)).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// A page of JSON items, comma-joined, and where the next page starts.
+struct Page {
+    items: String,
+    count: usize,
+    /// The key of the last item shown, when more items follow.
+    next: Option<Value>,
+    truncated: Option<&'static str>,
+    /// A listing's third column, read from its first row (search_objects: total matches).
+    total: Option<i64>,
+}
+
+impl Page {
+    /// Closes an answer opened by `head` (an object missing its final `}`) with the paging
+    /// fields: truncated, truncated_reason, next_cursor.
+    fn finish(self, mut head: String, tool: &str, scope: &[&str]) -> ToolOutput {
+        let cursor = self
+            .next
+            .as_ref()
+            .map(|key| encode_cursor(tool, scope, key));
+        let _ = write!(
+            head,
+            r#","truncated":{},"truncated_reason":{},"next_cursor":{}}}"#,
+            self.truncated.is_some(),
+            self.truncated.map_or("null".to_string(), json_text),
+            cursor.as_deref().map_or("null".to_string(), json_text),
+        );
+        ToolOutput {
+            json: head,
+            text_blocks: Vec::new(),
+            rows: 0,
+            truncated: self.truncated,
+            sql: None,
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Runs a listing whose rows are (key as JSON text, item as JSON text), in order, and keeps
+    /// the items that fit the page. The statement's LIMIT is `limits.rows`, one more than a
+    /// page holds: a row past the last one kept means more follow. Rows are streamed, so a
+    /// listing far larger than the budget never sits in memory.
+    fn json_page(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+        limits: &PageLimits,
+    ) -> Result<Page, DbError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut page = Page {
+            items: String::new(),
+            count: 0,
+            next: None,
+            truncated: None,
+            total: None,
+        };
+        let mut last_key = None;
+        let mut rows = self.client.query_raw(sql, params.iter().copied())?;
+        while let Some(row) = rows.next()? {
+            let key: Option<&str> = row.try_get(0)?;
+            let item: Option<&str> = row.try_get(1)?;
+            let Some(item) = item else { continue };
+            if page.count == 0 && row.len() > 2 {
+                page.total = row.try_get(2)?;
+            }
+            if page.count > 0 {
+                let full = page.count as u64 >= limits.items;
+                if full || (page.items.len() + item.len() + 1) as u64 > limits.budget {
+                    page.truncated = Some(if full {
+                        limits.items_reason
+                    } else {
+                        "max_bytes"
+                    });
+                    page.next = last_key.take();
+                    break;
+                }
+                page.items.push(',');
+            }
+            page.items.push_str(item);
+            page.count += 1;
+            last_key = key.and_then(|k| serde_json::from_str(k).ok());
+        }
+        Ok(page)
+    }
+}
+
+/// The `cursor` argument decoded for `tool` and the arguments in `scope`: None without one.
+fn cursor_key(args: &Arguments, tool: &str, scope: &[&str]) -> Result<Option<Value>, ToolFailure> {
+    let Some(cursor) = args.text("cursor") else {
+        return Ok(None);
+    };
+    let decoded = base64_decode(cursor)
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .ok_or_else(|| {
+            ToolFailure::InvalidArgument(
+                "cursor is not one this server issued: pass next_cursor from the previous answer unchanged, or leave it out to start from the beginning".into(),
+            )
+        })?;
+    match decoded.as_array().map(Vec::as_slice) {
+        Some([Value::String(named), Value::Array(given), key])
+            if named == tool
+                && given.len() == scope.len()
+                && given.iter().zip(scope).all(|(g, s)| g.as_str() == Some(*s)) =>
+        {
+            Ok(Some(key.clone()))
+        }
+        _ => Err(foreign_cursor()),
+    }
+}
+
+fn foreign_cursor() -> ToolFailure {
+    ToolFailure::InvalidArgument(
+        "cursor belongs to another call (another tool or other arguments): repeat the call with the same arguments as the one that returned it, or leave it out".into(),
+    )
+}
+
+/// A cursor whose key is a name.
+fn cursor_text(
+    args: &Arguments,
+    tool: &str,
+    scope: &[&str],
+) -> Result<Option<String>, ToolFailure> {
+    match cursor_key(args, tool, scope)? {
+        None => Ok(None),
+        Some(Value::String(key)) => Ok(Some(key)),
+        Some(_) => Err(foreign_cursor()),
+    }
+}
+
+/// A cursor whose key is a position (a column number, an offset).
+fn cursor_number(args: &Arguments, tool: &str, scope: &[&str]) -> Result<Option<i32>, ToolFailure> {
+    match cursor_key(args, tool, scope)? {
+        None => Ok(None),
+        Some(key) => key
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(foreign_cursor),
+    }
+}
+
+fn encode_cursor(tool: &str, scope: &[&str], key: &Value) -> String {
+    base64url_encode(json!([tool, scope, key]).to_string().as_bytes())
+}
+
+/// base64url without padding (RFC 4648 §5); base64_decode reads it back.
+fn base64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// `text` as a JSON string literal.
+fn json_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    push_json_string(&mut out, text);
+    out
+}
+
+/// `{"a":1,"b":2}` → `{"a":1,"b":2` (to append further members).
+fn object_body_open(object: &str) -> &str {
+    object.trim_end().strip_suffix('}').unwrap_or(object)
+}
+
+/// `{"a":1,"b":2}` → `"a":1,"b":2`.
+fn object_body(object: &str) -> &str {
+    let open = object_body_open(object);
+    open.trim_start().strip_prefix('{').unwrap_or(open)
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Analyst tools
+// Contract: explain, profile_columns, find_join_path and search_objects answer what an analyst
+// asks around a query — which table, what its columns hold, how two tables join, why a query
+// is slow — from what PostgreSQL already knows (plans, pg_stats, the foreign-key graph, names
+// and comments), so a model spends one call and a few hundred tokens instead of trial queries.
+// They follow the six tools' conventions: database work in one read-only, rolled-back
+// transaction through ToolContext (statement timeout and watchdog included), answers within
+// the result budget (paged or truncated with a reason, never cut), -32602 for bad arguments,
+// isError with the SQLSTATE for what the database refuses. Their SQL is in Catalog queries.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+/// EXPLAIN's output column is `json`, which the driver does not decode as text by default.
+struct JsonText(String);
+
+impl<'a> postgres::types::FromSql<'a> for JsonText {
+    fn from_sql(
+        _: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<JsonText, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(JsonText(std::str::from_utf8(raw)?.to_string()))
+    }
+
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        *ty == postgres::types::Type::JSON
+    }
+}
+
+/// How a value of a column becomes JSON in the profiles: as query shows it (readable_value_sql:
+/// PostGIS values as GeoJSON and the like), else PostgreSQL's own to_json. pg_stats' most common
+/// values and histogram are rendered by array_to_json instead: PostGIS types keep no such
+/// statistics (their own ANALYZE stores extents), so nothing there needs this.
+fn value_json_sql(value: &str, column: &ProfiledColumn) -> String {
+    readable_value_sql(value, &column.type_schema, &column.type_name)
+        .unwrap_or_else(|| format!("to_json({value})"))
+}
+
+/// A name as PostgreSQL would need it written, for display: quoted unless it is plain
+/// lower-case (ready-to-paste SQL uses PostgreSQL's own quote_ident, which knows keywords).
+fn display_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_string()
+    } else {
+        quote_ident(name)
+    }
+}
+
+fn round_to(value: f64, decimals: i32) -> f64 {
+    let factor = 10f64.powi(decimals);
+    (value * factor).round() / factor
+}
+
+// ── explain ──────────────────────────────────────────────────────────────────────────────────
+
+/// Nodes listed as the most expensive, estimate misses listed.
+const EXPLAIN_TOP_NODES: usize = 5;
+const EXPLAIN_TOP_MISSES: usize = 3;
+/// A sequential scan is worth naming from this many estimated rows (or pages, when the
+/// relation was never analysed).
+const BIG_RELATION_ROWS: f64 = 10_000.0;
+const BIG_RELATION_PAGES: i64 = 1_000;
+/// Conditions quoted in the summary are cut to this many characters.
+const CONDITION_CHARS: usize = 200;
+
+fn tool_explain(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let sql = args.text("sql").unwrap_or("");
+    if lex(sql).is_ok_and(|(tokens, _)| tokens.first() == Some(&Tok::Word("explain".into()))) {
+        return Err(ToolFailure::Guard(
+            "pass the statement itself, without EXPLAIN: this tool adds it (analyze: true runs EXPLAIN ANALYZE, buffers: true adds BUFFERS)".into(),
+        ));
+    }
+    let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
+    let (analyze, buffers) = (args.flag("analyze"), args.flag("buffers"));
+    let explain = format!(
+        "EXPLAIN (FORMAT JSON, VERBOSE, ANALYZE {analyze}, BUFFERS {buffers})\n{statement}"
+    );
+    let (mut plan, relations) = ctx.read_only(|session| {
+        let JsonText(text) = session
+            .client
+            .query_one(explain.as_str(), &[])?
+            .try_get(0)?;
+        let plan: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let scanned = seq_scanned_relations(&plan);
+        let relations = if scanned.is_empty() {
+            Vec::new()
+        } else {
+            let (schemas, names): (Vec<&str>, Vec<&str>) = scanned
+                .iter()
+                .map(|(s, n)| (s.as_str(), n.as_str()))
+                .unzip();
+            session
+                .client
+                .query(RELATION_SIZES_SQL, &[&schemas, &names])?
+                .iter()
+                .map(RelationSize::from_row)
+                .collect::<Result<Vec<_>, DbError>>()?
+        };
+        Ok((plan, relations))
+    })?;
+    drop_node_outputs(&mut plan);
+    let summary = plan_summary(&plan, analyze, buffers, &relations);
+    let summary_json = summary.to_string();
+    let plan_json = plan.to_string();
+    let fits = (summary_json.len() + plan_json.len() + 128) as u64 <= ctx.config().max_result_bytes;
+    let json = format!(
+        r#"{{"analyzed":{analyze},"summary":{summary_json},"plan":{},"truncated":{},"truncated_reason":{}}}"#,
+        if fits { plan_json.as_str() } else { "null" },
+        !fits,
+        if fits { "null" } else { r#""max_bytes""# },
+    );
+    Ok(ToolOutput {
+        json,
+        text_blocks: Vec::new(),
+        rows: 0,
+        truncated: (!fits).then_some("max_bytes"),
+        sql: Some(sql.to_string()),
+    })
+}
+
+/// What the catalog says about a relation the plan reads sequentially.
+struct RelationSize {
+    schema: String,
+    name: String,
+    rows: Option<f64>,
+    pages: i64,
+    indexes: Vec<String>,
+}
+
+impl RelationSize {
+    fn from_row(row: &postgres::Row) -> Result<RelationSize, DbError> {
+        Ok(RelationSize {
+            schema: row.try_get(0)?,
+            name: row.try_get(1)?,
+            rows: row.try_get(2)?,
+            pages: row.try_get(3)?,
+            indexes: row.try_get(4)?,
+        })
+    }
+
+    fn is_big(&self) -> bool {
+        match self.rows {
+            Some(rows) => rows >= BIG_RELATION_ROWS,
+            None => self.pages >= BIG_RELATION_PAGES,
+        }
+    }
+}
+
+/// Every plan node, depth first, with its children.
+fn plan_nodes(plan: &Value) -> Vec<&Map<String, Value>> {
+    fn walk<'a>(node: &'a Value, out: &mut Vec<&'a Map<String, Value>>) {
+        if let Some(object) = node.as_object() {
+            out.push(object);
+            for child in object
+                .get("Plans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(child, out);
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    for statement in plan.as_array().into_iter().flatten() {
+        if let Some(root) = statement.get("Plan") {
+            walk(root, &mut nodes);
+        }
+    }
+    nodes
+}
+
+fn node_number(node: &Map<String, Value>, key: &str) -> f64 {
+    node.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+fn node_children(node: &Map<String, Value>) -> impl Iterator<Item = &Map<String, Value>> {
+    node.get("Plans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+}
+
+/// (schema, relation) of every sequential scan in the plan, without repeats.
+fn seq_scanned_relations(plan: &Value) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for node in plan_nodes(plan) {
+        if node.get("Node Type").and_then(Value::as_str) != Some("Seq Scan") {
+            continue;
+        }
+        let text = |key: &str| node.get(key).and_then(Value::as_str).map(String::from);
+        if let (Some(schema), Some(name)) = (text("Schema"), text("Relation Name")) {
+            if !found.iter().any(|(s, n)| *s == schema && *n == name) {
+                found.push((schema, name));
+            }
+        }
+    }
+    found
+}
+
+/// VERBOSE names schemas (which the summary needs) but also lists every node's output
+/// columns, which a reader rarely needs and which can double the plan's size.
+fn drop_node_outputs(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            object.remove("Output");
+            object.values_mut().for_each(drop_node_outputs);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_node_outputs),
+        _ => {}
+    }
+}
+
+/// "Seq Scan" plus what it reads: `fleet.positions`, an index, a CTE name.
+fn node_label(node: &Map<String, Value>) -> (String, Option<String>) {
+    let text = |key: &str| node.get(key).and_then(Value::as_str);
+    let kind = text("Node Type").unwrap_or("?").to_string();
+    let relation = match (text("Schema"), text("Relation Name")) {
+        (Some(schema), Some(name)) => {
+            Some(format!("{}.{}", display_ident(schema), display_ident(name)))
+        }
+        (None, Some(name)) => Some(display_ident(name)),
+        _ => text("CTE Name")
+            .or(text("Function Name"))
+            .map(display_ident),
+    };
+    (kind, relation)
+}
+
+fn node_condition(node: &Map<String, Value>) -> Option<String> {
+    [
+        "Index Cond",
+        "Filter",
+        "Hash Cond",
+        "Merge Cond",
+        "Join Filter",
+        "Recheck Cond",
+        "One-Time Filter",
+    ]
+    .iter()
+    .find_map(|key| node.get(*key).and_then(Value::as_str))
+    .map(|condition| {
+        if condition.chars().count() > CONDITION_CHARS {
+            let cut: String = condition.chars().take(CONDITION_CHARS).collect();
+            format!("{cut}…")
+        } else {
+            condition.to_string()
+        }
+    })
+}
+
+/// The compact summary: totals, the most expensive nodes (by their own cost, or their own time
+/// when analysed), sequential scans of big relations with the indexes they have, and with
+/// analyze the worst row-estimate misses.
+fn plan_summary(plan: &Value, analyze: bool, buffers: bool, sizes: &[RelationSize]) -> Value {
+    let statement = plan.get(0).cloned().unwrap_or(Value::Null);
+    let Some(root) = statement.get("Plan").and_then(Value::as_object) else {
+        return json!({});
+    };
+    let total_cost = node_number(root, "Total Cost");
+    let mut summary = Map::new();
+    summary.insert("total_cost".into(), json!(round_to(total_cost, 2)));
+    summary.insert(
+        "startup_cost".into(),
+        json!(round_to(node_number(root, "Startup Cost"), 2)),
+    );
+    summary.insert(
+        "estimated_rows".into(),
+        json!(node_number(root, "Plan Rows") as u64),
+    );
+    if analyze {
+        let rows = node_number(root, "Actual Rows") * node_number(root, "Actual Loops");
+        summary.insert("actual_rows".into(), json!(rows as u64));
+        for (key, field) in [
+            ("planning_time_ms", "Planning Time"),
+            ("execution_time_ms", "Execution Time"),
+        ] {
+            let ms = statement.get(field).and_then(Value::as_f64).unwrap_or(0.0);
+            summary.insert(key.into(), json!(round_to(ms, 3)));
+        }
+    }
+    if buffers && analyze {
+        let blocks = |key: &str| node_number(root, key) as u64;
+        summary.insert(
+            "buffers".into(),
+            json!({ "shared_hit": blocks("Shared Hit Blocks"), "shared_read": blocks("Shared Read Blocks"),
+                    "temp_read": blocks("Temp Read Blocks"), "temp_written": blocks("Temp Written Blocks") }),
+        );
+    }
+    let nodes = plan_nodes(plan);
+    // A node's own share: its total minus its children's (times loops, when analysed).
+    let own = |node: &Map<String, Value>| {
+        let cost = node_number(node, "Total Cost")
+            - node_children(node)
+                .map(|c| node_number(c, "Total Cost"))
+                .sum::<f64>();
+        let time = |n: &Map<String, Value>| {
+            node_number(n, "Actual Total Time") * node_number(n, "Actual Loops")
+        };
+        let own_time = time(node) - node_children(node).map(time).sum::<f64>();
+        (cost.max(0.0), own_time.max(0.0))
+    };
+    let mut ranked: Vec<(&Map<String, Value>, f64, f64)> = nodes
+        .iter()
+        .map(|node| {
+            let (cost, time) = own(node);
+            (*node, cost, time)
+        })
+        .filter(|(_, cost, time)| {
+            if analyze {
+                *time > 0.0 || *cost > 0.0
+            } else {
+                *cost > 0.0
+            }
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        let key =
+            |x: &(&Map<String, Value>, f64, f64)| if analyze { (x.2, x.1) } else { (x.1, x.2) };
+        key(b)
+            .partial_cmp(&key(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    // Nodes under 1 % of the plan's cost (or of its time, when analysed) are noise to a reader;
+    // the most expensive node is always shown.
+    let total_time: f64 = ranked.iter().map(|(_, _, time)| time).sum();
+    let worth_naming = |(index, (_, cost, time)): &(usize, &(&Map<String, Value>, f64, f64))| {
+        *index == 0
+            || (total_cost > 0.0 && cost / total_cost >= 0.01)
+            || (analyze && total_time > 0.0 && time / total_time >= 0.01)
+    };
+    let most_expensive: Vec<Value> = ranked
+        .iter()
+        .enumerate()
+        .filter(worth_naming)
+        .map(|(_, node)| node)
+        .take(EXPLAIN_TOP_NODES)
+        .map(|(node, cost, time)| {
+            let (kind, relation) = node_label(node);
+            let mut entry = Map::new();
+            entry.insert("node".into(), json!(kind));
+            entry.insert("relation".into(), json!(relation));
+            entry.insert("self_cost".into(), json!(round_to(*cost, 2)));
+            let share = if total_cost > 0.0 {
+                cost / total_cost
+            } else {
+                0.0
+            };
+            entry.insert("cost_share".into(), json!(round_to(share, 2)));
+            entry.insert(
+                "estimated_rows".into(),
+                json!(node_number(node, "Plan Rows") as u64),
+            );
+            if analyze {
+                let loops = node_number(node, "Actual Loops");
+                entry.insert(
+                    "actual_rows".into(),
+                    json!((node_number(node, "Actual Rows") * loops) as u64),
+                );
+                entry.insert("loops".into(), json!(loops as u64));
+                entry.insert("self_time_ms".into(), json!(round_to(*time, 3)));
+            }
+            entry.insert("condition".into(), json!(node_condition(node)));
+            Value::Object(entry)
+        })
+        .collect();
+    summary.insert("most_expensive".into(), Value::Array(most_expensive));
+    let mut seq_scans = Vec::new();
+    for node in &nodes {
+        if node.get("Node Type").and_then(Value::as_str) != Some("Seq Scan") {
+            continue;
+        }
+        let text = |key: &str| node.get(key).and_then(Value::as_str).unwrap_or("");
+        let Some(size) = sizes
+            .iter()
+            .find(|s| s.schema == text("Schema") && s.name == text("Relation Name"))
+            .filter(|s| s.is_big())
+        else {
+            continue;
+        };
+        seq_scans.push(json!({
+            "relation": format!("{}.{}", display_ident(&size.schema), display_ident(&size.name)),
+            "relation_rows": size.rows.map(|r| r as u64),
+            "relation_pages": size.pages,
+            "estimated_rows": node_number(node, "Plan Rows") as u64,
+            "filter": node.get("Filter").and_then(Value::as_str),
+            "indexes": size.indexes,
+        }));
+    }
+    summary.insert("seq_scans".into(), Value::Array(seq_scans));
+    if analyze {
+        let mut misses: Vec<(f64, Value)> = nodes
+            .iter()
+            .filter(|node| node_number(node, "Actual Loops") > 0.0)
+            .filter_map(|node| {
+                let estimated = node_number(node, "Plan Rows");
+                let actual = node_number(node, "Actual Rows");
+                let (e, a) = (estimated.max(1.0), actual.max(1.0));
+                let factor = e.max(a) / e.min(a);
+                (factor >= 2.0).then(|| {
+                    let (kind, relation) = node_label(node);
+                    let direction = if a > e { "underestimate" } else { "overestimate" };
+                    (factor, json!({ "node": kind, "relation": relation, "estimated_rows": estimated as u64,
+                                     "actual_rows": actual as u64, "factor": round_to(factor, 1), "direction": direction }))
+                })
+            })
+            .collect();
+        misses.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let misses: Vec<Value> = misses
+            .into_iter()
+            .take(EXPLAIN_TOP_MISSES)
+            .map(|(_, v)| v)
+            .collect();
+        summary.insert("estimate_misses".into(), Value::Array(misses));
+    }
+    Value::Object(summary)
+}
+
+// ── profile_columns ──────────────────────────────────────────────────────────────────────────
+
+/// Columns profiled per page (a 1,600-column table takes several calls; each one is bounded).
+const PROFILE_PAGE_COLUMNS: usize = 200;
+/// Rows a sample reads at most, and roughly how many pages it asks TABLESAMPLE for when the
+/// table's density is unknown.
+const SAMPLE_ROWS: u64 = 10_000;
+const SAMPLE_PAGES_UNKNOWN_DENSITY: f64 = 1_000.0;
+/// Most common values shown per column.
+const TOP_VALUES: usize = 5;
+/// A sampled value longer than this (as JSON) is shown as the start of its text, with "…".
+const SAMPLE_VALUE_BYTES: usize = 1024;
+
+/// One column of the page being profiled, as the catalog and pg_stats describe it.
+struct ProfiledColumn {
+    attnum: i16,
+    name: String,
+    type_display: String,
+    /// The type as a cast target, without modifiers (`numeric`, `"Sales".mood`).
+    type_sql: String,
+    readable: bool,
+    /// Has a default btree operator class: ORDER BY, least/greatest and DISTINCT work.
+    orderable: bool,
+    /// min() and max() are defined for it (not for every orderable type: uuid, boolean, ranges).
+    has_min_max: bool,
+    is_array: bool,
+    /// The type's schema and pg_type name (`_name` for an array of `name`), for
+    /// readable_value_sql.
+    type_schema: String,
+    type_name: String,
+    /// pg_stats' part of the profile as JSON object text, when the column has statistics.
+    stats: Option<String>,
+    /// Whether pg_stats holds values (histogram or most common) to take min/max from.
+    stats_values: bool,
+}
+
+impl ProfiledColumn {
+    fn from_row(row: &postgres::Row) -> Result<ProfiledColumn, DbError> {
+        Ok(ProfiledColumn {
+            attnum: row.try_get(0)?,
+            name: row.try_get(1)?,
+            type_display: row.try_get(2)?,
+            type_sql: row.try_get(3)?,
+            readable: row.try_get(4)?,
+            orderable: row.try_get(5)?,
+            is_array: row.try_get(6)?,
+            stats: row.try_get(7)?,
+            stats_values: row.try_get(8)?,
+            has_min_max: row.try_get(9)?,
+            type_schema: row.try_get(10)?,
+            type_name: row.try_get(11)?,
+        })
+    }
+
+    /// Typed comparisons (min/max) are only attempted where the type has an ordering and is
+    /// not an array (array ordering is element-wise, and a point[] has no ordering at all).
+    fn comparable(&self) -> bool {
+        self.orderable && !self.is_array
+    }
+}
+
+/// The relation being profiled.
+struct ProfiledRelation {
+    oid: u32,
+    quoted: String,
+    kind: String,
+    estimated_rows: Option<i64>,
+    analyzed_at: Option<String>,
+    stats_hidden: bool,
+    pages: i64,
+    reltuples: f64,
+}
+
+impl ProfiledRelation {
+    fn from_row(row: &postgres::Row) -> Result<ProfiledRelation, DbError> {
+        Ok(ProfiledRelation {
+            oid: row.try_get(0)?,
+            quoted: row.try_get(1)?,
+            kind: row.try_get(2)?,
+            estimated_rows: row.try_get(3)?,
+            analyzed_at: row.try_get(4)?,
+            stats_hidden: row.try_get(5)?,
+            pages: row.try_get(6)?,
+            reltuples: row.try_get(7)?,
+        })
+    }
+
+    fn samplable(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "table" | "partitioned table" | "materialized view"
+        )
+    }
+
+    /// TABLESAMPLE SYSTEM's percentage: enough pages for SAMPLE_ROWS rows at the table's
+    /// density (half as many again, as pages vary), at most everything.
+    fn sample_percent(&self) -> f64 {
+        let pages = self.pages.max(1) as f64;
+        let wanted_pages = if self.reltuples > 0.0 {
+            (SAMPLE_ROWS as f64 / (self.reltuples / pages)).ceil() * 1.5
+        } else {
+            SAMPLE_PAGES_UNKNOWN_DENSITY
+        };
+        (100.0 * wanted_pages / pages).clamp(0.0001, 100.0)
+    }
+
+    /// Why a readable column has no statistics.
+    fn no_statistics_note(&self) -> &'static str {
+        if self.kind == "view" {
+            "views have no statistics: sample: true reads rows instead"
+        } else if self.stats_hidden {
+            "statistics are hidden by row-level security on this table: sample: true reads the rows the policies allow"
+        } else if self.analyzed_at.is_none() && self.estimated_rows.is_none() {
+            "no statistics yet: the table has never been analysed (ANALYZE gathers them; sample: true reads a sample now)"
+        } else {
+            "no statistics for this column (added since the last ANALYZE, or too wide to be sampled); sample: true reads a sample"
+        }
+    }
+}
+
+fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let (schema, table) = (
+        args.text("schema").unwrap_or(""),
+        args.text("table").unwrap_or(""),
+    );
+    let wanted: Option<Vec<String>> = args
+        .names("columns")
+        .map(|names| names.into_iter().map(String::from).collect());
+    let sample = args.flag("sample");
+    // The cursor names the columns asked for by a digest: a list of 1,600 names would not fit one.
+    let wanted_key: String = sha256(json!(wanted).to_string().as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let scope = [
+        schema,
+        table,
+        if sample { "sample" } else { "stats" },
+        wanted_key.as_str(),
+    ];
+    let after = cursor_number(args, "profile_columns", &scope)?;
+    let readable = ctx.config().readable_schemas.clone();
+    let budget = ctx.config().max_result_bytes;
+    let rows = (PROFILE_PAGE_COLUMNS + 1) as i64;
+    let profiled = ctx.read_only(|session| {
+        let Some(row) = session
+            .client
+            .query_opt(PROFILE_RELATION_SQL.as_str(), &[&readable, &schema, &table])?
+        else {
+            return Ok(Err(relation_not_found(session, &readable, schema, table)?));
+        };
+        let relation = ProfiledRelation::from_row(&row)?;
+        if let Some(names) = &wanted {
+            let missing: Vec<String> = session
+                .client
+                .query_one(MISSING_COLUMNS_SQL, &[&relation.oid, names])?
+                .try_get(0)?;
+            if !missing.is_empty() {
+                return Ok(Err(ToolFailure::NotFound(format!(
+                    "no column {} in {schema}.{table} (call describe_table for its columns; names are exact, without quotes)",
+                    missing.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
+                ))));
+            }
+        }
+        let mut columns = session
+            .client
+            .query(
+                PROFILE_COLUMNS_SQL.as_str(),
+                &[&schema, &table, &relation.oid, &wanted, &after, &rows, &relation.reltuples],
+            )?
+            .iter()
+            .map(ProfiledColumn::from_row)
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let more = columns.len() > PROFILE_PAGE_COLUMNS;
+        columns.truncate(PROFILE_PAGE_COLUMNS);
+        let extremes = stats_extremes(session, schema, table, &relation, &columns)?;
+        let sampled = if sample {
+            Some(sample_columns(session, &relation, &columns)?)
+        } else {
+            None
+        };
+        Ok(Ok((relation, columns, more, extremes, sampled)))
+    })??;
+    let (relation, columns, more, extremes, sampled) = profiled;
+    let mut head = format!(
+        r#"{{"schema":{},"table":{},"kind":{},"estimated_rows":{},"analyzed_at":{},"sample":{},"columns":["#,
+        json_text(schema),
+        json_text(table),
+        json_text(&relation.kind),
+        relation
+            .estimated_rows
+            .map_or("null".into(), |n| n.to_string()),
+        relation
+            .analyzed_at
+            .as_deref()
+            .map_or("null".into(), json_text),
+        sampled
+            .as_ref()
+            .map_or("null".into(), |s| s.description.clone()),
+    );
+    let tail = 100 + (json!(["profile_columns", scope]).to_string().len() + MAX_KEY_BYTES) * 4 / 3;
+    let mut shown = 0usize;
+    let mut truncated = more.then_some("max_columns");
+    for column in &columns {
+        let item = column_profile_json(
+            column,
+            &relation,
+            extremes.get(&column.attnum),
+            sampled.as_ref().and_then(|s| s.columns.get(&column.attnum)),
+        );
+        if shown > 0 && (head.len() + item.len() + 1 + tail) as u64 > budget {
+            truncated = Some("max_bytes");
+            break;
+        }
+        if shown > 0 {
+            head.push(',');
+        }
+        head.push_str(&item);
+        shown += 1;
+    }
+    head.push(']');
+    let next = truncated.and_then(|_| columns.get(shown.checked_sub(1)?).map(|c| json!(c.attnum)));
+    let page = Page {
+        items: String::new(),
+        count: shown,
+        next,
+        truncated,
+        total: None,
+    };
+    Ok(page.finish(head, "profile_columns", &scope))
+}
+
+/// One column's entry: name, type, whether it is readable, then pg_stats' profile (with
+/// min/max), then the sample's.
+fn column_profile_json(
+    column: &ProfiledColumn,
+    relation: &ProfiledRelation,
+    extremes: Option<&(String, String)>,
+    sampled: Option<&String>,
+) -> String {
+    let mut out = format!(
+        r#"{{"name":{},"type":{},"readable":{}"#,
+        json_text(&column.name),
+        json_text(&column.type_display),
+        column.readable
+    );
+    if !column.readable {
+        out.push_str(
+            r#","statistics":false,"note":"no SELECT privilege on this column: not profiled"}"#,
+        );
+        return out;
+    }
+    match &column.stats {
+        Some(stats) => {
+            let _ = write!(out, r#","statistics":true,{}"#, object_body(stats));
+            let (min, max) =
+                extremes.map_or(("null", "null"), |(lo, hi)| (lo.as_str(), hi.as_str()));
+            let _ = write!(out, r#","min":{min},"max":{max}"#);
+        }
+        None => {
+            let _ = write!(
+                out,
+                r#","statistics":false,"note":{}"#,
+                json_text(relation.no_statistics_note())
+            );
+        }
+    }
+    if let Some(sampled) = sampled {
+        let _ = write!(out, r#","sample":{sampled}"#);
+    }
+    out.push('}');
+    out
+}
+
+/// Min and max of each comparable column from pg_stats: the histogram's ends widened by the
+/// most common values (which the histogram leaves out), compared with the column's own type.
+fn stats_extremes(
+    session: &mut Session,
+    schema: &str,
+    table: &str,
+    relation: &ProfiledRelation,
+    columns: &[ProfiledColumn],
+) -> Result<BTreeMap<i16, (String, String)>, DbError> {
+    let wanted: Vec<&ProfiledColumn> = columns
+        .iter()
+        .filter(|c| c.readable && c.stats.is_some() && c.stats_values && c.comparable())
+        .collect();
+    let mut extremes = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(extremes);
+    }
+    let branches: Vec<String> = wanted
+        .iter()
+        .map(|c| {
+            let t = &c.type_sql;
+            let (lo, hi) = (value_json_sql("e.lo", c), value_json_sql("e.hi", c));
+            format!(
+                "SELECT {attnum}::int2, {lo}::text, {hi}::text FROM st
+                   CROSS JOIN LATERAL (SELECT st.histogram_bounds::text::{t}[] AS h) hb
+                   CROSS JOIN LATERAL (SELECT least(hb.h[array_lower(hb.h, 1)],
+                          (SELECT v FROM unnest(st.most_common_vals::text::{t}[]) v ORDER BY v LIMIT 1)) AS lo,
+                        greatest(hb.h[array_upper(hb.h, 1)],
+                          (SELECT v FROM unnest(st.most_common_vals::text::{t}[]) v ORDER BY v DESC LIMIT 1)) AS hi) e
+                  WHERE st.attnum = {attnum}",
+                attnum = c.attnum
+            )
+        })
+        .collect();
+    let attnums: Vec<i16> = wanted.iter().map(|c| c.attnum).collect();
+    let sql = format!("{STATS_VALUES_CTE} {}", branches.join(" UNION ALL "));
+    for row in session
+        .client
+        .query(sql.as_str(), &[&schema, &table, &relation.oid, &attnums])?
+    {
+        let attnum: i16 = row.try_get(0)?;
+        let lo: Option<String> = row.try_get(1)?;
+        let hi: Option<String> = row.try_get(2)?;
+        extremes.insert(
+            attnum,
+            (
+                lo.unwrap_or_else(|| "null".into()),
+                hi.unwrap_or_else(|| "null".into()),
+            ),
+        );
+    }
+    Ok(extremes)
+}
+
+/// What a sample found: its description and each column's `sample` object (JSON text).
+struct Sampled {
+    description: String,
+    columns: BTreeMap<i16, String>,
+}
+
+/// Exact null fraction, distinct count, min/max and top values over a bounded sample:
+/// TABLESAMPLE SYSTEM of about SAMPLE_ROWS rows (REPEATABLE, so the pages of a wide table
+/// describe the same rows), or the first SAMPLE_ROWS rows of a view or foreign table. One
+/// statement for the whole page of columns, kept cheap to plan: counts and min/max are plain
+/// aggregates over the sample, and the top values of every column come from one pass over the
+/// sample unpivoted to (column, value as JSON).
+fn sample_columns(
+    session: &mut Session,
+    relation: &ProfiledRelation,
+    columns: &[ProfiledColumn],
+) -> Result<Sampled, DbError> {
+    let readable: Vec<&ProfiledColumn> = columns.iter().filter(|c| c.readable).collect();
+    let (from, method) = if relation.samplable() {
+        let percent = relation.sample_percent();
+        (
+            format!(
+                "{} TABLESAMPLE SYSTEM ({percent:.4}) REPEATABLE (0)",
+                relation.quoted
+            ),
+            format!(
+                r#""method":"TABLESAMPLE SYSTEM","percent":{}"#,
+                round_to(percent, 4)
+            ),
+        )
+    } else {
+        (
+            relation.quoted.clone(),
+            r#""method":"first rows","percent":null"#.to_string(),
+        )
+    };
+    let list = if readable.is_empty() {
+        "1 AS mcp_none".to_string()
+    } else {
+        readable
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} AS c{i}", quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // A value as JSON text, shown as the start of its text when longer than SAMPLE_VALUE_BYTES.
+    let bounded = |json: &str| {
+        format!(
+            "CASE WHEN octet_length(({json})::text) <= {SAMPLE_VALUE_BYTES} THEN ({json})::text \
+             ELSE to_json(left(({json})::text, 200) || '…')::text END"
+        )
+    };
+    let mut outputs = vec!["count(*)".to_string()];
+    let mut unpivot = Vec::with_capacity(readable.len());
+    for (i, c) in readable.iter().enumerate() {
+        let v = format!("s.c{i}");
+        let comparable = c.comparable();
+        outputs.push(format!("count({v})"));
+        outputs.push(if comparable {
+            format!("count(DISTINCT {v})")
+        } else {
+            format!("count(DISTINCT {v}::text)")
+        });
+        let extreme = |direction: &str, aggregate: &str| {
+            if !comparable {
+                "NULL::text".to_string()
+            } else if c.has_min_max {
+                bounded(&value_json_sql(&format!("{aggregate}({v})"), c))
+            } else {
+                let first = format!("(SELECT x.c{i} FROM s x WHERE x.c{i} IS NOT NULL ORDER BY x.c{i} {direction} LIMIT 1)");
+                bounded(&value_json_sql(&first, c))
+            }
+        };
+        outputs.push(extreme("ASC", "min"));
+        outputs.push(extreme("DESC", "max"));
+        let value = value_json_sql(&v, c);
+        unpivot.push(format!("({i}, {})", bounded(&value)));
+    }
+    let top = if unpivot.is_empty() {
+        "ARRAY[]::text[]".to_string()
+    } else {
+        format!(
+            "(SELECT array_agg(coalesce(t.top, '[]') ORDER BY g.i) FROM generate_series(0, {last}) g(i) LEFT JOIN (
+               SELECT r.i, '[' || string_agg(format('{{\"value\":%s,\"count\":%s}}', r.v, r.n), ',' ORDER BY r.rank) || ']' AS top
+                 FROM (SELECT u.i, u.v, count(*) AS n, row_number() OVER (PARTITION BY u.i ORDER BY count(*) DESC, u.v) AS rank
+                         FROM s CROSS JOIN LATERAL (VALUES {values}) u(i, v) WHERE u.v IS NOT NULL GROUP BY u.i, u.v) r
+                WHERE r.rank <= {TOP_VALUES} GROUP BY r.i) t USING (i))",
+            last = unpivot.len() - 1,
+            values = unpivot.join(", "),
+        )
+    };
+    outputs.push(top);
+    let sql = format!(
+        "WITH s AS MATERIALIZED (SELECT {list} FROM {from} LIMIT {SAMPLE_ROWS}) SELECT {} FROM s",
+        outputs.join(",\n ")
+    );
+    let row = session.client.query_one(sql.as_str(), &[])?;
+    let total: i64 = row.try_get(0)?;
+    let tops: Vec<String> = row.try_get(1 + readable.len() * 4)?;
+    let mut sampled = Sampled {
+        description: format!(r#"{{{method},"rows":{total},"max_rows":{SAMPLE_ROWS}}}"#),
+        columns: BTreeMap::new(),
+    };
+    for (i, c) in readable.iter().enumerate() {
+        let base = 1 + i * 4;
+        let present: i64 = row.try_get(base)?;
+        let distinct: i64 = row.try_get(base + 1)?;
+        let min: Option<String> = row.try_get(base + 2)?;
+        let max: Option<String> = row.try_get(base + 3)?;
+        let fraction = if total > 0 {
+            round_to((total - present) as f64 / total as f64, 4)
+        } else {
+            0.0
+        };
+        sampled.columns.insert(
+            c.attnum,
+            format!(
+                r#"{{"null_fraction":{fraction},"distinct":{distinct},"min":{},"max":{},"most_common":{}}}"#,
+                min.as_deref().unwrap_or("null"),
+                max.as_deref().unwrap_or("null"),
+                tops.get(i).map_or("[]", String::as_str),
+            ),
+        );
+    }
+    Ok(sampled)
+}
+
+// ── find_join_path ───────────────────────────────────────────────────────────────────────────
+
+const DEFAULT_JOIN_HOPS: i64 = 3;
+const MAX_JOIN_HOPS: usize = 6;
+/// Paths shown, and paths enumerated at most before choosing them (dense graphs have
+/// exponentially many shortest paths).
+const MAX_JOIN_PATHS: usize = 5;
+const MAX_ENUMERATED_PATHS: usize = 50;
+
+/// Splits `schema.table` (either part may be "quoted", with "" for a quote inside; unquoted
+/// parts are taken exactly, like every other tool's names) into its parts.
+fn parse_relation_name(text: &str) -> Result<(Option<String>, String), String> {
+    let mut parts = Vec::new();
+    let chars: Vec<char> = text.trim().chars().collect();
+    let mut i = 0;
+    loop {
+        let mut part = String::new();
+        if chars.get(i) == Some(&'"') {
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => return Err(format!("{text:?}: unterminated quoted name")),
+                    Some('"') if chars.get(i + 1) == Some(&'"') => {
+                        part.push('"');
+                        i += 2;
+                    }
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(c) => {
+                        part.push(*c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = chars.get(i).filter(|c| **c != '.') {
+                if *c == '"' {
+                    return Err(format!("{text:?}: a quote may only open a name"));
+                }
+                part.push(*c);
+                i += 1;
+            }
+        }
+        if part.is_empty() {
+            return Err(format!("{text:?}: empty name (write schema.table)"));
+        }
+        parts.push(part);
+        match chars.get(i) {
+            None => break,
+            Some('.') => i += 1,
+            Some(_) => return Err(format!("{text:?}: expected '.' after a quoted name")),
+        }
+    }
+    match parts.len() {
+        1 => Ok((None, parts.remove(0))),
+        2 => {
+            let table = parts.remove(1);
+            Ok((Some(parts.remove(0)), table))
+        }
+        _ => Err(format!(
+            "{text:?}: write schema.table (quote a name that contains a dot)"
+        )),
+    }
+}
+
+/// A relation named by find_join_path's `from` or `to`.
+struct JoinEnd {
+    oid: u32,
+    quoted: String,
+    kind: String,
+}
+
+fn resolve_join_end(
+    session: &mut Session,
+    readable: &Option<Vec<String>>,
+    argument: &str,
+    text: &str,
+) -> Result<Result<JoinEnd, ToolFailure>, DbError> {
+    let (schema, table) = match parse_relation_name(text) {
+        Ok(parts) => parts,
+        Err(why) => {
+            return Ok(Err(ToolFailure::InvalidArgument(format!(
+                "{argument}: {why}"
+            ))))
+        }
+    };
+    let rows = session
+        .client
+        .query(JOIN_RELATION_SQL.as_str(), &[readable, &schema, &table])?;
+    match rows.as_slice() {
+        [row] => Ok(Ok(JoinEnd {
+            oid: row.try_get(0)?,
+            quoted: row.try_get(1)?,
+            kind: row.try_get(2)?,
+        })),
+        [] => Ok(Err(match &schema {
+            Some(schema) => relation_not_found(session, readable, schema, &table)?,
+            None => ToolFailure::NotFound(format!(
+                "{argument}: no readable table named {table:?} (write schema.table; search_objects finds tables by name)"
+            )),
+        })),
+        several => {
+            let names: Vec<String> = several
+                .iter()
+                .filter_map(|row| row.try_get::<_, String>(1).ok())
+                .collect();
+            Ok(Err(ToolFailure::InvalidArgument(format!(
+                "{argument}: {table:?} is ambiguous ({}): write schema.table",
+                names.join(", ")
+            ))))
+        }
+    }
+}
+
+/// A foreign key as the path finder walks it: from the referencing (child) table to the
+/// referenced (parent) one, or back.
+#[derive(Clone, Copy)]
+struct FkEdge {
+    constraint: u32,
+    child: u32,
+    parent: u32,
+}
+
+/// One hop of a path: the edge and whether it is walked child → parent.
+#[derive(Clone, Copy)]
+struct Hop {
+    edge: FkEdge,
+    towards_parent: bool,
+}
+
+/// The shortest paths (fewest hops, at most `max_hops`) from `from` to `to` over foreign keys
+/// walked in either direction, at most MAX_ENUMERATED_PATHS of them. From a table to itself:
+/// its self-referencing keys.
+fn shortest_fk_paths(edges: &[FkEdge], from: u32, to: u32, max_hops: usize) -> Vec<Vec<Hop>> {
+    if from == to {
+        return edges
+            .iter()
+            .filter(|e| e.child == from && e.parent == from)
+            .map(|e| {
+                vec![Hop {
+                    edge: *e,
+                    towards_parent: true,
+                }]
+            })
+            .collect();
+    }
+    let mut neighbours: BTreeMap<u32, Vec<Hop>> = BTreeMap::new();
+    for edge in edges.iter().filter(|e| e.child != e.parent) {
+        neighbours.entry(edge.child).or_default().push(Hop {
+            edge: *edge,
+            towards_parent: true,
+        });
+        neighbours.entry(edge.parent).or_default().push(Hop {
+            edge: *edge,
+            towards_parent: false,
+        });
+    }
+    let far_end = |hop: &Hop| {
+        if hop.towards_parent {
+            hop.edge.parent
+        } else {
+            hop.edge.child
+        }
+    };
+    // Breadth first: the distance of every node reached, and the hops that reach it from the
+    // previous layer (several when there are several shortest paths).
+    let mut distance: BTreeMap<u32, usize> = BTreeMap::from([(from, 0)]);
+    let mut arrivals: BTreeMap<u32, Vec<Hop>> = BTreeMap::new();
+    let mut layer = vec![from];
+    for depth in 1..=max_hops {
+        let mut next = Vec::new();
+        for node in &layer {
+            for hop in neighbours.get(node).into_iter().flatten() {
+                let target = far_end(hop);
+                match distance.get(&target) {
+                    Some(d) if *d < depth => continue,
+                    Some(_) => {}
+                    None => {
+                        distance.insert(target, depth);
+                        next.push(target);
+                    }
+                }
+                arrivals.entry(target).or_default().push(*hop);
+            }
+        }
+        if distance.contains_key(&to) || next.is_empty() {
+            break;
+        }
+        layer = next;
+    }
+    if !distance.contains_key(&to) {
+        return Vec::new();
+    }
+    // Walk back from `to` along arrivals; a hop's near end is the node it leaves.
+    let near_end = |hop: &Hop| {
+        if hop.towards_parent {
+            hop.edge.child
+        } else {
+            hop.edge.parent
+        }
+    };
+    let mut paths = Vec::new();
+    let mut stack: Vec<(u32, Vec<Hop>)> = vec![(to, Vec::new())];
+    while let Some((node, suffix)) = stack.pop() {
+        if node == from {
+            let mut path = suffix;
+            path.reverse();
+            paths.push(path);
+            if paths.len() >= MAX_ENUMERATED_PATHS {
+                break;
+            }
+            continue;
+        }
+        for hop in arrivals.get(&node).into_iter().flatten().rev() {
+            let previous = near_end(hop);
+            if distance
+                .get(&previous)
+                .is_some_and(|d| d + 1 == distance[&node])
+            {
+                let mut longer = suffix.clone();
+                longer.push(*hop);
+                stack.push((previous, longer));
+            }
+        }
+    }
+    paths
+}
+
+/// What the catalog says about a foreign key on a path.
+struct FkDetail {
+    name: String,
+    child_quoted: String,
+    parent_quoted: String,
+    child_alias: String,
+    parent_alias: String,
+    child_columns: Vec<String>,
+    parent_columns: Vec<String>,
+    child_unique: bool,
+}
+
+fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let (from_text, to_text) = (
+        args.text("from").unwrap_or(""),
+        args.text("to").unwrap_or(""),
+    );
+    let max_hops = (args.integer("max_hops").max(1) as usize).min(MAX_JOIN_HOPS);
+    let readable = ctx.config().readable_schemas.clone();
+    let found = ctx.read_only(|session| {
+        let from = match resolve_join_end(session, &readable, "from", from_text)? {
+            Ok(end) => end,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let to = match resolve_join_end(session, &readable, "to", to_text)? {
+            Ok(end) => end,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let edges: Vec<FkEdge> = session
+            .client
+            .query(FK_EDGES_SQL.as_str(), &[&readable])?
+            .iter()
+            .map(|row| {
+                Ok(FkEdge {
+                    constraint: row.try_get(0)?,
+                    child: row.try_get(1)?,
+                    parent: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        let paths = shortest_fk_paths(&edges, from.oid, to.oid, max_hops);
+        let mut constraints: Vec<u32> = paths.iter().flatten().map(|h| h.edge.constraint).collect();
+        constraints.sort_unstable();
+        constraints.dedup();
+        let mut details = BTreeMap::new();
+        if !constraints.is_empty() {
+            for row in session.client.query(FK_DETAILS_SQL, &[&constraints])? {
+                let oid: u32 = row.try_get(0)?;
+                details.insert(
+                    oid,
+                    FkDetail {
+                        name: row.try_get(1)?,
+                        child_quoted: row.try_get(2)?,
+                        parent_quoted: row.try_get(3)?,
+                        child_alias: row.try_get(4)?,
+                        parent_alias: row.try_get(5)?,
+                        child_columns: row.try_get(6)?,
+                        parent_columns: row.try_get(7)?,
+                        child_unique: row.try_get(8)?,
+                    },
+                );
+            }
+        }
+        Ok(Ok((from, to, paths, details)))
+    })??;
+    let (from, to, paths, details) = found;
+    let mut rendered: Vec<(String, Value)> = paths
+        .iter()
+        .filter_map(|path| render_join_path(path, &details))
+        .collect();
+    rendered.sort_by(|a, b| a.0.cmp(&b.0));
+    rendered.dedup_by(|a, b| a.0 == b.0);
+    let paths: Vec<Value> = rendered
+        .into_iter()
+        .take(MAX_JOIN_PATHS)
+        .map(|(_, p)| p)
+        .collect();
+    let note = if !paths.is_empty() {
+        None
+    } else if ["view", "materialized view", "foreign table"].contains(&from.kind.as_str())
+        || ["view", "materialized view", "foreign table"].contains(&to.kind.as_str())
+    {
+        Some("views, materialized views and foreign tables have no foreign keys: join them on columns that share names (describe_table shows them)".to_string())
+    } else if from.oid == to.oid {
+        Some(format!(
+            "{} has no self-referencing foreign key",
+            from.quoted
+        ))
+    } else {
+        Some(format!(
+            "no foreign-key path of at most {max_hops} hops between {} and {} (raise max_hops, up to {MAX_JOIN_HOPS}, or join on columns that share names)",
+            from.quoted, to.quoted
+        ))
+    };
+    let answer = json!({
+        "from": from.quoted, "to": to.quoted, "max_hops": max_hops, "paths": paths, "note": note,
+    });
+    Ok(ToolOutput::document(answer.to_string()))
+}
+
+/// A path as ready-to-paste SQL (`FROM a JOIN b ON …`) and its steps, each with its
+/// cardinality. A table that appears twice (a self-join) gets a second alias.
+fn render_join_path(path: &[Hop], details: &BTreeMap<u32, FkDetail>) -> Option<(String, Value)> {
+    let mut aliases: Vec<String> = Vec::new();
+    let alias_for = |base: &str, aliases: &mut Vec<String>| {
+        let mut alias = base.to_string();
+        let mut n = 2;
+        while aliases.contains(&alias) {
+            alias = match base.strip_suffix('"') {
+                Some(open) => format!("{open}_{n}\""),
+                None => format!("{base}_{n}"),
+            };
+            n += 1;
+        }
+        aliases.push(alias.clone());
+        alias
+    };
+    let first = details.get(&path.first()?.edge.constraint)?;
+    let first_hop = path.first()?;
+    let (start_quoted, start_base) = if first_hop.towards_parent {
+        (&first.child_quoted, &first.child_alias)
+    } else {
+        (&first.parent_quoted, &first.parent_alias)
+    };
+    let mut previous_alias = alias_for(start_base, &mut aliases);
+    let named = |quoted: &str, base: &str, alias: &str| {
+        if alias == base {
+            quoted.to_string()
+        } else {
+            format!("{quoted} AS {alias}")
+        }
+    };
+    let mut sql = format!("FROM {}", named(start_quoted, start_base, &previous_alias));
+    let mut steps = Vec::new();
+    let mut previous_quoted = start_quoted.clone();
+    for hop in path {
+        let fk = details.get(&hop.edge.constraint)?;
+        let (next_quoted, next_base) = if hop.towards_parent {
+            (&fk.parent_quoted, &fk.parent_alias)
+        } else {
+            (&fk.child_quoted, &fk.child_alias)
+        };
+        let next_alias = alias_for(next_base, &mut aliases);
+        let (child_alias, parent_alias) = if hop.towards_parent {
+            (&previous_alias, &next_alias)
+        } else {
+            (&next_alias, &previous_alias)
+        };
+        let on = fk
+            .child_columns
+            .iter()
+            .zip(&fk.parent_columns)
+            .map(|(child, parent)| {
+                let (child_side, parent_side) = (
+                    format!("{child_alias}.{child}"),
+                    format!("{parent_alias}.{parent}"),
+                );
+                if hop.towards_parent {
+                    format!("{parent_side} = {child_side}")
+                } else {
+                    format!("{child_side} = {parent_side}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let cardinality = match (fk.child_unique, hop.towards_parent) {
+            (true, _) => "one-to-one",
+            (false, true) => "many-to-one",
+            (false, false) => "one-to-many",
+        };
+        let _ = write!(
+            sql,
+            " JOIN {} ON {on}",
+            named(next_quoted, next_base, &next_alias)
+        );
+        steps.push(
+            json!({ "from": previous_quoted, "to": next_quoted, "constraint": fk.name,
+                           "on": on, "cardinality": cardinality }),
+        );
+        previous_alias = next_alias;
+        previous_quoted = next_quoted.clone();
+    }
+    Some((
+        sql.clone(),
+        json!({ "hops": path.len(), "join": sql, "steps": steps }),
+    ))
+}
+
+// ── search_objects ───────────────────────────────────────────────────────────────────────────
+
+const DEFAULT_SEARCH_LIMIT: i64 = 20;
+const MAX_SEARCH_LIMIT: u64 = 100;
+const MAX_SEARCH_QUERY_CHARS: usize = 200;
+/// Comments in search hits are cut to this many characters (describe_table shows them whole).
+const SEARCH_COMMENT_CHARS: i32 = 300;
+const SEARCH_KINDS: &[&str] = &[
+    "schema",
+    "table",
+    "view",
+    "materialized view",
+    "foreign table",
+    "column",
+    "function",
+];
+
+/// The query as the search SQL uses it: lower-cased names it may equal exactly, a prefix
+/// pattern, and one LIKE pattern per word (words reduced to a crude singular, so "costs"
+/// finds `cost` and "categories" finds `category`).
+struct SearchTerms {
+    exact: Vec<String>,
+    prefix: String,
+    words: Vec<String>,
+}
+
+fn search_terms(query: &str) -> SearchTerms {
+    let lowered = query.trim().to_lowercase();
+    let words: Vec<&str> = lowered
+        .split(|c: char| c.is_whitespace() || "_.-,;:/".contains(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let like_escape = |text: &str| {
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    };
+    let singular = |word: &str| -> String {
+        if let Some(stem) = word.strip_suffix("ies").filter(|s| s.len() >= 2) {
+            format!("{stem}y")
+        } else if word.len() > 3 && word.ends_with('s') && !word.ends_with("ss") {
+            word[..word.len() - 1].to_string()
+        } else {
+            word.to_string()
+        }
+    };
+    let joined = words.join("_");
+    let mut exact = vec![lowered.clone(), joined.clone()];
+    exact.dedup();
+    // A one-letter word ("t" of "t_01000") would match nearly every name: it only counts when
+    // the query has nothing longer.
+    let meaningful: Vec<&str> = if words.iter().any(|w| w.chars().count() > 1) {
+        words
+            .iter()
+            .copied()
+            .filter(|w| w.chars().count() > 1)
+            .collect()
+    } else {
+        words.clone()
+    };
+    SearchTerms {
+        exact,
+        prefix: format!("{}%", like_escape(&joined)),
+        words: meaningful
+            .iter()
+            .map(|w| format!("%{}%", like_escape(&singular(w))))
+            .collect(),
+    }
+}
+
+fn tool_search_objects(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let query = args.text("query").unwrap_or("").trim().to_string();
+    if query.is_empty() || !query.chars().any(char::is_alphanumeric) {
+        return Err(ToolFailure::InvalidArgument(
+            "query must contain a word to look for, e.g. \"fuel\"".into(),
+        ));
+    }
+    if query.chars().count() > MAX_SEARCH_QUERY_CHARS {
+        return Err(ToolFailure::InvalidArgument(format!(
+            "query is longer than {MAX_SEARCH_QUERY_CHARS} characters: search for a few words"
+        )));
+    }
+    let schema = args.text("schema").map(String::from);
+    let kinds: Option<Vec<String>> = args
+        .names("kinds")
+        .filter(|k| !k.is_empty())
+        .map(|k| k.into_iter().map(String::from).collect());
+    let limit = (args.integer("limit").max(1) as u64).min(MAX_SEARCH_LIMIT);
+    let kinds_key = json!(kinds).to_string();
+    let scope = [
+        query.as_str(),
+        schema.as_deref().unwrap_or(""),
+        kinds_key.as_str(),
+    ];
+    let offset = cursor_number(args, "search_objects", &scope)?.unwrap_or(0);
+    let terms = search_terms(&query);
+    let limits = PageLimits {
+        comment_chars: SEARCH_COMMENT_CHARS,
+        ..PageLimits::with_items(ctx.config().max_result_bytes, limit, "limit").leaving_room(
+            64 + query.len() * 2,
+            "search_objects",
+            &scope,
+        )
+    };
+    let readable = ctx.config().readable_schemas.clone();
+    let offset = i64::from(offset);
+    let page = ctx.read_only(|session| {
+        if let Some(schema) = &schema {
+            if !schema_is_readable(session, &readable, schema)? {
+                return Ok(Err(schema_not_readable(session, &readable, schema)?));
+            }
+        }
+        let page = session.json_page(
+            &SEARCH_OBJECTS_SQL,
+            &[
+                &readable,
+                &schema,
+                &kinds,
+                &terms.exact,
+                &terms.prefix,
+                &terms.words,
+                &offset,
+                &limits.rows,
+                &limits.comment_chars,
+            ],
+            &limits,
+        )?;
+        Ok(Ok(page))
+    })??;
+    let head = format!(
+        r#"{{"query":{},"hits":[{}],"total_matches":{}"#,
+        json_text(&query),
+        page.items,
+        page.total.map_or("0".to_string(), |n| n.to_string()),
+    );
+    Ok(page.finish(head, "search_objects", &scope))
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
+// Catalog queries
+// Contract: every introspection statement the tools run lives here, so what the server reads
+// from the catalogs (and what a later rule — a per-analyst role, withheld columns — must
+// change) is in one place. PostgreSQL builds each answer's JSON (row_to_json is compact and
+// keeps column order), so names and values arrive exactly as the catalog holds them. $1 is
+// always MCP_READABLE_SCHEMAS (NULL: every schema the role has USAGE on, minus system
+// schemas). Each statement is one round trip whatever the size of the schema: no query per
+// table or per column, comments read by a join on pg_description rather than a function call
+// per row, and listings keyset-paged (`… > $after ORDER BY … LIMIT $rows`) so a page of a
+// 20,000-table schema costs what a page of a small one does.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
 const READABLE: &str = "(CASE WHEN $1::text[] IS NULL \
      THEN has_schema_privilege(n.oid, 'USAGE') AND n.nspname <> 'information_schema' \
           AND n.nspname !~ '^(pg_|_timescaledb)' \
      ELSE n.nspname = ANY($1::text[]) END)";
 
+/// READABLE for a schema row aliased `alias` (READABLE is `readable_schema_sql("n")`).
+fn readable_schema_sql(alias: &str) -> String {
+    READABLE
+        .replace("(n.oid", &format!("({alias}.oid"))
+        .replace(" n.nspname", &format!(" {alias}.nspname"))
+}
+
 const RELATION_KIND: &str =
     "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' \
      WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' END";
+
+/// The estimated row count of relation `c` (a partitioned table: the sum over its partitions;
+/// NULL when never analysed or for views).
+const ESTIMATED_ROWS: &str = "CASE WHEN c.relkind = 'p' THEN \
+     (SELECT sum(greatest(ch.reltuples, 0))::bigint FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid WHERE i.inhparent = c.oid) \
+     WHEN c.relkind IN ('r','m','f') AND c.reltuples >= 0 THEN c.reltuples::bigint END";
 
 const NOT_EXTENSION_MEMBER: &str =
     "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
      AND d.objid = p.oid AND d.deptype = 'e')";
 
+/// The comment of object `oid` of catalog `catalog` (sub-object `sub`, e.g. a column number),
+/// shortened past `cap` characters (see Paged answers), as a lookup per row: an index probe
+/// whatever the catalog's statistics say (freshly created thousands of objects can leave
+/// them stale enough for a join to scan pg_description once per row). Only what is shown
+/// pays: a listing's LIMIT comes first.
+fn comment_of(catalog: &str, oid: &str, sub: &str, cap: &str) -> String {
+    format!(
+        "(SELECT {text} FROM pg_description d WHERE d.objoid = {oid} AND d.classoid = '{catalog}'::regclass \
+         AND d.objsubid = {sub})",
+        text = capped_comment("d.description", cap)
+    )
+}
+
+/// The same as a join, for search_objects, which reads every comment to match it.
+fn comment_join(alias: &str, catalog: &str, oid: &str, sub: &str) -> String {
+    format!(
+        "LEFT JOIN pg_description {alias} ON {alias}.objoid = {oid} \
+         AND {alias}.classoid = '{catalog}'::regclass AND {alias}.objsubid = {sub}"
+    )
+}
+
+/// `text` (a comment), shortened past `cap` characters with "…".
+fn capped_comment(text: &str, cap: &str) -> String {
+    format!("CASE WHEN length({text}) > {cap} THEN left({text}, {cap}) || '…' ELSE {text} END")
+}
+
+/// $2 after (schema name), $3 comment cap, $4 rows.
 static LIST_SCHEMAS_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT json_build_object('schemas', coalesce(json_agg(json_build_object(
-           'schema', n.nspname,
-           'tables', (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r','p','f') AND NOT c.relispartition),
-           'views', (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'v'),
-           'materialized_views', (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'm'),
-           'functions', (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid AND {NOT_EXTENSION_MEMBER}),
-           'comment', obj_description(n.oid, 'pg_namespace')) ORDER BY n.nspname), '[]'::json))::text
-         FROM pg_namespace n WHERE {READABLE}"
+        "WITH s AS (SELECT n.oid, n.nspname FROM pg_namespace n
+                     WHERE {READABLE} AND ($2::text IS NULL OR n.nspname > $2::text::name)
+                     ORDER BY n.nspname LIMIT $4),
+              rel AS (SELECT c.relnamespace AS oid,
+                        count(*) FILTER (WHERE c.relkind IN ('r','p','f') AND NOT c.relispartition) AS tables,
+                        count(*) FILTER (WHERE c.relkind = 'v') AS views,
+                        count(*) FILTER (WHERE c.relkind = 'm') AS materialized_views
+                      FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM s) GROUP BY 1),
+              fun AS (SELECT p.pronamespace AS oid, count(*) AS functions FROM pg_proc p
+                      WHERE p.pronamespace IN (SELECT oid FROM s) AND {NOT_EXTENSION_MEMBER} GROUP BY 1)
+         SELECT to_json(x.schema)::text, row_to_json(x)::text FROM (
+           SELECT s.nspname AS schema, coalesce(rel.tables, 0) AS tables, coalesce(rel.views, 0) AS views,
+                  coalesce(rel.materialized_views, 0) AS materialized_views, coalesce(fun.functions, 0) AS functions,
+                  {comment} AS comment
+             FROM s LEFT JOIN rel USING (oid) LEFT JOIN fun USING (oid)) x
+         ORDER BY x.schema",
+        comment = comment_of("pg_namespace", "s.oid", "0", "$3"),
     )
 });
 
+/// $2 schema, $3 after (table name), $4 comment cap, $5 rows.
 static LIST_TABLES_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT json_build_object('schema', n.nspname, 'tables', coalesce((
-           SELECT json_agg(json_build_object(
-             'name', c.relname, 'kind', {RELATION_KIND},
-             'estimated_rows', CASE WHEN c.relkind = 'p' THEN
-                 (SELECT sum(greatest(ch.reltuples, 0))::bigint FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid WHERE i.inhparent = c.oid)
-               WHEN c.relkind IN ('r','m','f') AND c.reltuples >= 0 THEN c.reltuples::bigint END,
-             'comment', obj_description(c.oid, 'pg_class')) ORDER BY c.relname)
-           FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition),
-           '[]'::json))::text
-         FROM pg_namespace n WHERE n.nspname = $2 AND {READABLE}"
+        "SELECT to_json(x.name)::text, row_to_json(x)::text FROM (
+           SELECT c.relname AS name, {RELATION_KIND} AS kind, {ESTIMATED_ROWS} AS estimated_rows, {comment} AS comment
+             FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+            WHERE n.nspname = $2 AND {READABLE} AND c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
+              AND ($3::text IS NULL OR c.relname > $3::text::name)
+            ORDER BY c.relname LIMIT $5) x
+         ORDER BY x.name",
+        comment = comment_of("pg_class", "c.oid", "0", "$4"),
     )
 });
 
+/// The header of describe_table: $2 schema, $3 table, $4 comment cap → (oid, {schema, table,
+/// kind, comment}, {primary_key, foreign_keys}).
 static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
     let column_names = |keys: &str, rel: &str| {
         format!(
@@ -6721,14 +8753,9 @@ static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
         )
     };
     format!(
-        "SELECT json_build_object('schema', n.nspname, 'table', c.relname, 'kind', {RELATION_KIND},
-           'comment', obj_description(c.oid, 'pg_class'),
-           'columns', coalesce((SELECT json_agg(json_build_object(
-               'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'nullable', NOT a.attnotnull,
-               'readable', has_column_privilege(c.oid, a.attnum, 'SELECT'),
-               'default', pg_get_expr(d.adbin, d.adrelid), 'comment', col_description(c.oid, a.attnum)) ORDER BY a.attnum)
-             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::json),
+        "SELECT c.oid, json_build_object('schema', n.nspname, 'table', c.relname, 'kind', {RELATION_KIND},
+           'comment', {comment})::text,
+           json_build_object(
            'primary_key', coalesce((SELECT {pk} FROM pg_constraint con WHERE con.conrelid = c.oid AND con.contype = 'p'), '[]'::json),
            'foreign_keys', coalesce((SELECT json_agg(json_build_object('name', con.conname, 'columns', {fk_cols},
                'references', json_build_object('schema', fn.nspname, 'table', fc.relname, 'columns', {fk_refs})) ORDER BY con.conname)
@@ -6736,22 +8763,50 @@ static DESCRIBE_TABLE_SQL: Lazy<String> = Lazy::new(|| {
              WHERE con.conrelid = c.oid AND con.contype = 'f'), '[]'::json))::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}",
+        comment = comment_of("pg_class", "c.oid", "0", "$4"),
         pk = column_names("con.conkey", "con.conrelid"),
         fk_cols = column_names("con.conkey", "con.conrelid"),
         fk_refs = column_names("con.confkey", "con.confrelid"),
     )
 });
 
+/// describe_table's columns: $1 relation oid, $2 after (column number), $3 comment cap, $4 rows.
+static DESCRIBE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT a.attnum::text, row_to_json(x)::text
+           FROM pg_attribute a
+          CROSS JOIN LATERAL (SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+                NOT a.attnotnull AS nullable, has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS readable,
+                (SELECT pg_get_expr(def.adbin, def.adrelid) FROM pg_attrdef def
+                  WHERE def.adrelid = a.attrelid AND def.adnum = a.attnum) AS default,
+                {comment} AS comment) x
+          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND ($2::int IS NULL OR a.attnum > $2)
+          ORDER BY a.attnum LIMIT $4",
+        comment = comment_of("pg_class", "a.attrelid", "a.attnum", "$3"),
+    )
+});
+
+/// list_functions' schema: $2 wanted, $3 fall back to the first readable schema.
+static CHOOSE_FUNCTION_SCHEMA_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT n.nspname::text FROM pg_namespace n WHERE {READABLE} AND (n.nspname = $2 OR $3)
+         ORDER BY n.nspname = $2 DESC, n.nspname LIMIT 1"
+    )
+});
+
+/// $2 schema (chosen by CHOOSE_FUNCTION_SCHEMA_SQL), $3 offset, $4 comment cap, $5 rows. Paged by
+/// position: overloads share a name, and their argument lists are too long for a cursor.
 static LIST_FUNCTIONS_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT json_build_object('schema', t.nspname, 'functions', coalesce((
-           SELECT json_agg(json_build_object('name', p.proname, 'arguments', pg_get_function_arguments(p.oid),
-             'returns', pg_get_function_result(p.oid),
-             'kind', CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END,
-             'comment', obj_description(p.oid, 'pg_proc')) ORDER BY p.proname, pg_get_function_arguments(p.oid))
-           FROM pg_proc p WHERE p.pronamespace = t.oid AND {NOT_EXTENSION_MEMBER}), '[]'::json))::text
-         FROM (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {READABLE} AND (n.nspname = $2 OR $3)
-               ORDER BY n.nspname = $2 DESC, n.nspname LIMIT 1) t"
+        "SELECT (row_number() OVER (ORDER BY x.name, x.arguments))::text, row_to_json(x)::text FROM (
+           SELECT p.proname AS name, pg_get_function_arguments(p.oid) AS arguments,
+                  pg_get_function_result(p.oid) AS returns,
+                  CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END AS kind,
+                  {comment} AS comment
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = $2 AND {READABLE} AND {NOT_EXTENSION_MEMBER}) x
+          ORDER BY x.name, x.arguments OFFSET $3 LIMIT $5",
+        comment = comment_of("pg_proc", "p.oid", "0", "$4"),
     )
 });
 
@@ -6791,6 +8846,240 @@ static SCHEMA_IS_READABLE_SQL: Lazy<String> =
 
 static READABLE_SCHEMA_NAMES_SQL: Lazy<String> = Lazy::new(|| {
     format!("SELECT coalesce(string_agg(n.nspname, ', ' ORDER BY n.nspname), '(none)') FROM pg_namespace n WHERE {READABLE}")
+});
+
+// ── explain ──
+
+/// Size and indexes of the relations a plan scans sequentially: $1 schemas, $2 names.
+const RELATION_SIZES_SQL: &str = "SELECT r.schema, r.name, CASE WHEN c.reltuples >= 0 THEN c.reltuples::float8 END,
+    (pg_relation_size(c.oid) / current_setting('block_size')::int)::int8,
+    ARRAY(SELECT i.relname || ' ' || regexp_replace(pg_get_indexdef(x.indexrelid), '^.*? USING ', '')
+            FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid ORDER BY i.relname)
+  FROM unnest($1::text[], $2::text[]) r(schema, name)
+  JOIN pg_namespace n ON n.nspname = r.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name";
+
+// ── profile_columns ──
+
+/// The relation to profile: $2 schema, $3 table → (oid, quoted name, kind, estimated rows, last
+/// analysed (UTC), statistics hidden by row security, pages, rows for n_distinct ratios).
+static PROFILE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT c.oid, format('%I.%I', n.nspname, c.relname), {RELATION_KIND}, {ESTIMATED_ROWS},
+           to_char(greatest(pg_stat_get_last_analyze_time(c.oid), pg_stat_get_last_autoanalyze_time(c.oid)) AT TIME ZONE 'UTC',
+                   'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+           c.relrowsecurity AND row_security_active(c.oid),
+           (CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t WHERE t.isleaf)
+                 WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) ELSE 0 END / current_setting('block_size')::int)::int8,
+           (CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(ch.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
+                                             JOIN pg_class ch ON ch.oid = t.relid WHERE t.isleaf)
+                 ELSE greatest(c.reltuples, 0) END)::float8
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}"
+    )
+});
+
+/// Names in $2 that are not columns of relation $1.
+const MISSING_COLUMNS_SQL: &str = "SELECT coalesce(array_agg(w.name ORDER BY w.ord), '{}')
+  FROM unnest($2::text[]) WITH ORDINALITY w(name, ord)
+ WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = $1 AND a.attname = w.name AND a.attnum > 0 AND NOT a.attisdropped)";
+
+/// Whether type row `t` has a default btree operator class (directly, through its domain's
+/// base type, a polymorphic class, or a binary-coercible cast, as PostgreSQL looks it up), so
+/// ORDER BY, least/greatest and DISTINCT work on it.
+const ORDERABLE_TYPE: &str = "EXISTS (SELECT 1 FROM pg_type bt, pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+   WHERE bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+     AND am.amname = 'btree' AND oc.opcdefault
+     AND (oc.opcintype = bt.oid
+          OR (oc.opcintype = 'anyenum'::regtype AND bt.typtype = 'e')
+          OR (oc.opcintype = 'anyrange'::regtype AND bt.typtype = 'r')
+          OR (oc.opcintype = 'anymultirange'::regtype AND bt.typtype = 'm')
+          OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b')))";
+
+/// Whether min() (and with it max()) takes type row `t`, as PostgreSQL resolves the call: the
+/// type itself, its domain's base type, anyenum, or a binary-coercible cast.
+const HAS_MIN_MAX: &str = "EXISTS (SELECT 1 FROM pg_type bt, pg_proc m
+   WHERE bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+     AND m.proname = 'min' AND m.prokind = 'a' AND m.pronargs = 1 AND m.pronamespace = 'pg_catalog'::regnamespace
+     AND (m.proargtypes[0] = bt.oid OR (m.proargtypes[0] = 'anyenum'::regtype AND bt.typtype = 'e')
+          OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid AND k.casttarget = m.proargtypes[0] AND k.castmethod = 'b')))";
+
+/// A page of columns to profile: $1 schema, $2 table, $3 oid, $4 wanted names (NULL: all),
+/// $5 after (column number), $6 rows, $7 the table's rows (for n_distinct ratios) → (attnum,
+/// name, type, type as a cast target, readable, orderable, array, pg_stats profile as JSON,
+/// has values for min/max, min()/max() exist, the type's schema and name).
+static PROFILE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
+    let quantile = |p: u32| {
+        format!("hb.h -> (round({p} / 100.0 * (json_array_length(hb.h) - 1)))::int AS p{p}")
+    };
+    format!(
+        "SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
+                has_column_privilege(a.attrelid, a.attnum, 'SELECT'), {ORDERABLE_TYPE}, t.typcategory = 'A',
+                CASE WHEN st.attname IS NOT NULL AND has_column_privilege(a.attrelid, a.attnum, 'SELECT') THEN row_to_json(p)::text END,
+                st.histogram_bounds IS NOT NULL OR st.most_common_vals IS NOT NULL, {HAS_MIN_MAX},
+                (SELECT tn.nspname::text FROM pg_namespace tn WHERE tn.oid = t.typnamespace), t.typname::text
+           FROM (SELECT * FROM pg_attribute a
+                  WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped
+                    AND ($4::text[] IS NULL OR a.attname = ANY($4::text[])) AND ($5::int IS NULL OR a.attnum > $5)
+                  ORDER BY a.attnum LIMIT $6) a
+           JOIN pg_type t ON t.oid = a.atttypid
+           LEFT JOIN LATERAL (SELECT s.* FROM pg_stats s WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
+                               ORDER BY s.inherited DESC LIMIT 1) st ON true
+          CROSS JOIN LATERAL (SELECT array_to_json(st.histogram_bounds) AS h) hb
+          CROSS JOIN LATERAL (SELECT
+                round(st.null_frac::numeric, 4) AS null_fraction,
+                CASE WHEN st.n_distinct >= 0 THEN st.n_distinct::bigint ELSE round(-st.n_distinct * $7::float8)::bigint END AS estimated_distinct,
+                (SELECT array_to_json(array_agg(row_to_json(m))) FROM (
+                   SELECT v.value, round(f.freq::numeric, 4) AS frequency
+                     FROM json_array_elements(array_to_json(st.most_common_vals)) WITH ORDINALITY v(value, ord)
+                     JOIN unnest(st.most_common_freqs) WITH ORDINALITY f(freq, ord) USING (ord)
+                    ORDER BY ord LIMIT {TOP_VALUES}) m) AS most_common,
+                (SELECT row_to_json(q) FROM (SELECT {p10}, {p25}, {p50}, {p75}, {p90}) q WHERE hb.h IS NOT NULL) AS quantiles,
+                st.avg_width AS average_width, round(st.correlation::numeric, 4) AS correlation) p
+          ORDER BY a.attnum",
+        p10 = quantile(10),
+        p25 = quantile(25),
+        p50 = quantile(50),
+        p75 = quantile(75),
+        p90 = quantile(90),
+    )
+});
+
+/// The CTE the min/max statement of profile_columns builds on: $1 schema, $2 table, $3 oid, $4
+/// the columns (numbers) wanted. pg_stats is read column by column (an index lookup each),
+/// never for the whole of a 1,600-column table. Inherited statistics come first: for a
+/// partitioned or parent table they describe what a query of it reads.
+const STATS_VALUES_CTE: &str = "WITH st AS (SELECT a.attnum, s.histogram_bounds, s.most_common_vals
+    FROM pg_attribute a CROSS JOIN LATERAL (SELECT s.histogram_bounds, s.most_common_vals FROM pg_stats s
+      WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname ORDER BY s.inherited DESC LIMIT 1) s
+   WHERE a.attrelid = $3 AND a.attnum = ANY($4::int2[]))";
+
+// ── find_join_path ──
+
+/// A relation named by `from`/`to`: $2 schema (NULL: any readable schema), $3 table →
+/// (oid, quoted qualified name, kind).
+static JOIN_RELATION_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), {RELATION_KIND}
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relname = $3 AND ($2::text IS NULL OR n.nspname = $2::text::name)
+            AND c.relkind IN ('r','p','v','m','f') AND {READABLE}
+          ORDER BY n.nspname LIMIT 10"
+    )
+});
+
+/// The foreign-key graph among readable tables the role can read: (constraint, referencing
+/// table, referenced table). The constraints PostgreSQL clones onto partitions are left out:
+/// the partitioned table's own constraint stands for them.
+static FK_EDGES_SQL: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT con.oid, con.conrelid, con.confrelid FROM pg_constraint con
+           JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+          WHERE con.contype = 'f' AND con.conparentid = 0 AND {READABLE} AND {readable_fn}
+            AND has_any_column_privilege(c.oid, 'SELECT') AND has_any_column_privilege(fc.oid, 'SELECT')",
+        readable_fn = readable_schema_sql("fn"),
+    )
+});
+
+/// Foreign keys $1 in detail: (oid, name, referencing and referenced table quoted, their
+/// names quoted (aliases), column names quoted in key order, whether the referencing columns
+/// are unique (a one-to-one key)).
+const FK_DETAILS_SQL: &str = "SELECT con.oid, con.conname::text,
+    quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(fn.nspname) || '.' || quote_ident(fc.relname),
+    quote_ident(c.relname), quote_ident(fc.relname),
+    ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
+    ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord),
+    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = con.conrelid AND i.indisunique AND i.indpred IS NULL
+              AND i.indexprs IS NULL AND (i.indkey::int2[])[0:i.indnkeyatts - 1] @> con.conkey
+              AND (i.indkey::int2[])[0:i.indnkeyatts - 1] <@ con.conkey)
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+ WHERE con.oid = ANY($1::oid[])";
+
+// ── search_objects ──
+
+/// $2 schema (NULL: all readable), $3 kinds (NULL: all), $4 exact names (lower case), $5 prefix
+/// pattern, $6 word patterns, $7 offset, $8 rows, $9 comment cap → (position, hit, total).
+/// Each kind of object is ranked where it is read, in one pass over its catalog (columns: over
+/// pg_attribute, joined to their tables only when they match, never probed table by table);
+/// objects matching only some of the words come last, those matching more of them first.
+/// What a hit shows beyond its names (qualified name, type, estimated rows) is worked out for
+/// the page alone, after the ranking.
+static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
+    let rank = |name: &str, comment: &str| {
+        format!(
+            "CROSS JOIN LATERAL (SELECT CASE WHEN lower({name}) = ANY($4::text[]) THEN 0
+                 WHEN lower({name}) LIKE $5 THEN 1 WHEN lower({name}) LIKE ALL ($6::text[]) THEN 2
+                 WHEN {comment} ILIKE ALL ($6::text[]) THEN 3
+                 WHEN cardinality($6::text[]) > 1 AND (lower({name}) LIKE ANY ($6::text[]) OR {comment} ILIKE ANY ($6::text[])) THEN 4
+                 END AS rank) k
+             CROSS JOIN LATERAL (SELECT CASE WHEN k.rank = 4 THEN (SELECT count(*) FROM unnest($6::text[]) w
+                 WHERE lower({name}) LIKE w OR {comment} ILIKE w) END AS words) kw"
+        )
+    };
+    let wants = |kind: &str| format!("($3::text[] IS NULL OR {kind} = ANY($3::text[]))");
+    format!(
+        "WITH n AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {READABLE} AND ($2::text IS NULL OR n.nspname = $2::text::name)),
+         rel AS MATERIALIZED (SELECT c.oid, c.relname, c.relkind, n.nspname FROM n JOIN pg_class c ON c.relnamespace = n.oid
+                               WHERE c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition),
+         hits AS (
+           SELECT 'schema'::text AS kind, 0 AS kind_order, n.nspname::text AS schema, NULL::text AS table_name,
+                  n.nspname::text AS name, NULL::oid AS object, NULL::oid AS type_oid, NULL::int AS type_mod,
+                  d.description AS comment, k.rank, kw.words
+             FROM n {schema_comment} {schema_rank}
+            WHERE k.rank IS NOT NULL AND {wants_schema}
+           UNION ALL
+           SELECT {RELATION_KIND}, 1, c.nspname::text, NULL, c.relname::text, c.oid, NULL, NULL, d.description, k.rank, kw.words
+             FROM rel c {relation_comment} {relation_rank}
+            WHERE k.rank IS NOT NULL AND {wants_relation}
+           UNION ALL
+           SELECT 'function', 2, n.nspname::text, NULL, p.proname::text, p.oid, NULL, NULL, d.description, k.rank, kw.words
+             FROM n JOIN pg_proc p ON p.pronamespace = n.oid {function_comment} {function_rank}
+            WHERE k.rank IS NOT NULL AND {NOT_EXTENSION_MEMBER} AND {wants_function}
+           UNION ALL
+           SELECT 'column', 3, c.nspname::text, c.relname::text, m.attname::text, c.oid, m.atttypid, m.atttypmod,
+                  m.description, m.rank, m.words
+             FROM (SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, d.description, k.rank, kw.words
+                     FROM pg_attribute a {column_comment} {column_rank}
+                    WHERE a.attnum > 0 AND NOT a.attisdropped AND k.rank IS NOT NULL AND {wants_column}
+                   OFFSET 0) m
+             JOIN rel c ON c.oid = m.attrelid),
+         page AS (
+           SELECT h.*, row_number() OVER w AS position, count(*) OVER () AS total FROM hits h
+           WINDOW w AS (ORDER BY h.rank, h.words DESC, h.kind_order, h.schema, h.table_name NULLS FIRST, h.name, h.object)
+           ORDER BY position OFFSET $7 LIMIT $8)
+         SELECT p.position::text, row_to_json(x)::text, p.total
+           FROM page p LEFT JOIN pg_class c ON c.oid = p.object AND p.kind <> 'function'
+          CROSS JOIN LATERAL (SELECT p.kind, p.schema, p.table_name AS table, p.name,
+                CASE p.kind WHEN 'schema' THEN quote_ident(p.schema)
+                     WHEN 'column' THEN quote_ident(p.schema) || '.' || quote_ident(p.table_name) || '.' || quote_ident(p.name)
+                     WHEN 'function' THEN format('%I.%I(%s)', p.schema, p.name,
+                          (SELECT string_agg(format_type(t.oid, NULL), ', ' ORDER BY t.ord)
+                             FROM pg_proc f CROSS JOIN LATERAL unnest(f.proargtypes::oid[]) WITH ORDINALITY t(oid, ord)
+                            WHERE f.oid = p.object))
+                     ELSE quote_ident(p.schema) || '.' || quote_ident(p.name) END AS qualified_name,
+                CASE p.kind WHEN 'column' THEN format_type(p.type_oid, p.type_mod)
+                     WHEN 'function' THEN pg_get_function_result(p.object) END AS type,
+                {comment} AS comment,
+                CASE WHEN p.kind NOT IN ('schema', 'function') THEN {ESTIMATED_ROWS} END AS estimated_rows,
+                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[p.rank + 1] AS match) x
+          ORDER BY p.position",
+        schema_comment = comment_join("d", "pg_namespace", "n.oid", "0"),
+        schema_rank = rank("n.nspname", "d.description"),
+        wants_schema = wants("'schema'"),
+        relation_comment = comment_join("d", "pg_class", "c.oid", "0"),
+        relation_rank = rank("c.relname", "d.description"),
+        wants_relation = wants(&format!("(CASE c.relkind WHEN 'p' THEN 'table' ELSE {RELATION_KIND} END)")),
+        function_comment = comment_join("d", "pg_proc", "p.oid", "0"),
+        function_rank = rank("p.proname", "d.description"),
+        wants_function = wants("'function'"),
+        column_comment = comment_join("d", "pg_class", "a.attrelid", "a.attnum"),
+        column_rank = rank("a.attname", "d.description"),
+        wants_column = wants("'column'"),
+        comment = capped_comment("p.comment", "$9"),
+    )
 });
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -7191,6 +9480,13 @@ fn check_sql(sql: &str, policy: &GuardPolicy) -> Result<String, String> {
     match tokens.iter().find(|t| **t != Tok::LParen) {
         None => return Err("empty query: send one SELECT/WITH statement".into()),
         Some(Tok::Word(w)) if is_read_keyword(w) => {}
+        Some(Tok::Word(w)) if w == "explain" => {
+            return Err(
+                "only a single SELECT/WITH statement is allowed (this one starts with EXPLAIN: \
+                 for a plan, call the explain tool with the statement itself)"
+                    .into(),
+            )
+        }
         Some(Tok::Word(w)) => {
             return Err(format!(
                 "only a single SELECT/WITH statement is allowed (this one starts with {})",
@@ -10408,12 +12704,6 @@ impl ToolOutput {
     }
 }
 
-/// A catalog listing as PostgreSQL built it, or its size when that is over the result budget.
-enum Listing {
-    Json(String),
-    TooLarge(u64),
-}
-
 /// Drops the whitespace outside strings that PostgreSQL's json functions pad with, in one pass
 /// and without parsing: the same document (keys in order), fewer tokens for the model.
 fn compact_json(text: &str) -> String {
@@ -10462,30 +12752,6 @@ impl Session<'_> {
             Some(row) => row.try_get(0),
             None => Ok(None),
         }
-    }
-
-    /// `json_document` for the answers that list part of the catalog (schemas, tables,
-    /// functions, columns), which grow with it: a document larger than `budget` never leaves
-    /// the database, only its size does.
-    fn listing(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-        budget: u64,
-    ) -> Result<Option<Listing>, DbError> {
-        let bounded = format!(
-            "SELECT CASE WHEN octet_length(d) <= {budget} THEN d END, octet_length(d)::int8 \
-             FROM ({sql}) AS mcp_doc(d)"
-        );
-        let Some(row) = self.client.query_opt(&bounded, params)? else {
-            return Ok(None);
-        };
-        let size: Option<i64> = row.try_get(1)?;
-        Ok(match (row.try_get::<_, Option<&str>>(0)?, size) {
-            (Some(document), _) => Some(Listing::Json(compact_json(document))),
-            (None, Some(size)) => Some(Listing::TooLarge(size as u64)),
-            (None, None) => None,
-        })
     }
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
@@ -13508,7 +15774,10 @@ mod tests {
             },
             Param {
                 name: "columns",
-                kind: ParamKind::Names { max: 2 },
+                kind: ParamKind::Names {
+                    max: 2,
+                    choices: &[],
+                },
                 required: false,
                 description: "",
             },
@@ -14249,6 +16518,249 @@ CkEpgUtEWNoaFY+f6dB2brfYBAw=
             assert!(AnalystRoles::from_env(&env(bad)).is_err(), "{bad}");
         }
         assert_eq!(AnalystRoles::from_env(&|_: &str| None).unwrap(), None);
+    }
+
+    #[test]
+    fn readable_clause_renames_its_alias() {
+        assert_eq!(readable_schema_sql("n"), READABLE);
+        let other = readable_schema_sql("fn");
+        assert!(
+            other.contains("has_schema_privilege(fn.oid")
+                && other.contains("ELSE fn.nspname = ANY")
+        );
+        assert!(!other.contains(" n.") && !other.contains("(n."));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_bound_to_their_call() {
+        for bytes in [&b""[..], b"f", b"fo", b"foo", b"foob", "ünï🚀".as_bytes()] {
+            assert_eq!(
+                base64_decode(&base64url_encode(bytes)).as_deref(),
+                Some(bytes)
+            );
+        }
+        assert!(!base64url_encode(&[0xfb, 0xff]).contains(['+', '/', '=']));
+        let args =
+            |cursor: &str| Arguments(Map::from_iter([("cursor".to_string(), json!(cursor))]));
+        let cursor = encode_cursor("list_tables", &["fleet"], &json!("trips"));
+        let key = cursor_key(&args(&cursor), "list_tables", &["fleet"]).unwrap();
+        assert_eq!(key, Some(json!("trips")));
+        for (tool, scope) in [
+            ("list_tables", &["other"][..]),
+            ("describe_table", &["fleet"][..]),
+            ("list_tables", &[][..]),
+        ] {
+            assert!(matches!(
+                cursor_key(&args(&cursor), tool, scope),
+                Err(ToolFailure::InvalidArgument(_))
+            ));
+        }
+        for garbage in ["", "***", "bnVsbA", "WzFd"] {
+            assert!(matches!(
+                cursor_key(&args(garbage), "list_tables", &["fleet"]),
+                Err(ToolFailure::InvalidArgument(_))
+            ));
+        }
+        let numbered = encode_cursor("describe_table", &["a", "b"], &json!(12));
+        assert_eq!(
+            cursor_number(&args(&numbered), "describe_table", &["a", "b"]).unwrap(),
+            Some(12)
+        );
+        let negative = encode_cursor("describe_table", &["a", "b"], &json!(-1));
+        assert!(cursor_number(&args(&negative), "describe_table", &["a", "b"]).is_err());
+    }
+
+    #[test]
+    fn relation_names_parse_like_sql_identifiers_without_folding() {
+        let ok = |text: &str| parse_relation_name(text).unwrap();
+        assert_eq!(ok("fleet.trips"), (Some("fleet".into()), "trips".into()));
+        assert_eq!(ok(" trips "), (None, "trips".into()));
+        assert_eq!(
+            ok("Sales.Customers"),
+            (Some("Sales".into()), "Customers".into())
+        );
+        assert_eq!(
+            ok(r#""Sales"."Cust.omers""#),
+            (Some("Sales".into()), "Cust.omers".into())
+        );
+        assert_eq!(
+            ok(r#"reporting."weird""name""#),
+            (Some("reporting".into()), "weird\"name".into())
+        );
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".b",
+            "a.b.c",
+            r#""a"#,
+            r#"a"b.c"#,
+            r#""a"b.c"#,
+            r#""".x"#,
+        ] {
+            assert!(parse_relation_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn join_paths_are_shortest_in_either_direction() {
+        let edge = |constraint, child, parent| FkEdge {
+            constraint,
+            child,
+            parent,
+        };
+        // 1 → 2 → 3, 4 → 3, 5 → 1 and 5 ← 3 (a cycle 1 → 2 → 3 → 5 → 1), 2 → 2 (self)
+        let edges = [
+            edge(10, 1, 2),
+            edge(11, 2, 3),
+            edge(12, 4, 3),
+            edge(13, 5, 1),
+            edge(14, 3, 5),
+            edge(15, 2, 2),
+        ];
+        let route = |from, to, hops| -> Vec<Vec<(u32, bool)>> {
+            shortest_fk_paths(&edges, from, to, hops)
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|h| (h.edge.constraint, h.towards_parent))
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(route(1, 2, 3), vec![vec![(10, true)]]);
+        assert_eq!(route(2, 1, 3), vec![vec![(10, false)]]);
+        let mut to_four = route(1, 4, 3);
+        to_four.sort();
+        assert_eq!(
+            to_four,
+            vec![
+                vec![(10, true), (11, true), (12, false)],
+                vec![(13, false), (14, false), (12, false)]
+            ]
+        );
+        assert_eq!(route(1, 4, 2), Vec::<Vec<(u32, bool)>>::new());
+        // two shortest ways round the cycle from 1 to 3: through 2, or through 5
+        let mut both = route(1, 3, 3);
+        both.sort();
+        assert_eq!(
+            both,
+            vec![vec![(10, true), (11, true)], vec![(13, false), (14, false)]]
+        );
+        assert_eq!(route(2, 2, 3), vec![vec![(15, true)]]);
+        assert_eq!(route(1, 1, 3), Vec::<Vec<(u32, bool)>>::new());
+        assert_eq!(route(1, 99, 6), Vec::<Vec<(u32, bool)>>::new());
+    }
+
+    #[test]
+    fn dense_graphs_stop_enumerating() {
+        // a ladder of 12 rungs between 0 and 100 has 2^12 shortest paths
+        let mut edges = Vec::new();
+        let mut constraint = 0;
+        let mut previous = vec![0u32];
+        for layer in 1..=12u32 {
+            let nodes = vec![layer * 10, layer * 10 + 1];
+            for from in &previous {
+                for to in &nodes {
+                    constraint += 1;
+                    edges.push(FkEdge {
+                        constraint,
+                        child: *from,
+                        parent: *to,
+                    });
+                }
+            }
+            previous = nodes;
+        }
+        for from in &previous {
+            constraint += 1;
+            edges.push(FkEdge {
+                constraint,
+                child: *from,
+                parent: 1000,
+            });
+        }
+        assert_eq!(shortest_fk_paths(&edges, 0, 1000, 6).len(), 0);
+        let paths = shortest_fk_paths(&edges, 0, 1000, MAX_JOIN_HOPS + 7);
+        assert_eq!(paths.len(), MAX_ENUMERATED_PATHS);
+        assert!(paths.iter().all(|p| p.len() == 13));
+    }
+
+    #[test]
+    fn search_terms_escape_like_and_match_plurals() {
+        let terms = search_terms("  Fuel Costs ");
+        assert_eq!(terms.exact, vec!["fuel costs", "fuel_costs"]);
+        assert_eq!(terms.prefix, "fuel\\_costs%");
+        assert_eq!(terms.words, vec!["%fuel%", "%cost%"]);
+        assert_eq!(search_terms("categories").words, vec!["%category%"]);
+        assert_eq!(search_terms("class").words, vec!["%class%"]);
+        assert_eq!(search_terms("gas").words, vec!["%gas%"]);
+        assert_eq!(
+            search_terms("100%_a\\b").words,
+            vec!["%100\\%%", "%a\\\\b%"]
+        );
+        assert_eq!(
+            search_terms("fleet.trips").exact,
+            vec!["fleet.trips", "fleet_trips"]
+        );
+    }
+
+    #[test]
+    fn plan_summary_ranks_nodes_by_their_own_cost() {
+        let plan = json!([{ "Plan": {
+            "Node Type": "Hash Join", "Startup Cost": 1.0, "Total Cost": 100.0, "Plan Rows": 10,
+            "Hash Cond": "(a.id = b.a_id)",
+            "Plans": [
+                { "Node Type": "Seq Scan", "Schema": "s", "Relation Name": "big", "Total Cost": 70.0, "Plan Rows": 5000, "Filter": "(x > 1)" },
+                { "Node Type": "Hash", "Total Cost": 20.0, "Plan Rows": 10, "Plans": [
+                    { "Node Type": "Index Scan", "Schema": "s", "Relation Name": "Small", "Index Name": "small_pkey", "Total Cost": 19.0, "Plan Rows": 10 } ] }
+            ] } }]);
+        let sizes = [RelationSize {
+            schema: "s".into(),
+            name: "big".into(),
+            rows: Some(50_000.0),
+            pages: 400,
+            indexes: vec!["big_x btree (x)".into()],
+        }];
+        let summary = plan_summary(&plan, false, false, &sizes);
+        assert_eq!(summary["total_cost"], json!(100.0));
+        let top: Vec<(&str, f64)> = summary["most_expensive"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["node"].as_str().unwrap(),
+                    n["self_cost"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            top,
+            vec![
+                ("Seq Scan", 70.0),
+                ("Index Scan", 19.0),
+                ("Hash Join", 10.0),
+                ("Hash", 1.0)
+            ]
+        );
+        assert_eq!(
+            summary["most_expensive"][1]["relation"],
+            json!("s.\"Small\"")
+        );
+        assert_eq!(
+            summary["most_expensive"][2]["condition"],
+            json!("(a.id = b.a_id)")
+        );
+        assert_eq!(
+            summary["seq_scans"],
+            json!([{ "relation": "s.big", "relation_rows": 50000, "relation_pages": 400,
+            "estimated_rows": 5000, "filter": "(x > 1)", "indexes": ["big_x btree (x)"] }])
+        );
+        assert!(summary.get("estimate_misses").is_none());
+        let mut small = plan.clone();
+        drop_node_outputs(&mut small);
+        assert_eq!(small, plan);
     }
 
     // ── OAuth ──

@@ -15,6 +15,8 @@
 #   BENCH_MEMORY_CONNECTIONS  connection counts of the memory cell (default "1 8 32"; "" skips it)
 #   BENCH_MEMORY_ROUNDS       times each connection sends each worst-case body (default 3)
 #   BENCH_OUT          where to save the Markdown table (default bench/results.md)
+#   BENCH_TABLES       tables in the catalog-scaling schema (default 20000)
+#   BENCH_SCALE        0 to skip the catalog-scaling cells (default: run them)
 #   BENCH_TLS          0 to skip the TLS cost section (default 1)
 #
 # What it does: starts a throwaway PostgreSQL tuned for benchmarking (fsync off, 256MB shared
@@ -35,7 +37,12 @@
 # arrays, csv, markdown; latency and answer size, on a server whose byte budget lets 10,000 rows
 # through), the cost of MCP_MAX_PLAN_COST's EXPLAIN round trip (the same calls on a server with and
 # one without it), and how many rows of the fleet demo (fixtures/demo.sql) fit the default 150 KB
-# budget in each format. Prints the Markdown tables (and the machine) and saves them to $BENCH_OUT.
+# budget in each format. Then the catalog-scaling cells: a second database with BENCH_TABLES tables in one
+# schema and a table of 1,600 columns (bench/scale.sql); list_schemas, list_tables, describe_table,
+# profile_columns and search_objects each driven by wrk at c=1, their answer size recorded, and
+# PostgreSQL's own time for the same catalog statements (planning + execution, from
+# pg_stat_statements over the same calls) as the reference. Prints the Markdown tables (and the
+# machine) and saves them to $BENCH_OUT.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,6 +51,7 @@ SECS=${BENCH_SECONDS:-10}
 CONCURRENCY=${BENCH_CONCURRENCY:-1 8 32}
 ROWS=${BENCH_ROWS:-1000000}
 STARTS=${BENCH_STARTS:-10}
+TABLES=${BENCH_TABLES:-20000}
 OUT=${BENCH_OUT:-$HERE/results.md}
 MAX_ROWS=1000            # max_rows sent with every call
 STATEMENT_TIMEOUT_MS=30000
@@ -124,10 +132,13 @@ fi
 
 # ---------------------------------------------------------------- PostgreSQL + dataset
 say "starting PostgreSQL (tuned for benchmarking)"
+# pg_stat_statements is loaded for the scaling cells, and switched off in benchdb (below).
 pg_start "$WORK/pg" fsync=off synchronous_commit=off full_page_writes=off shared_buffers=256MB \
-  max_connections=200 jit=off
+  max_connections=200 jit=off shared_preload_libraries=pg_stat_statements
 RO_PASSWORD=ro-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 pg_psql -d postgres -c 'CREATE DATABASE benchdb'
+pg_psql -d postgres -q -c 'ALTER DATABASE benchdb SET compute_query_id = off' \
+  -c 'ALTER DATABASE benchdb SET pg_stat_statements.track = none'
 say "loading $ROWS rows into bench.positions"
 t0=$SECONDS
 pg_psql -d benchdb -v rows="$ROWS" -v ro_password="$RO_PASSWORD" -f "$HERE/dataset.sql" >"$WORK/dataset.log" 2>&1 \
@@ -469,6 +480,95 @@ done
 for pid in "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 EXTRA_PIDS=()
 
+# ---------------------------------------------------------------- catalog scaling
+SCALE_RESULTS=$WORK/scale.tsv
+: >"$SCALE_RESULTS"
+WALK=
+if [[ ${BENCH_SCALE:-1} != 0 ]]; then
+  say "building the scaling schema: $TABLES tables, one of 1,600 columns"
+  t0=$SECONDS
+  pg_psql -d postgres -c 'CREATE DATABASE scaledb'
+  pg_psql -d scaledb -v tables="$TABLES" -v ro_role=bench_ro -f "$HERE/scale.sql" >"$WORK/scale.log" 2>&1 \
+    || { cat "$WORK/scale.log" >&2; die "loading bench/scale.sql failed"; }
+  say "scaling schema ready in $((SECONDS - t0)) s"
+  pg_psql -d postgres -q -c 'ALTER DATABASE scaledb SET pg_stat_statements.track_planning = on'
+  MCP_PORT=$(pg_free_port)
+  DATABASE_URL="postgres://bench_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/scaledb?sslmode=disable" MCP_PORT=$MCP_PORT "$BIN" >"$WORK/server-scale.log" 2>&1 &
+  SERVER_PID=$!
+  end=$((SECONDS + 30))
+  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$MCP_PORT/healthz" 2>/dev/null; do
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server-scale.log" >&2; die "the scaling server exited during start-up"; }
+    ((SECONDS < end)) || die "no healthy /healthz from the scaling server within 30 s"
+    sleep 0.02  # poll interval; readiness is the condition
+  done
+  URL=http://127.0.0.1:$MCP_PORT/mcp
+  # name | tool | arguments
+  S_NAMES=("list_schemas" "list_tables, first page" "describe_table, 1,600 columns" "profile_columns, 200 of 1,600 columns"
+           "search_objects, one exact name" "search_objects, a word in every table")
+  S_TOOLS=(list_schemas list_tables describe_table profile_columns search_objects search_objects)
+  S_ARGS=('{}' '{"schema":"wide"}' '{"schema":"wide","table":"very_wide"}' '{"schema":"wide","table":"very_wide"}'
+          "{\"query\":\"t_$(printf '%05d' $((TABLES / 2)))\"}" '{"query":"amount"}')
+  for i in "${!S_NAMES[@]}"; do
+    name=${S_NAMES[$i]}
+    body_file=$WORK/scale-body-$i.json
+    python3 -c 'import json,sys; print(json.dumps({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":sys.argv[1],"arguments":json.loads(sys.argv[2])}}, separators=(",",":")))' \
+      "${S_TOOLS[$i]}" "${S_ARGS[$i]}" >"$body_file"
+    curl -sS -o "$WORK/scale-resp-$i.json" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -H "Authorization: Bearer $TOKEN" --data-binary "@$body_file" "$URL" || die "scaling cell '$name': curl failed"
+    # answer size (structuredContent, compact) and whether it was paged
+    size_paged=$(python3 -c '
+import json, sys
+res = json.load(open(sys.argv[1]))["result"]
+assert not res.get("isError"), res
+sc = res["structuredContent"]
+print(len(json.dumps(sc, separators=(",", ":"), ensure_ascii=False).encode()), sc.get("truncated_reason") or "no")
+' "$WORK/scale-resp-$i.json") || die "scaling cell '$name': unexpected response: $(head -c 600 "$WORK/scale-resp-$i.json")"
+    read -r size paged <<<"$size_paged"
+    response_bytes=$(stat -c %s "$WORK/scale-resp-$i.json")
+    BENCH_BODY_FILE=$body_file BENCH_TOKEN=$TOKEN wrk -t 1 -c 1 -d 1s -s "$HERE/tools_call.lua" "$URL" >/dev/null 2>&1 || true
+    pg_psql -d scaledb -q -c 'SELECT stats.pg_stat_statements_reset()' >/dev/null
+    say "$name: wrk ${SECS}s"
+    BENCH_BODY_FILE=$body_file BENCH_TOKEN=$TOKEN timeout -k 5 $((SECS + 60)) \
+      wrk -t 1 -c 1 -d "${SECS}s" --timeout 10s --latency -s "$HERE/tools_call.lua" "$URL" \
+      >"$WORK/wrk-scale-$i.log" 2>&1 || { cat "$WORK/wrk-scale-$i.log" >&2; die "wrk failed"; }
+    line=$(grep '^BENCH ' "$WORK/wrk-scale-$i.log") || { cat "$WORK/wrk-scale-$i.log" >&2; die "no BENCH line from wrk"; }
+    declare -A m=()
+    for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+    errors=$((m[non2xx] + m[iserror] + m[rpcerror] + m[sockerr]))
+    # PostgreSQL's time for the tool's own statements (not the transaction's BEGIN, settings,
+    # cleanup and ROLLBACK), planning included, per call
+    pg_ms=$(pg_psql -d scaledb -At -c "SELECT round((sum(total_exec_time + total_plan_time) FILTER (WHERE query !~ '^(BEGIN|ROLLBACK|SELECT set_config|SELECT pg_advisory_unlock_all)')
+              / nullif(sum(calls) FILTER (WHERE query ~ '^BEGIN'), 0))::numeric, 3)
+              FROM stats.pg_stat_statements WHERE userid = 'bench_ro'::regrole AND dbid = (SELECT oid FROM pg_database WHERE datname = 'scaledb')")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$size" "$response_bytes" "$paged" "${m[rps]}" "${m[p50_us]}" \
+      "${m[p99_us]}" "$errors" "${pg_ms:-nan}" >>"$SCALE_RESULTS"
+    unset m
+  done
+  # every page of list_tables, one after another, as a client paging through would
+  WALK=$(python3 -c '
+import json, sys, time, urllib.request
+url, token = sys.argv[1:]
+cursor, pages, tables, size, started = None, 0, 0, 0, time.monotonic()
+while True:
+    args = {"schema": "wide", **({"cursor": cursor} if cursor else {})}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "list_tables", "arguments": args}}).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json",
+                                             "Accept": "application/json, text/event-stream",
+                                             "Authorization": f"Bearer {token}"})
+    raw = urllib.request.urlopen(req).read()
+    sc = json.loads(raw)["result"]["structuredContent"]
+    pages, tables, size = pages + 1, tables + len(sc["tables"]), size + len(raw)
+    cursor = sc["next_cursor"]
+    if not cursor:
+        break
+print(f"{pages} {tables} {size} {(time.monotonic() - started) * 1000:.0f}")
+' "$URL" "$TOKEN") || die "walking the pages of list_tables failed"
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+fi
+
 # ---------------------------------------------------------------- start-up time
 say "exec-to-healthy: $STARTS starts"
 STARTUP=$(python3 "$HERE/startup.py" "$STARTS" "$BIN") || die "start-up measurement failed: $STARTUP"
@@ -482,11 +582,11 @@ FORMATS_TSV=$FORMATS_TSV PLAN_TSV=$PLAN_TSV DEMO_TSV=$DEMO_TSV python3 - "$RESUL
   "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
   "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
   "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
-  "$MEMORY" "$MEM_ROUNDS" "$TLS_RESULTS" \
+  "$MEMORY" "$MEM_ROUNDS" "$TLS_RESULTS" "$SCALE_RESULTS" "$TABLES" "$WALK" \
   >"$WORK/results.md" <<'EOF'
 import os, sys
 (res, idle, peak, maxc, rel, musl, startup, ncpu, cpu, kernel, pgv, wrkv, binv, cmd, secs, rows, rustc,
- date, pool, load_start, load_end, elapsed, memory, mem_rounds, tls) = sys.argv[1:]
+ date, pool, load_start, load_end, elapsed, memory, mem_rounds, tls, scale, tables, walk) = sys.argv[1:]
 st = dict(kv.split("=") for kv in startup.split()[1:])
 out = []
 w = out.append
@@ -594,6 +694,28 @@ for t in dict.fromkeys(d[0] for d in demo):
         return f"{n[f]:,}{ratio}" + (" (the whole table)" if f in whole else "")
     cells = [cell(f) for f in ("objects", "arrays", "csv", "markdown")]
     w(f"| {t} | " + " | ".join(cells) + " |")
+scale_lines = [line.rstrip("\n").split("\t") for line in open(scale) if line.strip()]
+if scale_lines:
+    w("")
+    w(f"Catalog scaling: {int(tables):,} tables in one schema and a table of 1,600 columns (bench/scale.sql), "
+      f"c=1, {secs} s per cell. PostgreSQL ms = planning + execution of the tool's own catalog statements per "
+      "call (pg_stat_statements over the same calls; the transaction's BEGIN, settings, cleanup and ROLLBACK "
+      "left out): the physical limit of the answer.")
+    w("")
+    w("| catalog call | answer bytes | response bytes | paged | server req/s | p50 ms | p99 ms | errors | PostgreSQL ms | server p50 / PostgreSQL |")
+    w("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for name, size, resp, paged, rps, p50, p99, errs, pg_ms in scale_lines:
+        p50_ms = int(p50) / 1000
+        known = pg_ms not in ("", "nan") and float(pg_ms) > 0
+        ratio = f"{p50_ms / float(pg_ms):.1f}×" if known else "n/a"
+        pg_text = f"{float(pg_ms):.2f}" if known else "n/a"
+        w(f"| {name} | {int(size):,} | {int(resp):,} | {paged} | {float(rps):,.0f} | {p50_ms:.2f} | {int(p99) / 1000:.2f} | "
+          f"{errs} | {pg_text} | {ratio} |")
+    if walk:
+        pages, count, size, ms = walk.split()
+        w("")
+        w(f"Every page of list_tables on that schema, one call after another: {int(pages)} pages, {int(count):,} tables, "
+          f"{int(size):,} response bytes in {int(ms):,} ms.")
 print("\n".join(out))
 EOF
 cat "$WORK/results.md"

@@ -208,6 +208,8 @@ class Postgres:
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 # TimeZone is deliberately not UTC (UTC+3, no DST): the server must not depend on it
                 "-c", "timezone=Africa/Nairobi", "-c", "max_connections=100", "-c", "shared_buffers=32MB",
+                # counts the statements each tool call runs (test_scale: no query per table)
+                "-c", "shared_preload_libraries=pg_stat_statements",
             ]),
             cwd=self.root, env=self._pg_env(), stdout=log, stderr=subprocess.STDOUT,
         )
@@ -266,6 +268,11 @@ GRANT SELECT ON ALL TABLES IN SCHEMA fleet TO {role};
 GRANT SELECT ON reporting.mv_daily_distance TO {role};
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA reporting TO {role};
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA fleet TO {role};
+GRANT USAGE ON SCHEMA "Sales" TO {role};
+GRANT SELECT ON ALL TABLES IN SCHEMA "Sales" TO {role};
+GRANT SELECT ON "Sales".mv_region_orders TO {role};
+REVOKE SELECT ON "Sales"."Customers" FROM {role};
+GRANT SELECT ("CustomerID", "Name", region, credit_limit, referred_by, last_order_id) ON "Sales"."Customers" TO {role};
 ALTER ROLE {role} SET default_transaction_read_only = on;
 ALTER ROLE {role} SET statement_timeout = '30s';
 ALTER ROLE {role} SET idle_in_transaction_session_timeout = '60s';

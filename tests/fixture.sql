@@ -213,6 +213,107 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- ── "Sales": the awkward cases of the analyst tools ───────────────────────────
+-- Quoted mixed-case names and no comments anywhere; composite, self-referencing and
+-- one-to-one foreign keys; a cycle in the FK graph (orders → Customers → orders); an
+-- expression index; a partitioned table with a foreign key; a view and a materialized view;
+-- a table big enough (20,000 rows) for explain to call its sequential scan out; a column the
+-- read-only role may not SELECT (conftest.py grants "Customers" column by column, without
+-- email); a table name (tickets) that also exists in reporting; and, at the end of this file
+-- after ANALYZE, a table that is never analysed.
+CREATE SCHEMA "Sales";
+CREATE TABLE "Sales"."Customers" (
+    "CustomerID"  integer PRIMARY KEY,
+    "Name"        text NOT NULL,
+    email         text,
+    region        text NOT NULL,
+    credit_limit  numeric(12,2),
+    referred_by   integer REFERENCES "Sales"."Customers" ("CustomerID"),
+    last_order_id integer
+);
+CREATE INDEX customers_email_lower_idx ON "Sales"."Customers" (lower(email));
+INSERT INTO "Sales"."Customers"
+SELECT i, 'Customer ' || i, CASE WHEN i % 4 = 0 THEN NULL ELSE 'c' || i || '@example.com' END,
+       (ARRAY['North', 'South', 'East', 'West'])[1 + i % 4], 1000 + (i % 7) * 250.5,
+       CASE WHEN i > 10 THEN 1 + i % 10 END, NULL
+FROM generate_series(1, 200) AS i;
+
+CREATE TABLE "Sales".orders (
+    order_id    integer PRIMARY KEY,
+    customer_id integer NOT NULL REFERENCES "Sales"."Customers",
+    placed_on   date NOT NULL,
+    status      text NOT NULL
+);
+INSERT INTO "Sales".orders
+SELECT i, 1 + i % 200, DATE '2024-01-01' + i % 366, (ARRAY['open', 'paid', 'shipped'])[1 + i % 3]
+FROM generate_series(1, 1000) AS i;
+ALTER TABLE "Sales"."Customers" ADD CONSTRAINT customers_last_order_fk
+    FOREIGN KEY (last_order_id) REFERENCES "Sales".orders;
+UPDATE "Sales"."Customers" SET last_order_id = "CustomerID" + 800;
+
+CREATE TABLE "Sales".order_lines (
+    order_id     integer REFERENCES "Sales".orders,
+    line_no      integer,
+    product_code text NOT NULL,
+    quantity     integer NOT NULL,
+    PRIMARY KEY (order_id, line_no)
+);
+INSERT INTO "Sales".order_lines
+SELECT o, l, 'P-' || ((o * l) % 50), 1 + (o + l) % 9 FROM generate_series(1, 1000) o, generate_series(1, 3) l;
+
+CREATE TABLE "Sales".shipments (
+    shipment_id integer PRIMARY KEY,
+    order_id    integer NOT NULL,
+    line_no     integer NOT NULL,
+    shipped_at  timestamptz,
+    CONSTRAINT shipments_line_fk FOREIGN KEY (order_id, line_no) REFERENCES "Sales".order_lines
+);
+INSERT INTO "Sales".shipments
+SELECT i, 1 + i % 1000, 1 + i % 3, TIMESTAMPTZ '2024-02-01 00:00:00+00' + i * INTERVAL '1 hour'
+FROM generate_series(1, 2000) AS i;
+
+CREATE TABLE "Sales".customer_settings (
+    "CustomerID" integer PRIMARY KEY REFERENCES "Sales"."Customers",
+    newsletter   boolean NOT NULL
+);
+INSERT INTO "Sales".customer_settings SELECT i, i % 2 = 0 FROM generate_series(1, 100) AS i;
+
+CREATE TABLE "Sales".tickets (
+    ticket_id   integer PRIMARY KEY,
+    customer_id integer REFERENCES "Sales"."Customers"
+);
+
+CREATE TABLE "Sales".invoices (
+    invoice_id integer NOT NULL,
+    issued_on  date NOT NULL,
+    order_id   integer NOT NULL REFERENCES "Sales".orders,
+    amount     numeric(12,2) NOT NULL,
+    PRIMARY KEY (invoice_id, issued_on)
+) PARTITION BY RANGE (issued_on);
+CREATE TABLE "Sales".invoices_2024 PARTITION OF "Sales".invoices FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE "Sales".invoices_2025 PARTITION OF "Sales".invoices FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO "Sales".invoices
+SELECT i, DATE '2024-06-01' + (i % 400), i, 10 + i % 90 FROM generate_series(1, 1000) AS i;
+
+CREATE TABLE "Sales".page_views (
+    view_id     bigint PRIMARY KEY,
+    customer_id integer NOT NULL,
+    viewed_at   timestamptz NOT NULL,
+    path        text NOT NULL
+);
+CREATE INDEX page_views_viewed_at_idx ON "Sales".page_views (viewed_at);
+CREATE INDEX page_views_path_lower_idx ON "Sales".page_views (lower(path));
+INSERT INTO "Sales".page_views
+SELECT i, 1 + i % 200, TIMESTAMPTZ '2024-03-01 00:00:00+00' + i * INTERVAL '1 minute', '/page/' || (i % 40)
+FROM generate_series(1, 20000) AS i;
+
+CREATE VIEW "Sales".v_order_totals AS
+    SELECT o.order_id, o."customer_id", sum(l.quantity) AS items
+    FROM "Sales".orders o JOIN "Sales".order_lines l USING (order_id) GROUP BY o.order_id, o.customer_id;
+CREATE MATERIALIZED VIEW "Sales".mv_region_orders AS
+    SELECT c.region, count(*) AS orders FROM "Sales".orders o JOIN "Sales"."Customers" c ON c."CustomerID" = o.customer_id
+    GROUP BY c.region;
+
 -- ── infrastructure: exists, but the read-only role has no USAGE on it ────────
 CREATE TABLE infrastructure.secrets (
     id    integer PRIMARY KEY,
@@ -221,3 +322,16 @@ CREATE TABLE infrastructure.secrets (
 INSERT INTO infrastructure.secrets VALUES (1, 'not for analysts');
 
 ANALYZE;
+
+-- Never analysed (created after ANALYZE, autovacuum off so it stays that way, no index, whose
+-- build would record a row count): profile_columns has no statistics for it and says so.
+CREATE TABLE "Sales".leads (
+    lead_id integer NOT NULL,
+    source  text,
+    score   integer,
+    spot    point
+) WITH (autovacuum_enabled = false);
+INSERT INTO "Sales".leads
+SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE (ARRAY['web', 'fair', 'referral'])[1 + i % 3] END, i % 101,
+       point(i % 10, i % 7)
+FROM generate_series(1, 500) AS i;

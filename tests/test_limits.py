@@ -229,9 +229,10 @@ GRANT SELECT ON ALL TABLES IN SCHEMA wide TO {role};
 """
 
 
-def test_introspection_answers_over_the_budget_never_leave_the_database(pg, start_server):
-    """A catalog larger than MCP_MAX_RESULT_BYTES (here 4,096): the listing is refused with its size
-    and a way to ask for less; smaller answers are unchanged."""
+def test_introspection_answers_over_the_budget_come_in_pages(pg, start_server):
+    """A catalog larger than MCP_MAX_RESULT_BYTES (here 4,096): every answer stays within the budget
+    and whole, the rest follows with next_cursor (tests/test_scale.py covers thousands of tables);
+    smaller answers are unchanged."""
     pg.psql("DROP DATABASE IF EXISTS amcp_limits", db="postgres")
     pg.psql("CREATE DATABASE amcp_limits", db="postgres")
     columns = ", ".join(f"column_number_{i:03} integer" for i in range(80))
@@ -239,17 +240,23 @@ def test_introspection_answers_over_the_budget_never_leave_the_database(pg, star
     pg.psql(WIDE_CATALOG_SQL.format(columns=columns, tables=tables, role=RO_ROLE), db="amcp_limits")
     dsn = f"postgresql://{RO_ROLE}:{pg.ro_password}@127.0.0.1:{pg.port}/amcp_limits"
     srv = start_server(DATABASE_URL=dsn, MCP_MAX_RESULT_BYTES="4096")
-    for tool, args, what in [("describe_table", {"schema": "wide", "table": "many_columns"},
-                              "the description of this table"),
-                             ("list_tables", {"schema": "wide"}, "the list of this schema's tables")]:
-        text = srv.tool_error(tool, args)
-        assert re.fullmatch(rf"{what} is \d+ bytes, more than the result budget \(MCP_MAX_RESULT_BYTES = "
-                            r"4096\): query the catalog instead, with a filter and a LIMIT .*", text), text
+    for tool, args, key, count in [("describe_table", {"schema": "wide", "table": "many_columns"}, "columns", 80),
+                                   ("list_tables", {"schema": "wide"}, "tables", 101)]:
+        items, cursor, pages = [], None, 0
+        while True:
+            page = srv.tool(tool, {**args, **({"cursor": cursor} if cursor else {})})
+            assert len(json.dumps(page, separators=(",", ":"))) <= 4096
+            items += page[key]
+            pages += 1
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+            assert page["truncated_reason"] == "max_bytes"
+        assert len(items) == count and len({i["name"] for i in items}) == count and pages > 1
     assert [s["schema"] for s in srv.tool("list_schemas")["schemas"]] == ["public", "wide"]
     assert srv.tool("describe_table", {"schema": "wide", "table": "table_number_007"})["columns"][0]["name"] == "id"
-    statuses = re.findall(r"tool=(\w+) status=(\w+)", srv.stderr_text())
-    assert statuses.count(("describe_table", "too_large")) == 1
-    assert metric_sum(metrics(srv), "mcp_tool_calls_total", outcome="too_large") == 2
+    statuses = re.findall(r"tool=(\w+) status=(\w+) rows=\d+ truncated=(\w+)", srv.stderr_text())
+    assert ("describe_table", "ok", "max_bytes") in statuses and ("describe_table", "ok", "no") in statuses
 
 
 # ── fair share per analyst ─────────────────────────────────────────────────────

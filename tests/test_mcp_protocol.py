@@ -11,7 +11,8 @@ from conftest import run_binary
 
 HANDSHAKE_VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25"]
 LATEST_HANDSHAKE = "2025-11-25"
-TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table", "list_databases"}
+TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
+              "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 ANNOTATIONS = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
 
 
@@ -90,7 +91,7 @@ def test_no_version_header_works_as_2025_03_26(server):
 @pytest.mark.parametrize("version", HANDSHAKE_VERSIONS)
 def test_each_supported_version_header_is_served(server, version):
     env = server.rpc("tools/list", version_header=version)
-    assert len(env["result"]["tools"]) == 7
+    assert len(env["result"]["tools"]) == len(TOOL_NAMES)
 
 
 @pytest.mark.parametrize("bad", ["2099-01-01", "2024-11-05", "garbage", ""])
@@ -260,7 +261,7 @@ def tools(server):
     return {t["name"]: t for t in env["result"]["tools"]}
 
 
-def test_tools_list_has_exactly_the_six_tools(tools):
+def test_tools_list_has_exactly_the_ten_tools(tools):
     assert set(tools) == TOOL_NAMES
 
 
@@ -280,14 +281,19 @@ def test_each_tool_is_fully_described(tools, name):
         assert t["annotations"][k] is v
 
 
-# format: compact results (issue 12); database: several databases (issue 13); both optional
 @pytest.mark.parametrize("name,required,optional", [
+    # the seed's arguments; query and sample_table gained format (compact results), the catalog
+    # listings an optional cursor (paging), every tool but list_databases an optional database
     ("query", {"sql"}, {"max_rows", "format", "database"}),
-    ("list_schemas", set(), {"database"}),
-    ("list_tables", {"schema"}, {"database"}),
-    ("describe_table", {"schema", "table"}, {"database"}),
-    ("list_functions", set(), {"schema", "database"}),
+    ("list_schemas", set(), {"cursor", "database"}),
+    ("list_tables", {"schema"}, {"cursor", "database"}),
+    ("describe_table", {"schema", "table"}, {"cursor", "database"}),
+    ("list_functions", set(), {"schema", "cursor", "database"}),
     ("sample_table", {"schema", "table"}, {"n", "format", "database"}),
+    ("explain", {"sql"}, {"analyze", "buffers", "database"}),
+    ("profile_columns", {"schema", "table"}, {"columns", "sample", "cursor", "database"}),
+    ("find_join_path", {"from", "to"}, {"max_hops", "database"}),
+    ("search_objects", {"query"}, {"kinds", "schema", "limit", "cursor", "database"}),
     ("list_databases", set(), set()),
 ])
 def test_tool_arguments_match_the_seed(tools, name, required, optional):

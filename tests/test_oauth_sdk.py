@@ -28,7 +28,8 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata  # noqa
 from browser import chromium  # noqa: E402
 from oauth_lib import RedirectCatcher, browser_sign_in, make_test_ca, metric, new_key, oauth_env  # noqa: E402
 
-TOOLS = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table", "list_databases"}
+TOOLS = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
+         "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 
@@ -95,6 +96,14 @@ async def every_tool(client):
     assert (await client.call_tool("list_functions", {})).structured_content["functions"]
     sc = (await client.call_tool("sample_table", {"schema": "fleet", "table": "vehicles", "n": 1})).structured_content
     assert sc["row_count"] == 1
+    sc = (await client.call_tool("explain", {"sql": "SELECT count(*) FROM fleet.trips"})).structured_content
+    assert sc["summary"]["total_cost"] > 0
+    sc = (await client.call_tool("profile_columns", {"schema": "fleet", "table": "vehicles"})).structured_content
+    assert sc["columns"]
+    sc = (await client.call_tool("find_join_path", {"from": "fleet.trips", "to": "fleet.vehicles"})).structured_content
+    assert sc["paths"][0]["hops"] == 1
+    sc = (await client.call_tool("search_objects", {"query": "trips"})).structured_content
+    assert sc["hits"][0]["qualified_name"] == "fleet.trips"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
-TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table", "list_databases"}
+TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
+              "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 
@@ -107,7 +108,7 @@ def test_sdk_on_bare_root_url(server, mode):
     async def main():
         client, http = make_client(server, mode, path="/")
         async with http, client:
-            assert len((await client.list_tools()).tools) == 7
+            assert len((await client.list_tools()).tools) == len(TOOL_NAMES)
 
     run(main)
 

@@ -161,3 +161,21 @@ def test_expressions_and_aggregates_are_readable_too(gis):
     assert row["area"]["type"] == "Polygon"
     assert row["extent"] == {"xmin": 0, "ymin": Decimal("-1.292066"), "xmax": Decimal("1000.5"), "ymax": Decimal("2000.25")}
     assert [g["type"] for g in row["all_geog"]] == ["Point", "LineString"]
+
+
+def test_profile_columns_shows_postgis_values_readably(gis):
+    """profile_columns' sampled min/max and top values go through the same readable rendering."""
+    res = gis.tool("profile_columns", {"schema": "gis", "table": "places", "sample": True,
+                                       "columns": ["geog", "bbox", "tile", "route"]})
+    cols = {c["name"]: c for c in res["columns"]}
+    geog = cols["geog"]["sample"]
+    assert geog["distinct"] == 3 and geog["null_fraction"] == Decimal("0.5714")  # 4 of 7 rows
+    values = [v["value"] for v in geog["most_common"]]
+    # GeoJSON, or extended WKT where GeoJSON cannot say it (an M coordinate); never hex EWKB
+    assert sorted(v["type"] if isinstance(v, dict) else v for v in values) == [
+        "LineString", "Point", "SRID=4326;POINTM(1 2 3)"]
+    assert geog["min"]["type"] == "Point" and geog["max"] == "SRID=4326;POINTM(1 2 3)"
+    assert cols["bbox"]["sample"]["most_common"][0]["value"] == {
+        "xmin": Decimal("0.12345678901234566"), "ymin": 1, "xmax": 2, "ymax": Decimal("3.5")}
+    assert cols["tile"]["sample"]["most_common"][0]["value"]["width"] == 10  # raster: its metadata
+    assert cols["route"]["sample"]["min"] is None  # an array: top values by their text, no ordering
