@@ -5806,7 +5806,8 @@ static TOOLS: &[ToolSpec] = &[
             max_hops joins (default 3, at most 6): each path as ready-to-paste SQL (FROM a JOIN b ON ...) with every \
             hop's cardinality (many-to-one, one-to-many, one-to-one). Composite keys give multi-column ON clauses; \
             from = to gives the self-joins of self-referencing keys. Name tables as schema.table, quoting names that \
-            need it (\"Sales\".\"Customers\"); a bare name is looked up in every readable schema.",
+            need it (\"Sales\".\"Customers\"); a bare name is looked up in every readable schema. Only keys over \
+            columns you may read are followed.",
         params: &[
             Param { name: "from", kind: ParamKind::Text { default: None }, required: true, description: "Table to start from: schema.table" },
             Param { name: "to", kind: ParamKind::Text { default: None }, required: true, description: "Table to reach: schema.table" },
@@ -5825,7 +5826,8 @@ static TOOLS: &[ToolSpec] = &[
             plural). Each hit has its kind, schema, table (for columns), name, \
             qualified_name (ready to paste), type (the data type of a column, the result of a function), comment \
             (cut to 300 characters) and the estimated rows of its table. limit hits per answer (default 20, at \
-            most 100); next_cursor continues.",
+            most 100); next_cursor continues. Columns you may not read are no hits: withheld_columns names those \
+            that matched.",
         params: &[
             Param { name: "query", kind: ParamKind::Text { default: None }, required: true, description: "Words to look for in names and comments, e.g. \"fuel cost\"" },
             Param { name: "kinds", kind: ParamKind::Names { max: 7, choices: SEARCH_KINDS }, required: false, description: "Only these kinds of object (default: all; 'table' includes partitioned tables)" },
@@ -6161,6 +6163,7 @@ fn search_objects_output_schema() -> Value {
                 "comment": text_or_null, "estimated_rows": { "type": ["integer", "null"] },
                 "match": { "type": "string", "enum": ["exact", "prefix", "substring", "comment", "some words"] } } } },
             "total_matches": { "type": "integer" },
+            "withheld_columns": { "type": "array", "items": { "type": "string" } },
         },
         "required": ["query", "hits", "total_matches"],
     }))
@@ -7034,6 +7037,9 @@ struct Page {
     truncated: Option<&'static str>,
     /// A listing's third column, read from its first row (search_objects: total matches).
     total: Option<i64>,
+    /// A row without an item carries in its fourth column a JSON note on the whole listing
+    /// (search_objects: the matching columns withheld from the role).
+    note: Option<String>,
 }
 
 impl Page {
@@ -7079,13 +7085,19 @@ impl Session<'_> {
             next: None,
             truncated: None,
             total: None,
+            note: None,
         };
         let mut last_key = None;
         let mut rows = self.client.query_raw(sql, params.iter().copied())?;
         while let Some(row) = rows.next()? {
             let key: Option<&str> = row.try_get(0)?;
             let item: Option<&str> = row.try_get(1)?;
-            let Some(item) = item else { continue };
+            let Some(item) = item else {
+                if row.len() > 3 {
+                    page.note = row.try_get(3)?;
+                }
+                continue;
+            };
             if page.count == 0 && row.len() > 2 {
                 page.total = row.try_get(2)?;
             }
@@ -7287,29 +7299,31 @@ fn tool_explain(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolF
     let explain = format!(
         "EXPLAIN (FORMAT JSON, VERBOSE, ANALYZE {analyze}, BUFFERS {buffers})\n{statement}"
     );
-    let (mut plan, relations) = ctx.read_only(|session| {
-        let JsonText(text) = session
-            .client
-            .query_one(explain.as_str(), &[])?
-            .try_get(0)?;
-        let plan: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let scanned = seq_scanned_relations(&plan);
-        let relations = if scanned.is_empty() {
-            Vec::new()
-        } else {
-            let (schemas, names): (Vec<&str>, Vec<&str>) = scanned
-                .iter()
-                .map(|(s, n)| (s.as_str(), n.as_str()))
-                .unzip();
-            session
+    let (mut plan, relations) = ctx
+        .read_only(|session| {
+            let JsonText(text) = session
                 .client
-                .query(RELATION_SIZES_SQL, &[&schemas, &names])?
-                .iter()
-                .map(RelationSize::from_row)
-                .collect::<Result<Vec<_>, DbError>>()?
-        };
-        Ok((plan, relations))
-    })?;
+                .query_one(explain.as_str(), &[])?
+                .try_get(0)?;
+            let plan: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let scanned = seq_scanned_relations(&plan);
+            let relations = if scanned.is_empty() {
+                Vec::new()
+            } else {
+                let (schemas, names): (Vec<&str>, Vec<&str>) = scanned
+                    .iter()
+                    .map(|(s, n)| (s.as_str(), n.as_str()))
+                    .unzip();
+                session
+                    .client
+                    .query(RELATION_SIZES_SQL, &[&schemas, &names])?
+                    .iter()
+                    .map(RelationSize::from_row)
+                    .collect::<Result<Vec<_>, DbError>>()?
+            };
+            Ok((plan, relations))
+        })
+        .map_err(|failure| explain_withheld_columns(ctx, failure))?;
     drop_node_outputs(&mut plan);
     let summary = plan_summary(&plan, analyze, buffers, &relations);
     let summary_json = summary.to_string();
@@ -7857,6 +7871,7 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
         next,
         truncated,
         total: None,
+        note: None,
     };
     Ok(page.finish(head, "profile_columns", &scope))
 }
@@ -8159,6 +8174,14 @@ struct JoinEnd {
     kind: String,
 }
 
+/// A withheld-columns refusal like sample_table's, for a relation the role reads nothing of.
+fn nothing_readable(relation: &str) -> ToolFailure {
+    ToolFailure::Database {
+        message: format!("permission denied: no column of {relation} is readable by this role"),
+        sqlstate: "42501".into(),
+    }
+}
+
 fn resolve_join_end(
     session: &mut Session,
     readable: &Option<Vec<String>>,
@@ -8177,6 +8200,7 @@ fn resolve_join_end(
         .client
         .query(JOIN_RELATION_SQL.as_str(), &[readable, &schema, &table])?;
     match rows.as_slice() {
+        [row] if !row.try_get::<_, bool>(3)? => Ok(Err(nothing_readable(row.try_get(1)?))),
         [row] => Ok(Ok(JoinEnd {
             oid: row.try_get(0)?,
             quoted: row.try_get(1)?,
@@ -8343,19 +8367,26 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
             Ok(end) => end,
             Err(failure) => return Ok(Err(failure)),
         };
-        let edges: Vec<FkEdge> = session
-            .client
-            .query(FK_EDGES_SQL.as_str(), &[&readable])?
-            .iter()
-            .map(|row| {
-                Ok(FkEdge {
-                    constraint: row.try_get(0)?,
-                    child: row.try_get(1)?,
-                    parent: row.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, DbError>>()?;
+        let mut edges = Vec::new();
+        let mut withheld_edges = Vec::new();
+        for row in session.client.query(FK_EDGES_SQL.as_str(), &[&readable])? {
+            let edge = FkEdge {
+                constraint: row.try_get(0)?,
+                child: row.try_get(1)?,
+                parent: row.try_get(2)?,
+            };
+            if row.try_get(3)? {
+                edges.push(edge);
+            } else {
+                withheld_edges.push(edge);
+            }
+        }
         let paths = shortest_fk_paths(&edges, from.oid, to.oid, max_hops);
+        // No path the role can use: is there one over keys it may not read? (Then say so.)
+        let only_withheld = paths.is_empty() && !withheld_edges.is_empty() && {
+            edges.extend(withheld_edges);
+            !shortest_fk_paths(&edges, from.oid, to.oid, max_hops).is_empty()
+        };
         let mut constraints: Vec<u32> = paths.iter().flatten().map(|h| h.edge.constraint).collect();
         constraints.sort_unstable();
         constraints.dedup();
@@ -8378,9 +8409,9 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
                 );
             }
         }
-        Ok(Ok((from, to, paths, details)))
+        Ok(Ok((from, to, paths, details, only_withheld)))
     })??;
-    let (from, to, paths, details) = found;
+    let (from, to, paths, details, only_withheld) = found;
     let mut rendered: Vec<(String, Value)> = paths
         .iter()
         .filter_map(|path| render_join_path(path, &details))
@@ -8394,6 +8425,11 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         .collect();
     let note = if !paths.is_empty() {
         None
+    } else if only_withheld {
+        Some(format!(
+            "the foreign keys between {} and {} go over columns withheld from this role (or tables it cannot read): no join it may write follows them",
+            from.quoted, to.quoted
+        ))
     } else if ["view", "materialized view", "foreign table"].contains(&from.kind.as_str())
         || ["view", "materialized view", "foreign table"].contains(&to.kind.as_str())
     {
@@ -8507,6 +8543,8 @@ fn render_join_path(path: &[Hop], details: &BTreeMap<u32, FkDetail>) -> Option<(
 
 const DEFAULT_SEARCH_LIMIT: i64 = 20;
 const MAX_SEARCH_LIMIT: u64 = 100;
+/// Matching columns withheld from the role named at most (on the first page).
+const SEARCH_WITHHELD_NAMES: usize = 40;
 const MAX_SEARCH_QUERY_CHARS: usize = 200;
 /// Comments in search hits are cut to this many characters (describe_table shows them whole).
 const SEARCH_COMMENT_CHARS: i32 = 300;
@@ -8632,12 +8670,15 @@ fn tool_search_objects(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         )?;
         Ok(Ok(page))
     })??;
-    let head = format!(
+    let mut head = format!(
         r#"{{"query":{},"hits":[{}],"total_matches":{}"#,
         json_text(&query),
         page.items,
         page.total.map_or("0".to_string(), |n| n.to_string()),
     );
+    if let Some(withheld) = &page.note {
+        let _ = write!(head, r#","withheld_columns":{withheld}"#);
+    }
     Ok(page.finish(head, "search_objects", &scope))
 }
 
@@ -8956,10 +8997,11 @@ const STATS_VALUES_CTE: &str = "WITH st AS (SELECT a.attnum, s.histogram_bounds,
 // ── find_join_path ──
 
 /// A relation named by `from`/`to`: $2 schema (NULL: any readable schema), $3 table →
-/// (oid, quoted qualified name, kind).
+/// (oid, quoted qualified name, kind, whether the role may read any of its columns).
 static JOIN_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), {RELATION_KIND}
+        "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), {RELATION_KIND},
+                has_any_column_privilege(c.oid, 'SELECT')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relname = $3 AND ($2::text IS NULL OR n.nspname = $2::text::name)
             AND c.relkind IN ('r','p','v','m','f') AND {READABLE}
@@ -8967,16 +9009,19 @@ static JOIN_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     )
 });
 
-/// The foreign-key graph among readable tables the role can read: (constraint, referencing
-/// table, referenced table). The constraints PostgreSQL clones onto partitions are left out:
-/// the partitioned table's own constraint stands for them.
+/// The foreign-key graph among the tables of readable schemas: (constraint, referencing
+/// table, referenced table, whether the role may read every key column on both sides — the
+/// only keys a path may use, as the ON clause names them). The constraints PostgreSQL clones
+/// onto partitions are left out: the partitioned table's own constraint stands for them.
 static FK_EDGES_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT con.oid, con.conrelid, con.confrelid FROM pg_constraint con
+        "SELECT con.oid, con.conrelid, con.confrelid,
+                NOT EXISTS (SELECT 1 FROM unnest(con.conkey) k(attnum) WHERE NOT has_column_privilege(con.conrelid, k.attnum, 'SELECT'))
+                AND NOT EXISTS (SELECT 1 FROM unnest(con.confkey) k(attnum) WHERE NOT has_column_privilege(con.confrelid, k.attnum, 'SELECT'))
+           FROM pg_constraint con
            JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-          WHERE con.contype = 'f' AND con.conparentid = 0 AND {READABLE} AND {readable_fn}
-            AND has_any_column_privilege(c.oid, 'SELECT') AND has_any_column_privilege(fc.oid, 'SELECT')",
+          WHERE con.contype = 'f' AND con.conparentid = 0 AND {READABLE} AND {readable_fn}",
         readable_fn = readable_schema_sql("fn"),
     )
 });
@@ -9006,7 +9051,8 @@ const FK_DETAILS_SQL: &str = "SELECT con.oid, con.conname::text,
 /// pg_attribute, joined to their tables only when they match, never probed table by table);
 /// objects matching only some of the words come last, those matching more of them first.
 /// What a hit shows beyond its names (qualified name, type, estimated rows) is worked out for
-/// the page alone, after the ranking.
+/// the page alone, after the ranking. Columns the role may not read are no hits (and not
+/// counted): on the first page, a row ahead of the hits names the first of them (4th column).
 static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
     let rank = |name: &str, comment: &str| {
         format!(
@@ -9027,30 +9073,39 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
          hits AS (
            SELECT 'schema'::text AS kind, 0 AS kind_order, n.nspname::text AS schema, NULL::text AS table_name,
                   n.nspname::text AS name, NULL::oid AS object, NULL::oid AS type_oid, NULL::int AS type_mod,
-                  d.description AS comment, k.rank, kw.words
+                  d.description AS comment, k.rank, kw.words, true AS readable
              FROM n {schema_comment} {schema_rank}
             WHERE k.rank IS NOT NULL AND {wants_schema}
            UNION ALL
-           SELECT {RELATION_KIND}, 1, c.nspname::text, NULL, c.relname::text, c.oid, NULL, NULL, d.description, k.rank, kw.words
+           SELECT {RELATION_KIND}, 1, c.nspname::text, NULL, c.relname::text, c.oid, NULL, NULL, d.description, k.rank, kw.words, true
              FROM rel c {relation_comment} {relation_rank}
             WHERE k.rank IS NOT NULL AND {wants_relation}
            UNION ALL
-           SELECT 'function', 2, n.nspname::text, NULL, p.proname::text, p.oid, NULL, NULL, d.description, k.rank, kw.words
+           SELECT 'function', 2, n.nspname::text, NULL, p.proname::text, p.oid, NULL, NULL, d.description, k.rank, kw.words, true
              FROM n JOIN pg_proc p ON p.pronamespace = n.oid {function_comment} {function_rank}
             WHERE k.rank IS NOT NULL AND {NOT_EXTENSION_MEMBER} AND {wants_function}
            UNION ALL
            SELECT 'column', 3, c.nspname::text, c.relname::text, m.attname::text, c.oid, m.atttypid, m.atttypmod,
-                  m.description, m.rank, m.words
-             FROM (SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, d.description, k.rank, kw.words
+                  m.description, m.rank, m.words, has_column_privilege(m.attrelid, m.attnum, 'SELECT')
+             FROM (SELECT a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, d.description, k.rank, kw.words
                      FROM pg_attribute a {column_comment} {column_rank}
                     WHERE a.attnum > 0 AND NOT a.attisdropped AND k.rank IS NOT NULL AND {wants_column}
                    OFFSET 0) m
              JOIN rel c ON c.oid = m.attrelid),
          page AS (
-           SELECT h.*, row_number() OVER w AS position, count(*) OVER () AS total FROM hits h
+           SELECT h.*, row_number() OVER w AS position, count(*) OVER () AS total FROM hits h WHERE h.readable
            WINDOW w AS (ORDER BY h.rank, h.words DESC, h.kind_order, h.schema, h.table_name NULLS FIRST, h.name, h.object)
-           ORDER BY position OFFSET $7 LIMIT $8)
-         SELECT p.position::text, row_to_json(x)::text, p.total
+           ORDER BY position OFFSET $7 LIMIT $8),
+         withheld AS (
+           SELECT json_agg(w.q ORDER BY w.q COLLATE \"C\")::text AS names FROM (
+             SELECT x.q FROM (SELECT quote_ident(h.schema) || '.' || quote_ident(h.table_name) || '.' || quote_ident(h.name) AS q
+                                FROM hits h WHERE NOT h.readable) x
+              ORDER BY x.q COLLATE \"C\" LIMIT {SEARCH_WITHHELD_NAMES}) w)
+         SELECT u.key, u.hit, u.total, u.withheld FROM (
+           SELECT 0::int8 AS ord, NULL::text AS key, NULL::text AS hit, NULL::int8 AS total, w.names AS withheld
+             FROM withheld w WHERE w.names IS NOT NULL AND $7 = 0
+           UNION ALL
+           SELECT p.position, p.position::text, row_to_json(x)::text, p.total, NULL
            FROM page p LEFT JOIN pg_class c ON c.oid = p.object AND p.kind <> 'function'
           CROSS JOIN LATERAL (SELECT p.kind, p.schema, p.table_name AS table, p.name,
                 CASE p.kind WHEN 'schema' THEN quote_ident(p.schema)
@@ -9064,8 +9119,8 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
                      WHEN 'function' THEN pg_get_function_result(p.object) END AS type,
                 {comment} AS comment,
                 CASE WHEN p.kind NOT IN ('schema', 'function') THEN {ESTIMATED_ROWS} END AS estimated_rows,
-                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[p.rank + 1] AS match) x
-          ORDER BY p.position",
+                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[p.rank + 1] AS match) x) u
+          ORDER BY u.ord",
         schema_comment = comment_join("d", "pg_namespace", "n.oid", "0"),
         schema_rank = rank("n.nspname", "d.description"),
         wants_schema = wants("'schema'"),

@@ -123,6 +123,49 @@ def test_audit_line_names_the_database_role(per_analyst):
     assert "caller=bob" in line and "db_role=analyst_bob" in line, line
 
 
+
+# ── the analyst tools (issue 12) run as the analyst too ──────────────────────────────────────
+
+def test_explain_analyze_counts_only_the_analysts_rows(per_analyst):
+    for analyst, rows in (("alice", 3), ("bob", 2), ("mallory", 0)):
+        res = per_analyst.call_tool("explain", {"sql": "SELECT order_id FROM fleet.region_orders", "analyze": True},
+                                    caller=analyst)["structuredContent"]
+        assert res["summary"]["actual_rows"] == rows, (analyst, res["summary"])
+    text = per_analyst.call_tool("explain", {"sql": "SELECT customer_phone FROM fleet.region_orders"},
+                                 caller="alice", expect_error=True)["content"][0]["text"]
+    assert "permission denied" in text and "+254" not in text
+
+
+def test_profile_columns_sees_the_analysts_rows_and_columns(per_analyst, pg):
+    pg.psql("ANALYZE fleet.region_orders")
+    for analyst, region in (("alice", "North"), ("bob", "Coast")):
+        res = per_analyst.call_tool("profile_columns", {"schema": "fleet", "table": "region_orders", "sample": True},
+                                    caller=analyst)["structuredContent"]
+        columns = {c["name"]: c for c in res["columns"]}
+        # row-level security hides pg_stats (built from every row) from the analyst
+        assert columns["region"]["statistics"] is False and "row-level security" in columns["region"]["note"]
+        assert [v["value"] for v in columns["region"]["sample"]["most_common"]] == [region], columns["region"]
+        assert columns["customer_phone"]["readable"] is False and "sample" not in columns["customer_phone"]
+        assert "+254" not in str(res)
+
+
+def test_search_objects_and_find_join_path_follow_each_analysts_privileges(per_analyst, pg):
+    def search(analyst):
+        return per_analyst.call_tool("search_objects", {"query": "customer_phone"}, caller=analyst)["structuredContent"]
+    assert search("alice")["withheld_columns"] == ["fleet.region_orders.customer_phone"]
+    pg.psql("GRANT SELECT (customer_phone) ON fleet.region_orders TO analyst_bob")
+    try:
+        found = search("bob")
+        assert [h["qualified_name"] for h in found["hits"]] == ["fleet.region_orders.customer_phone"]
+        assert "withheld_columns" not in found
+        assert search("alice")["hits"] == []
+    finally:
+        pg.psql("REVOKE SELECT (customer_phone) ON fleet.region_orders FROM analyst_bob")
+    text = per_analyst.call_tool("find_join_path", {"from": "fleet.trips", "to": "fleet.vehicles"},
+                                 caller="carol", expect_error=True)["content"][0]["text"]
+    assert 'cannot work as database role "analyst_carol"' in text, text
+
+
 # ── the SQL can never switch back ────────────────────────────────────────────────────────────
 
 SWITCH_ATTEMPTS = [

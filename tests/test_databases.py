@@ -25,8 +25,13 @@ def finance(pg):
     pg.psql(f"""
         CREATE SCHEMA ledger;
         COMMENT ON SCHEMA ledger IS 'General ledger';
-        CREATE TABLE ledger.entries (entry_id int PRIMARY KEY, account text NOT NULL, amount numeric(12,2) NOT NULL);
+        CREATE TABLE ledger.accounts (account text PRIMARY KEY, owner text NOT NULL);
+        INSERT INTO ledger.accounts SELECT 'acct-' || i, 'owner ' || i FROM generate_series(0, 3) AS i;
+        CREATE TABLE ledger.entries (entry_id int PRIMARY KEY, account text NOT NULL REFERENCES ledger.accounts,
+                                     amount numeric(12,2) NOT NULL);
+        COMMENT ON COLUMN ledger.entries.amount IS 'Booked amount in the ledger currency';
         INSERT INTO ledger.entries SELECT i, 'acct-' || (i % 4), i * 10.5 FROM generate_series(1, 50) AS i;
+        ANALYZE ledger.accounts, ledger.entries;
         CREATE FUNCTION ledger.balance(a text) RETURNS numeric LANGUAGE sql STABLE
             AS 'SELECT sum(amount) FROM ledger.entries WHERE account = a';
         GRANT USAGE ON SCHEMA ledger TO {RO_ROLE};
@@ -57,7 +62,7 @@ def test_the_first_database_is_the_default_and_every_tool_takes_one(two):
     schemas = {s["schema"]: s for s in two.tool("list_schemas", {"database": "finance"})["schemas"]}
     assert schemas["ledger"]["comment"] == "General ledger" and "fleet" not in schemas
     tables = two.tool("list_tables", {"schema": "ledger", "database": "finance"})["tables"]
-    assert [t["name"] for t in tables] == ["entries"]
+    assert [t["name"] for t in tables] == ["accounts", "entries"]
     described = two.tool("describe_table", {"schema": "ledger", "table": "entries", "database": "finance"})
     assert [c["name"] for c in described["columns"]] == ["entry_id", "account", "amount"]
     functions = two.tool("list_functions", {"schema": "ledger", "database": "finance"})["functions"]
@@ -67,6 +72,50 @@ def test_the_first_database_is_the_default_and_every_tool_takes_one(two):
     # the default database does not have the other's tables
     text = two.tool_error("sample_table", {"schema": "ledger", "table": "entries"})
     assert text.startswith("database fleet: schema \"ledger\" does not exist or is not readable"), text
+
+
+
+def test_the_analyst_tools_work_in_the_database_named(two):
+    finance = {"database": "finance"}
+    plan = two.tool("explain", {"sql": "SELECT * FROM ledger.entries WHERE amount > 100", "analyze": True, **finance})
+    assert plan["summary"]["actual_rows"] == 41 and '"Schema": "ledger"' in str(plan["plan"]).replace("'", '"')
+    profile = two.tool("profile_columns", {"schema": "ledger", "table": "entries", **finance})
+    assert {c["name"]: c["estimated_distinct"] for c in profile["columns"]}["account"] == 4
+    path = two.tool("find_join_path", {"from": "ledger.entries", "to": "ledger.accounts", **finance})
+    assert path["paths"][0]["join"] == ("FROM ledger.entries JOIN ledger.accounts ON accounts.account = entries.account"), path
+    found = two.tool("search_objects", {"query": "ledger currency", **finance})
+    assert [(h["qualified_name"], h["match"]) for h in found["hits"]][0] == ("ledger.entries.amount", "comment")
+    # the default database has none of it, and says which database answered
+    assert two.tool("search_objects", {"query": "ledger currency"})["hits"] == []
+    for tool, args in [("explain", {"sql": "SELECT * FROM ledger.entries"}),
+                       ("profile_columns", {"schema": "ledger", "table": "entries"}),
+                       ("find_join_path", {"from": "ledger.entries", "to": "ledger.accounts"})]:
+        text = two.tool_error(tool, args)
+        assert text.startswith("database fleet: "), (tool, text)
+
+
+@pytest.mark.parametrize("tool,args", [
+    ("explain", {"sql": "SELECT 1"}), ("profile_columns", {"schema": "ledger", "table": "entries"}),
+    ("find_join_path", {"from": "ledger.entries", "to": "ledger.accounts"}), ("search_objects", {"query": "ledger"}),
+    ("list_schemas", {}), ("sample_table", {"schema": "ledger", "table": "entries"}),
+])
+def test_every_tool_refuses_an_unknown_database_by_name(two, tool, args):
+    for bad in ("payroll", "FINANCE", "", "finance; fleet"):
+        env = two.call_tool_envelope(tool, {**args, "database": bad})
+        assert env["error"]["code"] == -32602, env
+        assert env["error"]["message"].startswith(f"{tool}: unknown database "), env
+        assert "(databases: fleet, finance" in env["error"]["message"]
+
+
+def test_the_analyst_tools_audit_lines_name_the_database(two):
+    marker = "expl_" + secrets.token_hex(4)
+    two.tool("explain", {"sql": f"SELECT 1 -- {marker}", "database": "finance"})
+    line = next(l for l in two.wait_for_stderr(lambda t: marker in t, "the audit line").splitlines() if marker in l)
+    assert "tool=explain" in line and "database=finance" in line, line
+    two.tool("search_objects", {"query": "entries", "database": "finance"})
+    text = two.wait_for_stderr(lambda t: "tool=search_objects" in t, "the search audit line")
+    line = [l for l in text.splitlines() if "tool=search_objects" in l][-1]
+    assert "database=finance" in line and "status=ok" in line, line
 
 
 def test_list_databases_names_labels_and_the_default(two):
