@@ -244,6 +244,20 @@ def test_a_pattern_role_that_can_write_is_refused_on_first_use(team, pg, start_s
         pg.psql("REVOKE order_writers FROM analyst_mallory; DROP OWNED BY order_writers; DROP ROLE order_writers")
 
 
+
+def test_an_analyst_signed_in_through_oauth_works_as_their_own_role(team, pg, start_server, tmp_path):
+    from oauth_lib import OAuthFlow, new_key, oauth_env
+    env, _ = oauth_env(tmp_path, key=new_key(), DATABASE_URL=team_dsn(pg), MCP_ANALYST_ROLES="analyst_{name}")
+    srv = start_server(tokens=tokens("alice", "bob"), **env)
+    flow = OAuthFlow(srv, env["MCP_PUBLIC_URL"])
+    for analyst, region in (("alice", "North"), ("bob", "Coast")):
+        access = flow.tokens_for(flow.register(name="Claude"), srv.tokens[analyst])["access_token"]
+        r = flow.call(access, "SELECT current_user::text AS who, string_agg(DISTINCT region, ',') AS regions "
+                              "FROM fleet.region_orders")
+        assert r.status == 200, r.text
+        assert r.json()["result"]["structuredContent"]["rows"] == [{"who": f"analyst_{analyst}", "regions": region}]
+
+
 @pytest.mark.parametrize("value,message", [
     ("alice=", "needs a name and a role"),
     ("=analyst_x", "needs a name and a role"),
