@@ -4723,6 +4723,9 @@ raw rows). For many rows pass format=csv (or arrays): the same exact values in a
 tokens, so about twice the rows fit. Listings too big for one answer are paged: pass next_cursor \
 back as cursor. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
+Columns describe_table marks readable=false are withheld from you (personal data): name the \
+readable columns instead of SELECT *. list_databases names the databases this server reads; \
+every other tool takes an optional database (default: the first). \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -123,6 +123,9 @@ def test_list_databases_names_labels_and_the_default(two):
     assert [(d["name"], d["label"], d["default"]) for d in listed["databases"]] == [
         ("fleet", "fleet", True), ("finance", "finance", False)]
     assert listed["databases"][1]["max_rows"] == 10000
+    instructions = two.rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                          "clientInfo": {"name": "t", "version": "1"}})["result"]["instructions"]
+    assert "list_databases" in instructions and "readable=false" in instructions
     tools = {t["name"]: t for t in two.rpc("tools/list")["result"]["tools"]}
     assert "database" in tools["query"]["inputSchema"]["properties"]
     assert tools["list_databases"]["inputSchema"]["properties"] == {}
