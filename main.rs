@@ -7717,6 +7717,7 @@ struct ProfiledRelation {
     stats_hidden: bool,
     pages: i64,
     reltuples: f64,
+    any_readable: bool,
 }
 
 impl ProfiledRelation {
@@ -7730,6 +7731,7 @@ impl ProfiledRelation {
             stats_hidden: row.try_get(5)?,
             pages: row.try_get(6)?,
             reltuples: row.try_get(7)?,
+            any_readable: row.try_get(8)?,
         })
     }
 
@@ -7798,6 +7800,10 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
         let relation = ProfiledRelation::from_row(&row)?;
+        // A sample reads rows: of a table the role reads no column of, there are none to read.
+        if sample && !relation.any_readable {
+            return Ok(Err(nothing_readable(&relation.quoted)));
+        }
         if let Some(names) = &wanted {
             let missing: Vec<String> = session
                 .client
@@ -8905,7 +8911,8 @@ const RELATION_SIZES_SQL: &str = "SELECT r.schema, r.name, CASE WHEN c.reltuples
 // ── profile_columns ──
 
 /// The relation to profile: $2 schema, $3 table → (oid, quoted name, kind, estimated rows, last
-/// analysed (UTC), statistics hidden by row security, pages, rows for n_distinct ratios).
+/// analysed (UTC), statistics hidden by row security, pages, rows for n_distinct ratios, whether
+/// the role may read any column).
 static PROFILE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     format!(
         "SELECT c.oid, format('%I.%I', n.nspname, c.relname), {RELATION_KIND}, {ESTIMATED_ROWS},
@@ -8916,7 +8923,8 @@ static PROFILE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
                  WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) ELSE 0 END / current_setting('block_size')::int)::int8,
            (CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(ch.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
                                              JOIN pg_class ch ON ch.oid = t.relid WHERE t.isleaf)
-                 ELSE greatest(c.reltuples, 0) END)::float8
+                 ELSE greatest(c.reltuples, 0) END)::float8,
+           has_any_column_privilege(c.oid, 'SELECT')
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}"
     )

@@ -272,3 +272,15 @@ def test_find_join_path_follows_only_keys_the_role_can_read(gov):
     assert "withheld from this role" in none["note"], none["note"]
     text = gov.tool_error("find_join_path", {"from": "fleet.driver_payroll", "to": "fleet.vehicles"})
     assert text == "permission denied: no column of fleet.driver_payroll is readable by this role (42501)", text
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["statistics", "sample"])
+def test_profile_columns_of_a_table_the_role_reads_nothing_of(gov, sample):
+    args = {"schema": "fleet", "table": "driver_payroll", "sample": sample}
+    if sample:
+        text = gov.tool_error("profile_columns", args)
+        assert text == "permission denied: no column of fleet.driver_payroll is readable by this role (42501)", text
+    else:
+        columns = gov.tool("profile_columns", args)["columns"]
+        assert [(c["name"], c["readable"], c["statistics"]) for c in columns] == [
+            ("driver_id", False, False), ("vehicle_id", False, False), ("salary", False, False)]
