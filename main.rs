@@ -6539,9 +6539,11 @@ fn audit_call(
     tool: &ToolSpec,
     caller: &Caller,
     arguments: &Arguments,
-    (database, started): (&Database, Instant),
+    (database, started): (&'static Database, Instant),
     outcome: Result<ToolOutput, ToolFailure>,
 ) -> Result<ToolOutput, ToolFailure> {
+    let named_database: Option<&'static str> =
+        app.databases.named.then_some(database.name.as_str());
     let (status, rows, truncated, sql) = match &outcome {
         Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
         Err(failure) => (failure.outcome(), 0, None, arguments.text("sql")),
@@ -6560,7 +6562,7 @@ fn audit_call(
             .analyst_roles
             .as_ref()
             .and_then(|roles| roles.role_for(&caller.name)),
-        database: app.databases.named.then_some(database.name.as_str()),
+        database: named_database,
     };
     let written = app.audit_log.as_ref().map(|log| log.record_call(&record));
     let refused = match &written {
@@ -6589,8 +6591,7 @@ fn audit_call(
     };
     record.status = status;
     app.metrics.count_tool(
-        tool.name,
-        status,
+        (named_database, tool.name, status),
         record.elapsed,
         rows,
         outcome.as_ref().map_or(0, |o| {
@@ -13795,7 +13796,8 @@ struct Metrics {
     // can come from a client (so no cardinality blow-up and no injection into the exposition).
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
     rpc: Mutex<BTreeMap<&'static str, u64>>,
-    tools: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// (database — with MCP_DATABASES, a name from the configuration —, tool, outcome).
+    tools: Mutex<BTreeMap<(Option<&'static str>, &'static str, &'static str), u64>>,
     tool_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     limits: Mutex<BTreeMap<&'static str, u64>>,
     rows_returned: AtomicU64,
@@ -13830,13 +13832,14 @@ impl Metrics {
 
     fn count_tool(
         &self,
-        tool: &'static str,
-        outcome: &'static str,
+        (database, tool, outcome): (Option<&'static str>, &'static str, &'static str),
         elapsed: Duration,
         rows: u64,
         bytes: usize,
     ) {
-        *lock(&self.tools).entry((tool, outcome)).or_insert(0) += 1;
+        *lock(&self.tools)
+            .entry((database, tool, outcome))
+            .or_insert(0) += 1;
         lock(&self.tool_latency)
             .entry(tool)
             .or_default()
@@ -13890,8 +13893,12 @@ impl Metrics {
         );
         let tools: Vec<(String, f64)> = lock(&self.tools)
             .iter()
-            .map(|((tool, outcome), n)| {
-                (format!("tool=\"{tool}\",outcome=\"{outcome}\""), *n as f64)
+            .map(|((database, tool, outcome), n)| {
+                let database = database.map_or(String::new(), |db| format!("database=\"{db}\","));
+                (
+                    format!("{database}tool=\"{tool}\",outcome=\"{outcome}\""),
+                    *n as f64,
+                )
             })
             .collect();
         write_family(

@@ -154,6 +154,9 @@ def test_metrics_name_each_pool(two):
     assert 'mcp_pool_max{database="fleet"} 8' in metrics and 'mcp_pool_max{database="finance"} 8' in metrics
     assert re.search(r'mcp_pool_open\{database="finance"\} [1-9]', metrics), metrics
     assert re.search(r'mcp_db_tls\{database="finance",sslmode="prefer"\}', metrics), metrics
+    assert re.search(r'^mcp_tool_calls_total\{database="finance",tool="query",outcome="ok"\} [1-9]', metrics, re.M)
+    two.call_tool_envelope("explain", {"sql": "SELECT 1", "database": "nope"})
+    assert 'database="nope"' not in two.get("/metrics").text
 
 
 def test_readyz_names_each_database(two):
