@@ -13790,14 +13790,16 @@ impl Histogram {
     }
 }
 
+/// (database — with MCP_DATABASES, a name from the configuration —, tool, outcome).
+type ToolCallKey = (Option<&'static str>, &'static str, &'static str);
+
 #[derive(Default)]
 struct Metrics {
     // Keys are static strings from closed sets: counting allocates nothing, and no label value
     // can come from a client (so no cardinality blow-up and no injection into the exposition).
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
     rpc: Mutex<BTreeMap<&'static str, u64>>,
-    /// (database — with MCP_DATABASES, a name from the configuration —, tool, outcome).
-    tools: Mutex<BTreeMap<(Option<&'static str>, &'static str, &'static str), u64>>,
+    tools: Mutex<BTreeMap<ToolCallKey, u64>>,
     tool_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     limits: Mutex<BTreeMap<&'static str, u64>>,
     rows_returned: AtomicU64,
@@ -13832,7 +13834,7 @@ impl Metrics {
 
     fn count_tool(
         &self,
-        (database, tool, outcome): (Option<&'static str>, &'static str, &'static str),
+        (database, tool, outcome): ToolCallKey,
         elapsed: Duration,
         rows: u64,
         bytes: usize,
