@@ -144,6 +144,8 @@ install_venv() {
 mkdir -p "$CACHE"
 install_npm
 install_venv
+# tests/run installs the clients early, in the background, while the other suites run.
+if [[ ${1:-} == --install-only ]]; then say "clients installed"; exit 0; fi
 NODE_BIN=$CACHE/npm/node_modules/.bin
 PY=$CACHE/venv/bin/python
 # Node 22 first on PATH: the npm `node` package's binary, used by every JS client below.
