@@ -61,6 +61,21 @@ role: create or refresh the least-privilege PostgreSQL role that analytics-mcp c
     --revoke-public-temp   also REVOKE TEMPORARY ON DATABASE FROM PUBLIC (affects all roles)
     --revoke-public-create also REVOKE CREATE FROM PUBLIC on the listed schemas and public
 
+  Personal data and per-analyst identities:
+    --withhold s.t.c,...   columns analysts must not read (e.g. fleet.drivers.phone): their
+                           tables get column-level SELECT on every other column and no
+                           table-level SELECT (partitions and children too). Sticky: a later
+                           run without --withhold keeps them withheld. Columns added later to
+                           such a table are NOT readable until asked (see next option)
+    --grant-new-columns    make every column of the --withhold tables readable except the
+                           listed ones (the way to let analysts read columns added later)
+    --analysts a,b         one NOLOGIN role per analyst (<prefix><name>, e.g. analyst_alice)
+                           holding the read grants; the login role becomes a NOINHERIT member
+                           with no grants of its own. Serve with MCP_ANALYST_ROLES=analyst_{name}
+                           so every call runs as the analyst's role (their own grants and
+                           row-level security policies apply). Names: letters, digits . _ - @
+    --analyst-prefix P     prefix of the analysts' roles (default: analyst_)
+
   Password:
     --pw-file PATH         where the role password lives (default: ~/.analytics_ro.pw, or
                            ~/.<role>.pw for another --role). Created on first run with a
@@ -142,6 +157,7 @@ file_mode() { stat -c '%a' "$1" 2>/dev/null || stat -f '%Lp' "$1"; }
 R_DSN="${ADMIN_DSN:-}"; R_DSN_GIVEN=0; R_CONTAINER=""; R_DB="postgres"; R_ADMIN_USER="postgres"
 R_SCHEMAS=""; R_OWNERS=""; R_ROLE="analytics_ro"; R_PW_FILE=""; R_CONN_LIMIT="20"
 R_REVOKE_TEMP="off"; R_REVOKE_CREATE="off"; R_ROTATE=0
+R_WITHHOLD=""; R_GRANT_NEW="off"; R_ANALYSTS=""; R_ANALYST_PREFIX="analyst_"
 R_DB_HOST=""; R_DB_PORT=""; R_DB_NAME=""
 PW_NEW_FILE=""   # temp file of a not-yet-applied password; removed on failure
 PW=""            # the password while it is being applied; cleared right after
@@ -201,6 +217,10 @@ parse_role_args() {
       --db-host)        R_DB_HOST="${2-}"; shift 2 || usage_error "--db-host needs a value" ;;
       --db-port)        R_DB_PORT="${2-}"; shift 2 || usage_error "--db-port needs a value" ;;
       --db-name)        R_DB_NAME="${2-}"; shift 2 || usage_error "--db-name needs a value" ;;
+      --withhold)       R_WITHHOLD="${2-}"; shift 2 || usage_error "--withhold needs a value" ;;
+      --analysts)       R_ANALYSTS="${2-}"; shift 2 || usage_error "--analysts needs a value" ;;
+      --analyst-prefix) R_ANALYST_PREFIX="${2-}"; shift 2 || usage_error "--analyst-prefix needs a value" ;;
+      --grant-new-columns)    R_GRANT_NEW=on; shift ;;
       --revoke-public-temp)   R_REVOKE_TEMP=on; shift ;;
       --revoke-public-create) R_REVOKE_CREATE=on; shift ;;
       --rotate)         R_ROTATE=1; shift ;;
@@ -224,6 +244,14 @@ validate_role_args() {
   [[ -n "$R_SCHEMAS" ]] || usage_error "role: --schemas is required"
   R_SCHEMAS="$(normalise_list "$R_SCHEMAS")" || usage_error "role: --schemas must be a comma list of plain identifiers"
   R_OWNERS="$(normalise_list "$R_OWNERS")"   || usage_error "role: --owners must be a comma list of plain identifiers"
+  local ident='[A-Za-z_][A-Za-z0-9_$]*'
+  R_WITHHOLD="${R_WITHHOLD// /}"
+  [[ -z "$R_WITHHOLD" || "$R_WITHHOLD" =~ ^$ident\.$ident\.$ident(,$ident\.$ident\.$ident)*$ ]] \
+    || usage_error "role: --withhold must be a comma list of schema.table.column (plain identifiers)"
+  R_ANALYSTS="${R_ANALYSTS// /}"
+  [[ -z "$R_ANALYSTS" || "$R_ANALYSTS" =~ ^[A-Za-z0-9._@-]+(,[A-Za-z0-9._@-]+)*$ ]] \
+    || usage_error "role: --analysts must be a comma list of names (letters, digits . _ - @)"
+  [[ "$R_ANALYST_PREFIX" =~ ^[a-z_][a-z0-9_]{0,30}$ ]] || usage_error "role: --analyst-prefix must match [a-z_][a-z0-9_]*"
   # The role name goes into DATABASE_URL unescaped, so keep it to a plain lowercase identifier.
   [[ "$R_ROLE" =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || usage_error "role: --role must match [a-z_][a-z0-9_]*"
   [[ "$R_CONN_LIMIT" =~ ^(-1|[0-9]+)$ ]]     || usage_error "role: --conn-limit must be an integer >= -1"
@@ -250,7 +278,9 @@ apply_role_sql() {
   } | admin_psql -v ON_ERROR_STOP=1 \
         -v "ro_role=$R_ROLE" -v "schemas=$R_SCHEMAS" -v "owners=$R_OWNERS" \
         -v "conn_limit=$R_CONN_LIMIT" -v "revoke_public_temp=$R_REVOKE_TEMP" \
-        -v "revoke_public_create=$R_REVOKE_CREATE" -f - || rc=$?
+        -v "revoke_public_create=$R_REVOKE_CREATE" -v "withhold=$R_WITHHOLD" \
+        -v "grant_new_columns=$R_GRANT_NEW" -v "analysts=$R_ANALYSTS" \
+        -v "analyst_prefix=$R_ANALYST_PREFIX" -f - || rc=$?
   PW=""
   return "$rc"
 }
@@ -310,6 +340,11 @@ cmd_role() {
 
   say ""
   say "Role $R_ROLE is ready (read-only on: ${R_SCHEMAS//,/, })."
+  if [[ -n "$R_WITHHOLD" ]]; then say "Withheld (no analyst can read them): ${R_WITHHOLD//,/, }"; fi
+  if [[ -n "$R_ANALYSTS" ]]; then
+    say "Analysts read as their own roles (${R_ANALYST_PREFIX}<name>): ${R_ANALYSTS//,/, }"
+    say "Serve with: MCP_ANALYST_ROLES=${R_ANALYST_PREFIX}{name}"
+  fi
   say "Password file: $R_PW_FILE (mode 0600; never printed)"
   printf 'DATABASE_URL=postgresql://%s:****@%s:%s/%s\n' "$R_ROLE" "$host" "$port" "$db"
   if ((IN_DEMO == 0)); then

@@ -33,7 +33,9 @@ const SERVER_NAME: &str = "analytics-mcp";
 /// Every environment variable the server reads, with its default, for `--help` and the README.
 #[rustfmt::skip]
 const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("DATABASE_URL", "required", "PostgreSQL URL or key=value DSN of the read-only role (libpq's sslmode etc.)"),
+    ("DATABASE_URL", "required (or MCP_DATABASES)", "PostgreSQL URL or key=value DSN of the read-only role (libpq's sslmode etc.)"),
+    ("MCP_DATABASES", "none", "several databases instead: name=DSN;name=DSN (the first is the default)"),
+    ("MCP_DATABASES_FILE", "none", "several databases from a file: [name] sections with url, label and own limits"),
     ("MCP_DATABASE_PASSWORD_FILE", "none", "file holding the database password (trailing newline ignored)"),
     ("PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCHANNELBINDING", "DSN", "libpq's TLS settings when DATABASE_URL does not set them"),
     ("PGPASSFILE", "~/.pgpass", "libpq password file, used when no password is given otherwise"),
@@ -60,6 +62,14 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_LOG_FORMAT", "text", "text or json (one object per line)"),
     ("MCP_SERVER_LABEL", "none", "names this deployment in every query answer and in serverInfo.title"),
     ("MCP_MAX_PLAN_COST", "off", "refuse queries whose estimated plan cost is above this (one EXPLAIN first)"),
+    ("MCP_ANALYST_ROLES", "none", "name=role,… and/or a pattern like analyst_{name}: each analyst's own database role"),
+    ("MCP_ANALYST_UNMAPPED", "refuse", "refuse: an analyst with no role gets an error; base: served as the login role"),
+    ("MCP_AUDIT_LOG", "none", "also append a tamper-evident JSON line per tool call to this file"),
+    ("MCP_AUDIT_KEY_FILE", "none", "HMAC key chaining MCP_AUDIT_LOG (>= 32 bytes; keep a copy off this host)"),
+    ("MCP_AUDIT_FSYNC", "always", "always (fsync each line before answering) or interval (once a second)"),
+    ("MCP_AUDIT_ON_FAILURE", "refuse", "refuse: a call whose audit line cannot be written fails; serve: answer, log it"),
+    ("MCP_AUDIT_ROTATE_BYTES", "104857600", "rotate MCP_AUDIT_LOG to <file>.<last seq> past this size (0: never)"),
+    ("MCP_AUDIT_MAX_SQL_BYTES", "65536", "SQL kept in full up to this size (sql_sha256 always covers all of it)"),
     ("MCP_OAUTH", "off", "OAuth for claude.ai/Desktop: off, token (sign in with the personal token) or oidc"),
     ("MCP_PUBLIC_URL", "required with OAuth", "public origin of this server, e.g. https://analytics.example.org"),
     ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify); re-read on change"),
@@ -84,7 +94,15 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
 
 #[derive(Debug, Clone)]
 struct Config {
+    /// The default database's connection (the first of `databases`).
     database: DbSettings,
+    /// Every database served, the default first (see Several databases).
+    databases: Vec<DatabaseSpec>,
+    /// The databases were named (MCP_DATABASES / MCP_DATABASES_FILE), not DATABASE_URL alone:
+    /// answers, errors and metrics then name the database.
+    named_databases: bool,
+    /// MCP_MAX_INFLIGHT_PER_CALLER was set (rather than derived from the pool size).
+    max_inflight_explicit: bool,
     host: String,
     port: u16,
     inline_tokens: Vec<Token>,
@@ -106,6 +124,8 @@ struct Config {
     allowed_origins: Vec<String>,
     allow_privileged_role: bool,
     shutdown_grace: Duration,
+    audit: Option<AuditConfig>,
+    analyst_roles: Option<AnalystRoles>,
     /// Names this deployment (say, "production replica") in answers and in serverInfo.
     server_label: Option<String>,
     /// Statements whose estimated plan cost is above this are refused before they run.
@@ -133,10 +153,8 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let database_url = get("DATABASE_URL").ok_or_else(|| {
-            ConfigError("DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db)".into())
-        })?;
-        let database = DbSettings::from_env(&database_url, &get).map_err(ConfigError)?;
+        let (databases, named_databases) = databases_from_env(&get)?;
+        let database = databases[0].settings.clone();
         let inline_tokens = match get("MCP_AUTH_TOKENS") {
             Some(list) => parse_token_list(list.split(','))
                 .map_err(|e| ConfigError(format!("MCP_AUTH_TOKENS: {e}")))?,
@@ -163,6 +181,9 @@ impl Config {
         let pool_max = parse_number(&get, "MCP_POOL_MAX", 8, 1, 1000)? as usize;
         let config = Config {
             database,
+            databases,
+            named_databases,
+            max_inflight_explicit: get("MCP_MAX_INFLIGHT_PER_CALLER").is_some(),
             port: parse_number(&get, "MCP_PORT", 8892, 1, 65535)? as u16,
             inline_tokens,
             tokens_file,
@@ -212,6 +233,8 @@ impl Config {
                 0,
                 3600,
             )?),
+            audit: AuditConfig::from_env(&get)?,
+            analyst_roles: AnalystRoles::from_env(&get)?,
             oauth: OAuthConfig::from_env(&get)?,
             host,
             server_label: parse_label(&get, "MCP_SERVER_LABEL")?,
@@ -332,6 +355,7 @@ fn help_text() -> String {
          {SERVER_NAME} check-sql -        the same for every line of stdin (one statement per line)\n  \
          {SERVER_NAME} healthcheck        probe /healthz of a running server (exit 0/1)\n  \
          {SERVER_NAME} check-db [N]       connect with DATABASE_URL (N times), print what was negotiated and the connect time (exit 0/1)\n  \
+         {SERVER_NAME} verify-audit FILE…  check the MCP_AUDIT_LOG chain, oldest file first (exit 0/1)\n  \
          {SERVER_NAME} oauth-key          print a new random line for MCP_OAUTH_KEY_FILE\n  \
          {SERVER_NAME} --help | --version\n\nENVIRONMENT (default):\n"
     );
@@ -342,6 +366,259 @@ fn help_text() -> String {
         "\nSignals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads MCP_AUTH_TOKENS_FILE.\n",
     );
     out
+}
+
+// ── Several databases ────────────────────────────────────────────────────────────────────────
+// DATABASE_URL alone is one database, named after its dbname. MCP_DATABASES (`name=DSN;…`) or
+// MCP_DATABASES_FILE (sections `[name]` with `url`, `label` and limits of its own) name several;
+// the first is the default. Each entry is checked like DATABASE_URL, and serves with the
+// server-wide configuration except what its section sets (Config::for_database).
+
+/// One database as configured: its name (the tools' `database` argument), its label, its
+/// connection, and the limits it sets for itself (None: the server-wide value).
+#[derive(Debug, Clone)]
+struct DatabaseSpec {
+    name: String,
+    label: String,
+    settings: DbSettings,
+    readable_schemas: Option<Vec<String>>,
+    max_rows: Option<u64>,
+    statement_timeout_ms: Option<u64>,
+    pool_max: Option<usize>,
+}
+
+/// The keys a `[name]` section of MCP_DATABASES_FILE may set, besides `url`.
+const DATABASE_FILE_KEYS: [&str; 6] = [
+    "url",
+    "label",
+    "readable_schemas",
+    "max_rows",
+    "statement_timeout_ms",
+    "pool_max",
+];
+
+fn valid_database_name(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The databases this server serves, in order (the first is the default), and whether they
+/// were named (MCP_DATABASES / MCP_DATABASES_FILE) rather than DATABASE_URL alone.
+fn databases_from_env(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Vec<DatabaseSpec>, bool), ConfigError> {
+    let url = get("DATABASE_URL");
+    let (inline, file) = (get("MCP_DATABASES"), get("MCP_DATABASES_FILE"));
+    let named = match (&url, &inline, &file) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(ConfigError(
+                "DATABASE_URL and MCP_DATABASES/MCP_DATABASES_FILE are both set: use DATABASE_URL for one database, MCP_DATABASES for several".into(),
+            ))
+        }
+        (_, Some(_), Some(_)) => {
+            return Err(ConfigError("MCP_DATABASES and MCP_DATABASES_FILE are both set: use one".into()))
+        }
+        (None, None, None) => {
+            return Err(ConfigError(
+                "DATABASE_URL is required (e.g. postgresql://analytics_ro:PASSWORD@127.0.0.1:5432/db), or MCP_DATABASES for several databases".into(),
+            ))
+        }
+        (Some(dsn), None, None) => {
+            let settings = DbSettings::from_env(dsn, get).map_err(|e| ConfigError(format!("DATABASE_URL: {e}")))?;
+            let name = settings
+                .base
+                .get_dbname()
+                .filter(|n| valid_database_name(n))
+                .unwrap_or("default")
+                .to_string();
+            let spec = DatabaseSpec {
+                label: name.clone(),
+                name,
+                settings,
+                readable_schemas: None,
+                max_rows: None,
+                statement_timeout_ms: None,
+                pool_max: None,
+            };
+            return Ok((vec![spec], false));
+        }
+        (None, Some(list), None) => parse_database_list(list, get)?,
+        (None, None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("MCP_DATABASES_FILE: cannot read {path}: {e}")))?;
+            parse_database_file(&text, path, get)?
+        }
+    };
+    Ok((named, true))
+}
+
+/// `fleet=postgresql://…;finance=host=db2 dbname=finance user=ro` (a DSN may not hold `;`).
+fn parse_database_list(
+    list: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<DatabaseSpec>, ConfigError> {
+    let mut specs: Vec<DatabaseSpec> = Vec::new();
+    for (index, entry) in list.split(';').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let place = format!("MCP_DATABASES entry {}", index + 1);
+        let (name, dsn) = entry
+            .split_once('=')
+            .map(|(n, d)| (n.trim(), d.trim()))
+            .filter(|(n, d)| !n.is_empty() && !d.is_empty())
+            .ok_or_else(|| ConfigError(format!("{place} is not name=DSN")))?;
+        let mut values = BTreeMap::new();
+        values.insert("url", dsn.to_string());
+        specs.push(database_spec(name, &values, &place, get)?);
+    }
+    finish_database_list(specs, "MCP_DATABASES")
+}
+
+/// Sections `[name]`, each with `url = …` and optionally `label`, `readable_schemas`,
+/// `max_rows`, `statement_timeout_ms`, `pool_max`; `#` starts a comment line.
+fn parse_database_file(
+    text: &str,
+    path: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<DatabaseSpec>, ConfigError> {
+    let mut sections: Vec<(String, usize, BTreeMap<&str, String>)> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let at = || format!("MCP_DATABASES_FILE {path} line {}", index + 1);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            sections.push((name.trim().to_string(), index + 1, BTreeMap::new()));
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError(format!(
+                "{}: expected [name] or key = value",
+                at()
+            )));
+        };
+        let key = key.trim();
+        let Some(known) = DATABASE_FILE_KEYS.iter().find(|k| **k == key) else {
+            return Err(ConfigError(format!(
+                "{}: unknown key {key:?} (known: {})",
+                at(),
+                DATABASE_FILE_KEYS.join(", ")
+            )));
+        };
+        let Some((_, _, values)) = sections.last_mut() else {
+            return Err(ConfigError(format!(
+                "{}: {key} before the first [name]",
+                at()
+            )));
+        };
+        values.insert(known, value.trim().to_string());
+    }
+    let specs = sections
+        .iter()
+        .map(|(name, line, values)| {
+            database_spec(
+                name,
+                values,
+                &format!("MCP_DATABASES_FILE {path} [{name}] (line {line})"),
+                get,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    finish_database_list(specs, "MCP_DATABASES_FILE")
+}
+
+fn database_spec(
+    name: &str,
+    values: &BTreeMap<&str, String>,
+    place: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<DatabaseSpec, ConfigError> {
+    let bad = |why: String| ConfigError(format!("{place}: {why}"));
+    if !valid_database_name(name) {
+        return Err(bad(format!(
+            "database name {:?} may only use letters, digits, _ and - (at most 40)",
+            excerpt(name, MAX_ECHO_CHARS)
+        )));
+    }
+    let dsn = values
+        .get("url")
+        .ok_or_else(|| bad("needs url = <PostgreSQL URL or key=value DSN>".into()))?;
+    let settings = DbSettings::from_env(dsn, get).map_err(bad)?;
+    let label = values
+        .get("label")
+        .cloned()
+        .unwrap_or_else(|| name.to_string());
+    if label.is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(bad("label must be 1 to 100 printable characters".into()));
+    }
+    let lookup = |key: &str| values.get(key).cloned().filter(|v| !v.is_empty());
+    let number = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
+        let Some(raw) = lookup(key) else {
+            return Ok(None);
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(bad(format!(
+                "{key} must be a whole number from {min} to {max}, not {raw:?}"
+            ))),
+        }
+    };
+    Ok(DatabaseSpec {
+        name: name.to_string(),
+        label,
+        settings,
+        readable_schemas: lookup("readable_schemas").map(|s| split_list(&s)),
+        max_rows: number("max_rows", 1, 1_000_000)?,
+        statement_timeout_ms: number("statement_timeout_ms", 1, 86_400_000)?,
+        pool_max: number("pool_max", 1, 1000)?.map(|n| n as usize),
+    })
+}
+
+fn finish_database_list(
+    specs: Vec<DatabaseSpec>,
+    variable: &str,
+) -> Result<Vec<DatabaseSpec>, ConfigError> {
+    if specs.is_empty() {
+        return Err(ConfigError(format!("{variable} names no database")));
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|other| other.name == spec.name) {
+            return Err(ConfigError(format!(
+                "{variable}: database {} is named twice",
+                spec.name
+            )));
+        }
+    }
+    Ok(specs)
+}
+
+impl Config {
+    /// What one database serves with: the server-wide configuration, with its own connection
+    /// and whatever limits its entry sets.
+    fn for_database(&self, spec: &DatabaseSpec) -> Config {
+        let mut config = self.clone();
+        config.database = spec.settings.clone();
+        if let Some(schemas) = &spec.readable_schemas {
+            config.readable_schemas = Some(schemas.clone());
+        }
+        config.max_rows = spec.max_rows.unwrap_or(config.max_rows);
+        config.statement_timeout_ms = spec
+            .statement_timeout_ms
+            .unwrap_or(config.statement_timeout_ms);
+        if let Some(pool_max) = spec.pool_max {
+            config.pool_max = pool_max;
+            config.max_inflight_per_caller = if self.max_inflight_explicit {
+                config.max_inflight_per_caller.min(pool_max)
+            } else {
+                (pool_max / 2).max(1)
+            };
+        }
+        config
+    }
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -948,7 +1225,7 @@ fn route(app: &'static App, request: &mut Request) -> Response {
         "/healthz" if get_like => Response::json(200, r#"{"ok":true}"#),
         "/readyz" if get_like => readiness(app, request),
         "/metrics" if get_like => {
-            let mut text = app.metrics.render(&app.pool, &app.rates);
+            let mut text = app.metrics.render(&app.databases, &app.rates);
             if let Some(oauth) = &app.oauth {
                 text.push_str(&oauth.render_metrics());
             }
@@ -965,21 +1242,46 @@ fn route(app: &'static App, request: &mut Request) -> Response {
     }
 }
 
-/// /readyz. Why the database is down is a reason code for anyone (a closed set: no names, no
-/// addresses) and the operator's full message for a caller with a valid token.
+/// /readyz. Why a database is down is a reason code for anyone (a closed set: no names, no
+/// addresses) and the operator's full message for a caller with a valid token. With several
+/// databases: 200 while at least one is up (the others are still worth serving), each named
+/// with its state, `ok` true only when all are.
 fn readiness(app: &'static App, request: &Request) -> Response {
-    let Err(down) = app.pool.probe() else {
-        return Response::json(200, r#"{"ok":true,"database":"up"}"#);
+    let trusted = || {
+        app.auth
+            .authenticate(request.header("authorization"))
+            .is_some()
     };
-    let mut body = json!({"ok": false, "database": "down", "reason": down.reason});
-    if app
-        .auth
-        .authenticate(request.header("authorization"))
-        .is_some()
-    {
-        body["error"] = json!(down.message);
+    let state = |down: &DbDown| {
+        let mut state = json!({"database": "down", "reason": down.reason});
+        if trusted() {
+            state["error"] = json!(down.message);
+        }
+        state
+    };
+    if !app.databases.named {
+        let Err(down) = app.databases.default.pool.probe() else {
+            return Response::json(200, r#"{"ok":true,"database":"up"}"#);
+        };
+        let mut body = state(&down);
+        body["ok"] = json!(false);
+        return Response::json(503, body.to_string());
     }
-    Response::json(503, body.to_string())
+    let mut databases = Map::new();
+    let mut up = 0;
+    for database in app.databases.all() {
+        let entry = match database.pool.probe() {
+            Ok(()) => {
+                up += 1;
+                json!({"database": "up"})
+            }
+            Err(down) => state(&down),
+        };
+        databases.insert(database.name.clone(), entry);
+    }
+    let all = up == databases.len();
+    let body = json!({"ok": all, "databases": databases});
+    Response::json(if up > 0 { 200 } else { 503 }, body.to_string())
 }
 
 /// The MCP endpoint's HTTP checks, in order: Host (when DNS-rebinding protection is on), Origin,
@@ -4884,6 +5186,9 @@ raw rows). For many rows pass format=csv (or arrays): the same exact values in a
 tokens, so about twice the rows fit. Listings too big for one answer are paged: pass next_cursor \
 back as cursor. Timestamps are returned in UTC, numbers exactly as PostgreSQL stores them. \
 Use sample_table to look at a few rows and list_functions for the reporting functions. \
+Columns describe_table marks readable=false are withheld from you (personal data): name the \
+readable columns instead of SELECT *. list_databases names the databases this server reads; \
+every other tool takes an optional database (default: the first). \
 Errors name the PostgreSQL SQLSTATE, e.g. 42501 means the role may not read that object.";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -5696,25 +6001,60 @@ struct ToolContext<'a> {
     app: &'static App,
     caller: &'a Caller,
     deadline: Option<Instant>,
+    /// The database the call named (its `database` argument), or the default one.
+    database: &'static Database,
 }
 
 impl ToolContext<'_> {
     /// Runs `work` in one read-only transaction on a pooled connection (see Pool::read_only),
-    /// within the caller's fair share of the pool.
+    /// within the caller's fair share of the pool, and as the caller's own database role when
+    /// MCP_ANALYST_ROLES gives them one.
     fn read_only<T>(
         &self,
-        work: impl FnMut(&mut Session) -> Result<T, DbError>,
+        mut work: impl FnMut(&mut Session) -> Result<T, DbError>,
     ) -> Result<T, ToolFailure> {
         let claim = Claim {
             // Without tokens everyone is the one "anonymous" caller: no analysts to share between.
             analyst: (self.caller.via != "none").then_some(self.caller.name.as_str()),
             deadline: self.deadline,
         };
-        self.app.pool.read_only(&claim, work)
+        let Some(role) = self.database_role()? else {
+            return self.database.pool.read_only(&claim, work);
+        };
+        let (pool, analyst) = (&self.database.pool, &self.caller.name);
+        pool.read_only(&claim, |session| {
+            if let Err(why) = session.become_role(&role)? {
+                return Ok(Err(ToolFailure::Forbidden(format!(
+                    "cannot work as database role {role:?} for analyst {analyst}: {why}. Create it (role.sql -v analysts=…) and make the login role a member of it"
+                ))));
+            }
+            if let Err(problems) = pool.verdict_on_role(session, &role)? {
+                return Ok(Err(ToolFailure::Forbidden(format!(
+                    "database role {role:?} of analyst {analyst} is not read-only ({problems}); refusing to serve as it"
+                ))));
+            }
+            let value = work(session)?;
+            let now = session.current_role()?;
+            if now != role {
+                return Ok(Err(ToolFailure::Forbidden(format!(
+                    "the statement switched the database role from {role:?} to {now:?} (a function calling set_config or SET ROLE?); the answer is withheld"
+                ))));
+            }
+            Ok(Ok(value))
+        })?
     }
 
+    /// The role the caller's work runs as; None: the login role itself.
+    fn database_role(&self) -> Result<Option<String>, ToolFailure> {
+        match &self.config().analyst_roles {
+            Some(roles) => roles.resolve(self.caller),
+            None => Ok(None),
+        }
+    }
+
+    /// The configuration of the call's database: the server's, with that database's limits.
     fn config(&self) -> &Config {
-        &self.app.config
+        &self.database.config
     }
 }
 
@@ -5832,7 +6172,8 @@ static TOOLS: &[ToolSpec] = &[
         name: "describe_table",
         title: "Describe a table or view",
         description: "Describe one table, view or materialized view: its columns in order with type, nullability, \
-            default and comment, its primary key and its foreign keys (what each references). Use it before \
+            default, comment and whether you may read it (readable=false: withheld personal data; name only readable \
+            columns, SELECT * is refused), its primary key and its foreign keys (what each references). Use it before \
             writing a query. A table with more columns than fit one answer is paged (next_cursor).",
         params: &[SCHEMA_PARAM, TABLE_PARAM, CURSOR_PARAM],
         output_schema: describe_table_output_schema,
@@ -5860,7 +6201,8 @@ static TOOLS: &[ToolSpec] = &[
         name: "sample_table",
         title: "Sample rows of a table",
         description: "Return the first n rows (default 20) of a table, view or materialized view, with column \
-            types: a quick look at what the data holds. Same result shape and formats as query.",
+            types: a quick look at what the data holds. Same result shape and formats as query; columns you may \
+            not read are left out and named in withheld_columns.",
         params: &[
             SCHEMA_PARAM,
             TABLE_PARAM,
@@ -5920,7 +6262,8 @@ static TOOLS: &[ToolSpec] = &[
             max_hops joins (default 3, at most 6): each path as ready-to-paste SQL (FROM a JOIN b ON ...) with every \
             hop's cardinality (many-to-one, one-to-many, one-to-one). Composite keys give multi-column ON clauses; \
             from = to gives the self-joins of self-referencing keys. Name tables as schema.table, quoting names that \
-            need it (\"Sales\".\"Customers\"); a bare name is looked up in every readable schema.",
+            need it (\"Sales\".\"Customers\"); a bare name is looked up in every readable schema. Only keys over \
+            columns you may read are followed.",
         params: &[
             Param { name: "from", kind: ParamKind::Text { default: None }, required: true, description: "Table to start from: schema.table" },
             Param { name: "to", kind: ParamKind::Text { default: None }, required: true, description: "Table to reach: schema.table" },
@@ -5939,7 +6282,8 @@ static TOOLS: &[ToolSpec] = &[
             plural). Each hit has its kind, schema, table (for columns), name, \
             qualified_name (ready to paste), type (the data type of a column, the result of a function), comment \
             (cut to 300 characters) and the estimated rows of its table. limit hits per answer (default 20, at \
-            most 100); next_cursor continues.",
+            most 100); next_cursor continues. Columns you may not read are no hits: withheld_columns names those \
+            that matched.",
         params: &[
             Param { name: "query", kind: ParamKind::Text { default: None }, required: true, description: "Words to look for in names and comments, e.g. \"fuel cost\"" },
             Param { name: "kinds", kind: ParamKind::Names { max: 7, choices: SEARCH_KINDS }, required: false, description: "Only these kinds of object (default: all; 'table' includes partitioned tables)" },
@@ -5950,11 +6294,35 @@ static TOOLS: &[ToolSpec] = &[
         output_schema: search_objects_output_schema,
         run: tool_search_objects,
     },
+    ToolSpec {
+        name: "list_databases",
+        title: "List the databases",
+        description: "List the databases this server reads, each with its name, label, whether it is the default, \
+            its row ceiling and statement timeout. Every other tool takes an optional database argument naming one \
+            of them (default: the first).",
+        params: &[],
+        output_schema: list_databases_output_schema,
+        run: tool_list_databases,
+    },
 ];
+
+/// Every tool that works in a database takes an optional `database` (see Several databases).
+const DATABASE_PARAM: Param = Param {
+    name: "database",
+    kind: ParamKind::Text { default: None },
+    required: false,
+    description: "Which database to work in: a name list_databases shows (default: the first one)",
+};
+
+/// A tool's parameters: its own, then `database` for every tool but list_databases.
+fn tool_params(tool: &ToolSpec) -> impl Iterator<Item = &Param> {
+    let database = (tool.name != "list_databases").then_some(&DATABASE_PARAM);
+    tool.params.iter().chain(database)
+}
 
 fn input_schema(tool: &ToolSpec) -> Value {
     let mut properties = Map::new();
-    for param in tool.params {
+    for param in tool_params(tool) {
         let schema = match param.kind {
             ParamKind::Text { default: None } => {
                 json!({ "type": "string", "maxLength": MAX_TEXT_ARGUMENT_CHARS, "description": param.description })
@@ -5984,9 +6352,7 @@ fn input_schema(tool: &ToolSpec) -> Value {
         };
         properties.insert(param.name.to_string(), schema);
     }
-    let required: Vec<&str> = tool
-        .params
-        .iter()
+    let required: Vec<&str> = tool_params(tool)
         .filter(|p| p.required)
         .map(|p| p.name)
         .collect();
@@ -6078,6 +6444,8 @@ fn query_output_schema() -> Value {
                 },
                 "required": ["database", "server_label", "read_at", "db_ms"],
             },
+            "withheld_columns": { "type": "array", "items": { "type": "string" },
+                "description": "sample_table: columns left out because this role may not read them" },
         },
         "required": ["row_count", "truncated", "truncated_reason", "columns", "rows", "provenance"],
     })
@@ -6131,6 +6499,7 @@ fn describe_table_output_schema() -> Value {
             "schema": text, "table": text, "kind": text, "comment": { "type": ["string", "null"] },
             "columns": { "type": "array", "items": { "type": "object", "properties": {
                 "name": text, "type": text, "nullable": { "type": "boolean" },
+                "readable": { "type": "boolean", "description": "false: withheld from this role by a column privilege" },
                 "default": { "type": ["string", "null"] }, "comment": { "type": ["string", "null"] } } } },
             "primary_key": names,
             "foreign_keys": { "type": "array", "items": { "type": "object", "properties": {
@@ -6140,6 +6509,17 @@ fn describe_table_output_schema() -> Value {
         "required": ["schema", "table", "kind", "columns", "primary_key", "foreign_keys"],
     });
     with_paging(schema)
+}
+
+fn list_databases_output_schema() -> Value {
+    let mut schema = object_list_schema(
+        "databases",
+        json!({ "name": { "type": "string" }, "label": { "type": "string" }, "default": { "type": "boolean" },
+                "readable_schemas": { "type": ["array", "null"], "items": { "type": "string" } },
+                "max_rows": { "type": "integer" }, "statement_timeout_ms": { "type": "integer" } }),
+    );
+    schema["properties"]["server_label"] = json!({ "type": ["string", "null"] });
+    schema
 }
 
 fn list_functions_output_schema() -> Value {
@@ -6239,6 +6619,7 @@ fn search_objects_output_schema() -> Value {
                 "comment": text_or_null, "estimated_rows": { "type": ["integer", "null"] },
                 "match": { "type": "string", "enum": ["exact", "prefix", "substring", "comment", "some words"] } } } },
             "total_matches": { "type": "integer" },
+            "withheld_columns": { "type": "array", "items": { "type": "string" } },
         },
         "required": ["query", "hits", "total_matches"],
     }))
@@ -6266,8 +6647,7 @@ impl Arguments {
 
 fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Arguments, RpcError> {
     let expected = || {
-        tool.params
-            .iter()
+        tool_params(tool)
             .map(|p| p.name)
             .collect::<Vec<_>>()
             .join(", ")
@@ -6285,13 +6665,13 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
     };
     if let Some(unknown) = given
         .keys()
-        .find(|k| !tool.params.iter().any(|p| p.name == k.as_str()))
+        .find(|k| !tool_params(tool).any(|p| p.name == k.as_str()))
     {
         return Err(RpcError::invalid_params(format!(
             "{}: unknown argument {:?} (expected: {})",
             tool.name,
             excerpt(unknown, MAX_ECHO_CHARS),
-            if tool.params.is_empty() {
+            if tool_params(tool).next().is_none() {
                 "none".to_string()
             } else {
                 expected()
@@ -6299,7 +6679,7 @@ fn validate_arguments(tool: &ToolSpec, arguments: Option<&Value>) -> Result<Argu
         )));
     }
     let mut checked = Map::new();
-    for param in tool.params {
+    for param in tool_params(tool) {
         let value = given.get(param.name).filter(|v| !v.is_null());
         let wrong = |wanted: &str| {
             RpcError::invalid_params(format!("{}: {} must be {wanted}", tool.name, param.name))
@@ -6435,6 +6815,10 @@ enum ToolFailure {
     Unavailable(String),
     /// A well-formed request naming something that is not there or not readable.
     NotFound(String),
+    /// The call ran, but its audit line could not be written (MCP_AUDIT_ON_FAILURE=refuse).
+    Unaudited(String),
+    /// The caller may not work as any database role (MCP_ANALYST_ROLES), or changed it.
+    Forbidden(String),
     /// An argument the schema cannot express is wrong (a cursor from another call, a bad
     /// "schema.table"): answered as JSON-RPC -32602, like every other bad argument.
     InvalidArgument(String),
@@ -6473,7 +6857,13 @@ impl std::fmt::Display for ToolFailure {
                 human_duration(allowed.as_millis() as u64)
             ),
             ToolFailure::Unavailable(reason) => write!(f, "database unavailable: {reason}"),
-            ToolFailure::NotFound(what) | ToolFailure::InvalidArgument(what) => write!(f, "{what}"),
+            ToolFailure::NotFound(what)
+            | ToolFailure::Forbidden(what)
+            | ToolFailure::InvalidArgument(what) => write!(f, "{what}"),
+            ToolFailure::Unaudited(why) => write!(
+                f,
+                "audit log unavailable ({why}); the answer is withheld because this server does not serve unaudited calls (MCP_AUDIT_ON_FAILURE=refuse)"
+            ),
             ToolFailure::TooCostly { estimate, limit } => {
                 match estimate {
                     Some(cost) => write!(
@@ -6515,6 +6905,8 @@ impl ToolFailure {
             ToolFailure::OutOfTime(_) => "out_of_time",
             ToolFailure::Unavailable(_) => "unavailable",
             ToolFailure::NotFound(_) => "not_found",
+            ToolFailure::Unaudited(_) => "unaudited",
+            ToolFailure::Forbidden(_) => "forbidden",
             ToolFailure::InvalidArgument(_) => "invalid_argument",
             ToolFailure::TooCostly { .. } => "too_costly",
         }
@@ -6546,11 +6938,17 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         ))
     })?;
     let arguments = validate_arguments(tool, params.get("arguments"))?;
+    let database = context
+        .app
+        .databases
+        .find(arguments.text("database"))
+        .map_err(|e| RpcError::invalid_params(format!("{}: {e}", tool.name)))?;
     let started = Instant::now();
     let tool_context = ToolContext {
         app: context.app,
         caller: context.caller,
         deadline: context.deadline,
+        database,
     };
     let outcome = match context.app.rates.take(&context.caller.name, started) {
         Ok(()) => (tool.run)(&tool_context, &arguments),
@@ -6562,28 +6960,13 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
     if let Some(limit) = outcome.as_ref().err().and_then(ToolFailure::limit_hit) {
         context.app.metrics.count_limit(limit);
     }
-    let elapsed = started.elapsed();
-    let (status, rows, truncated, sql) = match &outcome {
-        Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
-        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql")),
-    };
-    context.app.metrics.count_tool(
-        tool.name,
-        status,
-        elapsed,
-        rows,
-        outcome.as_ref().map_or(0, |o| {
-            o.json.len() + o.text_blocks.iter().map(String::len).sum::<usize>()
-        }),
-    );
-    audit(
+    let outcome = audit_call(
+        context.app,
+        tool,
         tool_context.caller,
-        tool.name,
-        status,
-        rows,
-        truncated,
-        elapsed,
-        sql,
+        &arguments,
+        (database, started),
+        outcome,
     );
     Ok(match outcome {
         Err(ToolFailure::InvalidArgument(why)) => {
@@ -6592,11 +6975,87 @@ fn call_tool(context: &CallContext, params: &Value) -> Result<String, RpcError> 
         Ok(output) => tool_result(&output),
         Err(failure) => {
             // A database error may quote the analyst's input (an invalid literal, say): cut it.
-            let text = failure.to_string();
+            let mut text = failure.to_string();
+            if context.app.databases.named {
+                text = format!("database {}: {text}", database.name);
+            }
             let text = excerpt(&text, MAX_ERROR_TEXT_CHARS);
             json!({ "content": [{ "type": "text", "text": text }], "isError": true }).to_string()
         }
     })
+}
+
+/// Records the call (metrics, the stderr audit line, the audit log) before anything is answered.
+/// A call the audit log could not record fails, unless MCP_AUDIT_ON_FAILURE=serve.
+fn audit_call(
+    app: &App,
+    tool: &ToolSpec,
+    caller: &Caller,
+    arguments: &Arguments,
+    (database, started): (&'static Database, Instant),
+    outcome: Result<ToolOutput, ToolFailure>,
+) -> Result<ToolOutput, ToolFailure> {
+    let named_database: Option<&'static str> =
+        app.databases.named.then_some(database.name.as_str());
+    let (status, rows, truncated, sql) = match &outcome {
+        Ok(out) => ("ok", out.rows, out.truncated, out.sql.as_deref()),
+        Err(failure) => (failure.outcome(), 0, None, arguments.text("sql")),
+    };
+    let mut record = CallRecord {
+        caller,
+        tool: tool.name,
+        arguments,
+        status,
+        rows,
+        truncated,
+        elapsed: started.elapsed(),
+        sql,
+        db_role: app
+            .config
+            .analyst_roles
+            .as_ref()
+            .and_then(|roles| roles.role_for(&caller.name)),
+        database: named_database,
+    };
+    let written = app.audit_log.as_ref().map(|log| log.record_call(&record));
+    let refused = match &written {
+        Some(Err(e)) => {
+            let refuse = app
+                .audit_log
+                .as_ref()
+                .is_some_and(|l| l.config.refuse_unaudited);
+            log_event(
+                "error",
+                if refuse {
+                    "audit log write failed; the answer was withheld"
+                } else {
+                    "audit log write failed; answering anyway (MCP_AUDIT_ON_FAILURE=serve)"
+                },
+                &[("tool", tool.name), ("caller", &caller.name), ("error", e)],
+            );
+            refuse.then(|| e.clone())
+        }
+        _ => None,
+    };
+    let status = if refused.is_some() {
+        "unaudited"
+    } else {
+        status
+    };
+    record.status = status;
+    app.metrics.count_tool(
+        (named_database, tool.name, status),
+        record.elapsed,
+        rows,
+        outcome.as_ref().map_or(0, |o| {
+            o.json.len() + o.text_blocks.iter().map(String::len).sum::<usize>()
+        }),
+    );
+    log_audit_line(&record, written.and_then(Result::ok));
+    match refused {
+        Some(why) => Err(ToolFailure::Unaudited(why)),
+        None => outcome,
+    }
 }
 
 /// A successful tools/call result. The text blocks are the structuredContent JSON itself or, for
@@ -6691,8 +7150,33 @@ fn tool_query(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFai
     let sql = args.text("sql").unwrap_or("");
     let statement = check_sql(sql, &ctx.app.guard_policy()).map_err(ToolFailure::Guard)?;
     let limits = answer_limits(ctx, args, args.integer("max_rows"));
-    let result = ctx.read_only(|session| session.run_statement(&statement, &limits))??;
+    let result = ctx
+        .read_only(|session| session.run_statement(&statement, &limits))
+        .map_err(|failure| explain_withheld_columns(ctx, failure))??;
     Ok(result.into_output(sql, ctx.config().server_label.as_deref()))
+}
+
+/// `permission denied for table X` on a table whose columns are only partly readable (withheld
+/// personal data, SELECT * or a whole-row reference): says which columns are withheld and
+/// which may be named instead. Any other failure is returned as it is.
+fn explain_withheld_columns(ctx: &ToolContext, failure: ToolFailure) -> ToolFailure {
+    let ToolFailure::Database { message, sqlstate } = &failure else {
+        return failure;
+    };
+    let Some(table) = message
+        .strip_prefix("permission denied for table ")
+        .filter(|_| sqlstate == "42501")
+    else {
+        return failure;
+    };
+    let table = table.split(';').next().unwrap_or(table).trim();
+    match ctx.read_only(|session| session.text_value(WITHHELD_COLUMNS_SQL, &[&table])) {
+        Ok(Some(explained)) => ToolFailure::Database {
+            message: format!("{message}: {explained}"),
+            sqlstate: sqlstate.clone(),
+        },
+        _ => failure,
+    }
 }
 
 fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -6702,17 +7186,71 @@ fn tool_sample_table(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, 
     );
     let limits = answer_limits(ctx, args, args.integer("n"));
     let readable = ctx.config().readable_schemas.clone();
-    let (sql, result) = ctx.read_only(|session| {
-        let found = session.json_document(&FIND_RELATION_SQL, &[&readable, &schema, &table])?;
-        let Some(quoted) = found else {
+    let (sql, result, withheld) = ctx.read_only(|session| {
+        let found = session.json_document(&SAMPLE_RELATION_SQL, &[&readable, &schema, &table])?;
+        let Some(found) = found.and_then(|json| serde_json::from_str::<Value>(&json).ok()) else {
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
-        let sql = format!("SELECT * FROM {quoted}");
+        let names = |key: &str| -> Vec<String> {
+            found[key].as_array().map_or_else(Vec::new, |names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(String::from))
+                    .collect()
+            })
+        };
+        let (columns, withheld) = (names("readable"), names("withheld"));
+        let relation = found["relation"].as_str().unwrap_or_default();
+        if columns.is_empty() {
+            return Ok(Err(ToolFailure::Database {
+                message: format!(
+                    "permission denied: no column of {relation} is readable by this role"
+                ),
+                sqlstate: "42501".into(),
+            }));
+        }
+        // Only the columns this role may read: SELECT * would be refused outright.
+        let list = if withheld.is_empty() {
+            "*".to_string()
+        } else {
+            columns.join(", ")
+        };
+        let sql = format!("SELECT {list} FROM {relation}");
         Ok(session
             .run_statement(&sql, &limits)?
-            .map(|result| (sql, result)))
+            .map(|result| (sql, result, withheld)))
     })??;
-    Ok(result.into_output(&sql, ctx.config().server_label.as_deref()))
+    let output = result.into_output(&sql, ctx.config().server_label.as_deref());
+    Ok(if withheld.is_empty() {
+        output
+    } else {
+        output.with_field("withheld_columns", &json!(withheld))
+    })
+}
+
+/// Answered from the configuration: no database is touched (so one that is down is listed too;
+/// /readyz says which are up).
+fn tool_list_databases(ctx: &ToolContext, _args: &Arguments) -> Result<ToolOutput, ToolFailure> {
+    let databases: Vec<Value> = ctx
+        .app
+        .databases
+        .all()
+        .enumerate()
+        .map(|(i, db)| {
+            json!({
+                "name": db.name,
+                "label": db.label,
+                "default": i == 0,
+                "readable_schemas": db.config.readable_schemas,
+                "max_rows": db.config.max_rows,
+                "statement_timeout_ms": db.config.statement_timeout_ms,
+            })
+        })
+        .collect();
+    let server_label = ctx.app.config.server_label.as_deref();
+    Ok(ToolOutput::document(
+        json!({ "server_label": server_label, "databases": databases }).to_string(),
+    ))
 }
 
 fn tool_list_schemas(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolFailure> {
@@ -6956,6 +7494,9 @@ struct Page {
     truncated: Option<&'static str>,
     /// A listing's third column, read from its first row (search_objects: total matches).
     total: Option<i64>,
+    /// A row without an item carries in its fourth column a JSON note on the whole listing
+    /// (search_objects: the matching columns withheld from the role).
+    note: Option<String>,
 }
 
 impl Page {
@@ -7001,13 +7542,19 @@ impl Session<'_> {
             next: None,
             truncated: None,
             total: None,
+            note: None,
         };
         let mut last_key = None;
         let mut rows = self.client.query_raw(sql, params.iter().copied())?;
         while let Some(row) = rows.next()? {
             let key: Option<&str> = row.try_get(0)?;
             let item: Option<&str> = row.try_get(1)?;
-            let Some(item) = item else { continue };
+            let Some(item) = item else {
+                if row.len() > 3 {
+                    page.note = row.try_get(3)?;
+                }
+                continue;
+            };
             if page.count == 0 && row.len() > 2 {
                 page.total = row.try_get(2)?;
             }
@@ -7209,29 +7756,31 @@ fn tool_explain(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput, ToolF
     let explain = format!(
         "EXPLAIN (FORMAT JSON, VERBOSE, ANALYZE {analyze}, BUFFERS {buffers})\n{statement}"
     );
-    let (mut plan, relations) = ctx.read_only(|session| {
-        let JsonText(text) = session
-            .client
-            .query_one(explain.as_str(), &[])?
-            .try_get(0)?;
-        let plan: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let scanned = seq_scanned_relations(&plan);
-        let relations = if scanned.is_empty() {
-            Vec::new()
-        } else {
-            let (schemas, names): (Vec<&str>, Vec<&str>) = scanned
-                .iter()
-                .map(|(s, n)| (s.as_str(), n.as_str()))
-                .unzip();
-            session
+    let (mut plan, relations) = ctx
+        .read_only(|session| {
+            let JsonText(text) = session
                 .client
-                .query(RELATION_SIZES_SQL, &[&schemas, &names])?
-                .iter()
-                .map(RelationSize::from_row)
-                .collect::<Result<Vec<_>, DbError>>()?
-        };
-        Ok((plan, relations))
-    })?;
+                .query_one(explain.as_str(), &[])?
+                .try_get(0)?;
+            let plan: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let scanned = seq_scanned_relations(&plan);
+            let relations = if scanned.is_empty() {
+                Vec::new()
+            } else {
+                let (schemas, names): (Vec<&str>, Vec<&str>) = scanned
+                    .iter()
+                    .map(|(s, n)| (s.as_str(), n.as_str()))
+                    .unzip();
+                session
+                    .client
+                    .query(RELATION_SIZES_SQL, &[&schemas, &names])?
+                    .iter()
+                    .map(RelationSize::from_row)
+                    .collect::<Result<Vec<_>, DbError>>()?
+            };
+            Ok((plan, relations))
+        })
+        .map_err(|failure| explain_withheld_columns(ctx, failure))?;
     drop_node_outputs(&mut plan);
     let summary = plan_summary(&plan, analyze, buffers, &relations);
     let summary_json = summary.to_string();
@@ -7622,6 +8171,7 @@ struct ProfiledRelation {
     stats_hidden: bool,
     pages: i64,
     reltuples: f64,
+    any_readable: bool,
 }
 
 impl ProfiledRelation {
@@ -7635,6 +8185,7 @@ impl ProfiledRelation {
             stats_hidden: row.try_get(5)?,
             pages: row.try_get(6)?,
             reltuples: row.try_get(7)?,
+            any_readable: row.try_get(8)?,
         })
     }
 
@@ -7703,6 +8254,10 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
             return Ok(Err(relation_not_found(session, &readable, schema, table)?));
         };
         let relation = ProfiledRelation::from_row(&row)?;
+        // A sample reads rows: of a table the role reads no column of, there are none to read.
+        if sample && !relation.any_readable {
+            return Ok(Err(nothing_readable(&relation.quoted)));
+        }
         if let Some(names) = &wanted {
             let missing: Vec<String> = session
                 .client
@@ -7779,6 +8334,7 @@ fn tool_profile_columns(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutpu
         next,
         truncated,
         total: None,
+        note: None,
     };
     Ok(page.finish(head, "profile_columns", &scope))
 }
@@ -8081,6 +8637,14 @@ struct JoinEnd {
     kind: String,
 }
 
+/// A withheld-columns refusal like sample_table's, for a relation the role reads nothing of.
+fn nothing_readable(relation: &str) -> ToolFailure {
+    ToolFailure::Database {
+        message: format!("permission denied: no column of {relation} is readable by this role"),
+        sqlstate: "42501".into(),
+    }
+}
+
 fn resolve_join_end(
     session: &mut Session,
     readable: &Option<Vec<String>>,
@@ -8099,6 +8663,7 @@ fn resolve_join_end(
         .client
         .query(JOIN_RELATION_SQL.as_str(), &[readable, &schema, &table])?;
     match rows.as_slice() {
+        [row] if !row.try_get::<_, bool>(3)? => Ok(Err(nothing_readable(row.try_get(1)?))),
         [row] => Ok(Ok(JoinEnd {
             oid: row.try_get(0)?,
             quoted: row.try_get(1)?,
@@ -8265,19 +8830,26 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
             Ok(end) => end,
             Err(failure) => return Ok(Err(failure)),
         };
-        let edges: Vec<FkEdge> = session
-            .client
-            .query(FK_EDGES_SQL.as_str(), &[&readable])?
-            .iter()
-            .map(|row| {
-                Ok(FkEdge {
-                    constraint: row.try_get(0)?,
-                    child: row.try_get(1)?,
-                    parent: row.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, DbError>>()?;
+        let mut edges = Vec::new();
+        let mut withheld_edges = Vec::new();
+        for row in session.client.query(FK_EDGES_SQL.as_str(), &[&readable])? {
+            let edge = FkEdge {
+                constraint: row.try_get(0)?,
+                child: row.try_get(1)?,
+                parent: row.try_get(2)?,
+            };
+            if row.try_get(3)? {
+                edges.push(edge);
+            } else {
+                withheld_edges.push(edge);
+            }
+        }
         let paths = shortest_fk_paths(&edges, from.oid, to.oid, max_hops);
+        // No path the role can use: is there one over keys it may not read? (Then say so.)
+        let only_withheld = paths.is_empty() && !withheld_edges.is_empty() && {
+            edges.extend(withheld_edges);
+            !shortest_fk_paths(&edges, from.oid, to.oid, max_hops).is_empty()
+        };
         let mut constraints: Vec<u32> = paths.iter().flatten().map(|h| h.edge.constraint).collect();
         constraints.sort_unstable();
         constraints.dedup();
@@ -8300,9 +8872,9 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
                 );
             }
         }
-        Ok(Ok((from, to, paths, details)))
+        Ok(Ok((from, to, paths, details, only_withheld)))
     })??;
-    let (from, to, paths, details) = found;
+    let (from, to, paths, details, only_withheld) = found;
     let mut rendered: Vec<(String, Value)> = paths
         .iter()
         .filter_map(|path| render_join_path(path, &details))
@@ -8316,6 +8888,11 @@ fn tool_find_join_path(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         .collect();
     let note = if !paths.is_empty() {
         None
+    } else if only_withheld {
+        Some(format!(
+            "the foreign keys between {} and {} go over columns withheld from this role (or tables it cannot read): no join it may write follows them",
+            from.quoted, to.quoted
+        ))
     } else if ["view", "materialized view", "foreign table"].contains(&from.kind.as_str())
         || ["view", "materialized view", "foreign table"].contains(&to.kind.as_str())
     {
@@ -8429,6 +9006,8 @@ fn render_join_path(path: &[Hop], details: &BTreeMap<u32, FkDetail>) -> Option<(
 
 const DEFAULT_SEARCH_LIMIT: i64 = 20;
 const MAX_SEARCH_LIMIT: u64 = 100;
+/// Matching columns withheld from the role named at most (on the first page).
+const SEARCH_WITHHELD_NAMES: usize = 40;
 const MAX_SEARCH_QUERY_CHARS: usize = 200;
 /// Comments in search hits are cut to this many characters (describe_table shows them whole).
 const SEARCH_COMMENT_CHARS: i32 = 300;
@@ -8554,12 +9133,15 @@ fn tool_search_objects(ctx: &ToolContext, args: &Arguments) -> Result<ToolOutput
         )?;
         Ok(Ok(page))
     })??;
-    let head = format!(
+    let mut head = format!(
         r#"{{"query":{},"hits":[{}],"total_matches":{}"#,
         json_text(&query),
         page.items,
         page.total.map_or("0".to_string(), |n| n.to_string()),
     );
+    if let Some(withheld) = &page.note {
+        let _ = write!(head, r#","withheld_columns":{withheld}"#);
+    }
     Ok(page.finish(head, "search_objects", &scope))
 }
 
@@ -8698,7 +9280,7 @@ static DESCRIBE_COLUMNS_SQL: Lazy<String> = Lazy::new(|| {
         "SELECT a.attnum::text, row_to_json(x)::text
            FROM pg_attribute a
           CROSS JOIN LATERAL (SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-                NOT a.attnotnull AS nullable,
+                NOT a.attnotnull AS nullable, has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS readable,
                 (SELECT pg_get_expr(def.adbin, def.adrelid) FROM pg_attrdef def
                   WHERE def.adrelid = a.attrelid AND def.adnum = a.attnum) AS default,
                 {comment} AS comment) x
@@ -8732,12 +9314,36 @@ static LIST_FUNCTIONS_SQL: Lazy<String> = Lazy::new(|| {
     )
 });
 
-static FIND_RELATION_SQL: Lazy<String> = Lazy::new(|| {
+/// The relation to sample: its quoted name, the quoted columns this role may read and the
+/// names of those it may not (withheld by column privileges).
+static SAMPLE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        "SELECT json_build_object('relation', format('%I.%I', n.nspname, c.relname),
+           'readable', coalesce((SELECT json_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND has_column_privilege(c.oid, a.attnum, 'SELECT')), '[]'::json),
+           'withheld', coalesce((SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT')), '[]'::json))::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}"
     )
 });
+
+/// After `permission denied for table X`: each visible relation named X whose columns this role
+/// may read only in part, with what is withheld and what may be read ($1: the name; at most 40
+/// columns of each kind are named, so a wide table's message stays short).
+const WITHHELD_COLUMNS_SQL: &str = "SELECT string_agg(format('columns %s of %I.%I are withheld from this role, so SELECT * and whole-row references are refused; name the columns you may read: SELECT %s FROM %I.%I',
+       w.withheld, n.nspname, c.relname, w.readable, n.nspname, c.relname), '; ' ORDER BY n.nspname)
+   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+   LATERAL (SELECT array_to_string((array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.readable))[1:40], ', ')
+                     || CASE WHEN count(*) FILTER (WHERE a.readable) > 40
+                        THEN format(', … (%s more: describe_table lists them)', count(*) FILTER (WHERE a.readable) - 40) ELSE '' END AS readable,
+                   array_to_string((array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE NOT a.readable))[1:40], ', ')
+                     || CASE WHEN count(*) FILTER (WHERE NOT a.readable) > 40
+                        THEN format(' … (%s more)', count(*) FILTER (WHERE NOT a.readable) - 40) ELSE '' END AS withheld
+              FROM (SELECT a.attname, a.attnum, has_column_privilege(c.oid, a.attnum, 'SELECT') AS readable
+                      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) a) w
+  WHERE c.relname = $1 AND c.relkind IN ('r','p','v','m','f') AND has_schema_privilege(n.oid, 'USAGE')
+    AND w.readable <> '' AND w.withheld <> ''";
 
 static SCHEMA_IS_READABLE_SQL: Lazy<String> =
     Lazy::new(|| format!("SELECT 'yes' FROM pg_namespace n WHERE n.nspname = $2 AND {READABLE}"));
@@ -8759,7 +9365,8 @@ const RELATION_SIZES_SQL: &str = "SELECT r.schema, r.name, CASE WHEN c.reltuples
 // ── profile_columns ──
 
 /// The relation to profile: $2 schema, $3 table → (oid, quoted name, kind, estimated rows, last
-/// analysed (UTC), statistics hidden by row security, pages, rows for n_distinct ratios).
+/// analysed (UTC), statistics hidden by row security, pages, rows for n_distinct ratios, whether
+/// the role may read any column).
 static PROFILE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     format!(
         "SELECT c.oid, format('%I.%I', n.nspname, c.relname), {RELATION_KIND}, {ESTIMATED_ROWS},
@@ -8770,7 +9377,8 @@ static PROFILE_RELATION_SQL: Lazy<String> = Lazy::new(|| {
                  WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) ELSE 0 END / current_setting('block_size')::int)::int8,
            (CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(ch.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
                                              JOIN pg_class ch ON ch.oid = t.relid WHERE t.isleaf)
-                 ELSE greatest(c.reltuples, 0) END)::float8
+                 ELSE greatest(c.reltuples, 0) END)::float8,
+           has_any_column_privilege(c.oid, 'SELECT')
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r','p','v','m','f') AND {READABLE}"
     )
@@ -8854,10 +9462,11 @@ const STATS_VALUES_CTE: &str = "WITH st AS (SELECT a.attnum, s.histogram_bounds,
 // ── find_join_path ──
 
 /// A relation named by `from`/`to`: $2 schema (NULL: any readable schema), $3 table →
-/// (oid, quoted qualified name, kind).
+/// (oid, quoted qualified name, kind, whether the role may read any of its columns).
 static JOIN_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), {RELATION_KIND}
+        "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), {RELATION_KIND},
+                has_any_column_privilege(c.oid, 'SELECT')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relname = $3 AND ($2::text IS NULL OR n.nspname = $2::text::name)
             AND c.relkind IN ('r','p','v','m','f') AND {READABLE}
@@ -8865,16 +9474,19 @@ static JOIN_RELATION_SQL: Lazy<String> = Lazy::new(|| {
     )
 });
 
-/// The foreign-key graph among readable tables the role can read: (constraint, referencing
-/// table, referenced table). The constraints PostgreSQL clones onto partitions are left out:
-/// the partitioned table's own constraint stands for them.
+/// The foreign-key graph among the tables of readable schemas: (constraint, referencing
+/// table, referenced table, whether the role may read every key column on both sides — the
+/// only keys a path may use, as the ON clause names them). The constraints PostgreSQL clones
+/// onto partitions are left out: the partitioned table's own constraint stands for them.
 static FK_EDGES_SQL: Lazy<String> = Lazy::new(|| {
     format!(
-        "SELECT con.oid, con.conrelid, con.confrelid FROM pg_constraint con
+        "SELECT con.oid, con.conrelid, con.confrelid,
+                NOT EXISTS (SELECT 1 FROM unnest(con.conkey) k(attnum) WHERE NOT has_column_privilege(con.conrelid, k.attnum, 'SELECT'))
+                AND NOT EXISTS (SELECT 1 FROM unnest(con.confkey) k(attnum) WHERE NOT has_column_privilege(con.confrelid, k.attnum, 'SELECT'))
+           FROM pg_constraint con
            JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-          WHERE con.contype = 'f' AND con.conparentid = 0 AND {READABLE} AND {readable_fn}
-            AND has_any_column_privilege(c.oid, 'SELECT') AND has_any_column_privilege(fc.oid, 'SELECT')",
+          WHERE con.contype = 'f' AND con.conparentid = 0 AND {READABLE} AND {readable_fn}",
         readable_fn = readable_schema_sql("fn"),
     )
 });
@@ -8904,7 +9516,8 @@ const FK_DETAILS_SQL: &str = "SELECT con.oid, con.conname::text,
 /// pg_attribute, joined to their tables only when they match, never probed table by table);
 /// objects matching only some of the words come last, those matching more of them first.
 /// What a hit shows beyond its names (qualified name, type, estimated rows) is worked out for
-/// the page alone, after the ranking.
+/// the page alone, after the ranking. Columns the role may not read are no hits (and not
+/// counted): on the first page, a row ahead of the hits names the first of them (4th column).
 static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
     let rank = |name: &str, comment: &str| {
         format!(
@@ -8925,30 +9538,39 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
          hits AS (
            SELECT 'schema'::text AS kind, 0 AS kind_order, n.nspname::text AS schema, NULL::text AS table_name,
                   n.nspname::text AS name, NULL::oid AS object, NULL::oid AS type_oid, NULL::int AS type_mod,
-                  d.description AS comment, k.rank, kw.words
+                  d.description AS comment, k.rank, kw.words, true AS readable
              FROM n {schema_comment} {schema_rank}
             WHERE k.rank IS NOT NULL AND {wants_schema}
            UNION ALL
-           SELECT {RELATION_KIND}, 1, c.nspname::text, NULL, c.relname::text, c.oid, NULL, NULL, d.description, k.rank, kw.words
+           SELECT {RELATION_KIND}, 1, c.nspname::text, NULL, c.relname::text, c.oid, NULL, NULL, d.description, k.rank, kw.words, true
              FROM rel c {relation_comment} {relation_rank}
             WHERE k.rank IS NOT NULL AND {wants_relation}
            UNION ALL
-           SELECT 'function', 2, n.nspname::text, NULL, p.proname::text, p.oid, NULL, NULL, d.description, k.rank, kw.words
+           SELECT 'function', 2, n.nspname::text, NULL, p.proname::text, p.oid, NULL, NULL, d.description, k.rank, kw.words, true
              FROM n JOIN pg_proc p ON p.pronamespace = n.oid {function_comment} {function_rank}
             WHERE k.rank IS NOT NULL AND {NOT_EXTENSION_MEMBER} AND {wants_function}
            UNION ALL
            SELECT 'column', 3, c.nspname::text, c.relname::text, m.attname::text, c.oid, m.atttypid, m.atttypmod,
-                  m.description, m.rank, m.words
-             FROM (SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, d.description, k.rank, kw.words
+                  m.description, m.rank, m.words, has_column_privilege(m.attrelid, m.attnum, 'SELECT')
+             FROM (SELECT a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, d.description, k.rank, kw.words
                      FROM pg_attribute a {column_comment} {column_rank}
                     WHERE a.attnum > 0 AND NOT a.attisdropped AND k.rank IS NOT NULL AND {wants_column}
                    OFFSET 0) m
              JOIN rel c ON c.oid = m.attrelid),
          page AS (
-           SELECT h.*, row_number() OVER w AS position, count(*) OVER () AS total FROM hits h
+           SELECT h.*, row_number() OVER w AS position, count(*) OVER () AS total FROM hits h WHERE h.readable
            WINDOW w AS (ORDER BY h.rank, h.words DESC, h.kind_order, h.schema, h.table_name NULLS FIRST, h.name, h.object)
-           ORDER BY position OFFSET $7 LIMIT $8)
-         SELECT p.position::text, row_to_json(x)::text, p.total
+           ORDER BY position OFFSET $7 LIMIT $8),
+         withheld AS (
+           SELECT json_agg(w.q ORDER BY w.q COLLATE \"C\")::text AS names FROM (
+             SELECT x.q FROM (SELECT quote_ident(h.schema) || '.' || quote_ident(h.table_name) || '.' || quote_ident(h.name) AS q
+                                FROM hits h WHERE NOT h.readable) x
+              ORDER BY x.q COLLATE \"C\" LIMIT {SEARCH_WITHHELD_NAMES}) w)
+         SELECT u.key, u.hit, u.total, u.withheld FROM (
+           SELECT 0::int8 AS ord, NULL::text AS key, NULL::text AS hit, NULL::int8 AS total, w.names AS withheld
+             FROM withheld w WHERE w.names IS NOT NULL AND $7 = 0
+           UNION ALL
+           SELECT p.position, p.position::text, row_to_json(x)::text, p.total, NULL
            FROM page p LEFT JOIN pg_class c ON c.oid = p.object AND p.kind <> 'function'
           CROSS JOIN LATERAL (SELECT p.kind, p.schema, p.table_name AS table, p.name,
                 CASE p.kind WHEN 'schema' THEN quote_ident(p.schema)
@@ -8962,8 +9584,8 @@ static SEARCH_OBJECTS_SQL: Lazy<String> = Lazy::new(|| {
                      WHEN 'function' THEN pg_get_function_result(p.object) END AS type,
                 {comment} AS comment,
                 CASE WHEN p.kind NOT IN ('schema', 'function') THEN {ESTIMATED_ROWS} END AS estimated_rows,
-                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[p.rank + 1] AS match) x
-          ORDER BY p.position",
+                (ARRAY['exact', 'prefix', 'substring', 'comment', 'some words'])[p.rank + 1] AS match) x) u
+          ORDER BY u.ord",
         schema_comment = comment_join("d", "pg_namespace", "n.oid", "0"),
         schema_rank = rank("n.nspname", "d.description"),
         wants_schema = wants("'schema'"),
@@ -11527,7 +12149,8 @@ impl RateLimiter {
 // Contract: a lazy `Mutex<Vec<Client>>` of idle connections behind MCP_POOL_MAX permits handed
 // out fairly between analysts (see Fair share). Every unit of work runs in `BEGIN READ ONLY` with its settings made
 // `LOCAL` (so nothing depends on server defaults and PgBouncer transaction pooling stays safe),
-// and always ends with ROLLBACK and the session cleanup. A connection that was lost is
+// as the analyst's own role when MCP_ANALYST_ROLES gives one (`SET LOCAL ROLE`, see below), and
+// always ends with ROLLBACK and the session cleanup. A connection that was lost is
 // discarded (with every idle sibling, which likely died with it) and the work is retried once
 // on a fresh connection. That retry never repeats anything a client saw: an answer is sent only
 // once it is complete, so no row of the lost attempt reached anyone, and the statement only
@@ -11536,11 +12159,77 @@ impl RateLimiter {
 
 type DbError = postgres::Error;
 
-static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// One database the server serves: its name and label (as list_databases shows them), the
+/// configuration it serves with (Config::for_database) and its own pool — with it its own
+/// connection limit, fair share, role check and watchdog.
+struct Database {
+    name: String,
+    label: String,
+    config: Config,
+    pool: Pool,
+}
+
+/// Every database, the default first; never empty (Config refuses a list without one).
+struct Databases {
+    default: Database,
+    others: Vec<Database>,
+    /// Named by MCP_DATABASES / MCP_DATABASES_FILE: errors, audit lines and metrics name them.
+    named: bool,
+}
+
+impl Databases {
+    fn new(config: &Config) -> Databases {
+        let mut all = config.databases.iter().map(|spec| {
+            let own = config.for_database(spec);
+            let mut pool = Pool::new(&own);
+            if config.named_databases {
+                pool.name = spec.name.clone();
+            }
+            Database {
+                name: spec.name.clone(),
+                label: spec.label.clone(),
+                pool,
+                config: own,
+            }
+        });
+        let default = all.next().unwrap_or_else(|| Database {
+            name: "default".into(),
+            label: "default".into(),
+            pool: Pool::new(config),
+            config: config.clone(),
+        });
+        Databases {
+            default,
+            others: all.collect(),
+            named: config.named_databases,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Database> {
+        std::iter::once(&self.default).chain(self.others.iter())
+    }
+
+    /// The database a tool call names (None: the default), or what the names are.
+    fn find(&self, name: Option<&str>) -> Result<&Database, String> {
+        let Some(name) = name else {
+            return Ok(&self.default);
+        };
+        self.all().find(|db| db.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.all().map(|db| db.name.as_str()).collect();
+            format!(
+                "unknown database {:?} (databases: {}; list_databases describes them)",
+                excerpt(name, MAX_ECHO_CHARS),
+                names.join(", ")
+            )
+        })
+    }
+}
 
 /// A database connection that keeps the open-connection gauge honest when dropped.
 struct PooledClient {
     client: postgres::Client,
+    /// Its pool's count of open connections.
+    open: std::sync::Arc<AtomicU64>,
     idle_since: Instant,
     /// The backend of its previous transaction (a change means a transaction pooler).
     backend_pid: Option<i32>,
@@ -11552,13 +12241,17 @@ struct PooledClient {
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
-        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 struct Pool {
+    /// The database's name when the databases are named (MCP_DATABASES), for log lines.
+    name: String,
     database: DbSettings,
     idle: Mutex<Vec<PooledClient>>,
+    /// Connections open now, idle or in use.
+    open: std::sync::Arc<AtomicU64>,
     permits: Admission,
     idle_limit: Duration,
     wait_limit: Duration,
@@ -11568,6 +12261,10 @@ struct Pool {
     behind_pooler: AtomicBool,
     allow_privileged_role: bool,
     role_checked: AtomicBool,
+    /// Roles of MCP_ANALYST_ROLES's name=role entries, checked with the login role.
+    mapped_roles: Vec<String>,
+    /// Each analyst role's self-check verdict (Err: what it could do), from its first use.
+    role_verdicts: Mutex<BTreeMap<String, Result<(), String>>>,
     retries: AtomicU64,
     disconnects: AtomicU64,
     db_errors: Mutex<BTreeMap<String, u64>>,
@@ -11590,6 +12287,8 @@ impl Pool {
         base.keepalives_idle(Duration::from_secs(60));
         let timeout = config.statement_timeout_ms;
         Pool {
+            name: String::new(),
+            open: std::sync::Arc::new(AtomicU64::new(0)),
             negotiated: Mutex::new(None),
             tls_level: AtomicI32::new(-1),
             database,
@@ -11602,6 +12301,20 @@ impl Pool {
             behind_pooler: AtomicBool::new(false),
             allow_privileged_role: config.allow_privileged_role,
             role_checked: AtomicBool::new(false),
+            mapped_roles: config
+                .analyst_roles
+                .as_ref()
+                .map_or_else(Vec::new, |roles| {
+                    let mut mapped: Vec<String> = roles
+                        .explicit
+                        .iter()
+                        .map(|(_, role)| role.clone())
+                        .collect();
+                    mapped.sort();
+                    mapped.dedup();
+                    mapped
+                }),
+            role_verdicts: Mutex::new(BTreeMap::new()),
             retries: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             db_errors: Mutex::new(BTreeMap::new()),
@@ -11914,11 +12627,12 @@ impl Pool {
     /// Opens a connection; the first one that succeeds also runs the role check.
     fn connect(&self) -> Result<PooledClient, DbDown> {
         let (mut client, negotiated) = self.database.connect()?;
-        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
         self.report_negotiated(negotiated);
         let cleanup = SessionCleanup::for_connection(&mut client);
         let mut pooled = PooledClient {
             client,
+            open: std::sync::Arc::clone(&self.open),
             idle_since: Instant::now(),
             backend_pid: None,
             driver_cache_pid: None,
@@ -11968,7 +12682,7 @@ impl Pool {
     fn gauges(&self) -> (u64, usize, AdmissionUsage) {
         let idle = lock(&self.idle).len();
         (
-            OPEN_CONNECTIONS.load(Ordering::Relaxed),
+            self.open.load(Ordering::Relaxed),
             idle,
             self.permits.usage(),
         )
@@ -12492,6 +13206,25 @@ impl QueryResult {
     }
 }
 
+impl ToolOutput {
+    /// Adds `"key": value` to the answer's JSON and to the text blocks that carry it (a CSV or
+    /// Markdown answer's second block).
+    fn with_field(mut self, key: &str, value: &Value) -> ToolOutput {
+        let field = format!(",{}:{value}}}", Value::String(key.into()));
+        for json in std::iter::once(&mut self.json).chain(
+            self.text_blocks
+                .iter_mut()
+                .filter(|block| block.starts_with('{')),
+        ) {
+            if json.ends_with('}') {
+                json.pop();
+                json.push_str(&field);
+            }
+        }
+        self
+    }
+}
+
 /// Drops the whitespace outside strings that PostgreSQL's json functions pad with, in one pass
 /// and without parsing: the same document (keys in order), fewer tokens for the model.
 fn compact_json(text: &str) -> String {
@@ -12528,6 +13261,18 @@ impl Session<'_> {
         };
         let document: Option<&str> = row.try_get(0)?;
         Ok(document.map(compact_json))
+    }
+
+    /// The single text value of a query that answers one row at most (None: no row, or NULL).
+    fn text_value(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<String>, DbError> {
+        match self.client.query_opt(sql, params)? {
+            Some(row) => row.try_get(0),
+            None => Ok(None),
+        }
     }
 
     /// Runs the analyst's statement. It is described first (one Parse, extended protocol) for
@@ -13122,31 +13867,242 @@ impl Pool {
         }
         let role: String = row.try_get(0).unwrap_or_default();
         let problems: Vec<String> = row.try_get(1).unwrap_or_default();
-        if problems.is_empty() {
-            log_event(
-                "info",
-                "database role checked: read-only",
-                &[("role", &role)],
-            );
-            return;
-        }
         let list = problems.join(", ");
-        if self.allow_privileged_role {
-            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving with a role that can write or act outside the database !!!",
-                &[("role", &role), ("privileges", &list)]);
-            return;
+        let mut fields = vec![("role", role.as_str())];
+        if !self.name.is_empty() {
+            fields.push(("database", &self.name));
         }
-        log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)",
-            &[("role", &role), ("privileges", &list)]);
-        std::process::exit(3);
+        if problems.is_empty() {
+            log_event("info", "database role checked: read-only", &fields);
+        } else if self.allow_privileged_role {
+            fields.push(("privileges", &list));
+            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving with a role that can write or act outside the database !!!", &fields);
+        } else {
+            fields.push(("privileges", &list));
+            log_event("error", "refusing to serve: the database role is not read-only (apply role.sql, or set MCP_ALLOW_PRIVILEGED_ROLE=1 to override)", &fields);
+            std::process::exit(3);
+        }
+        self.check_mapped_roles(client);
+    }
+}
+
+// ── Each analyst's own database role ─────────────────────────────────────────────────────────
+// With MCP_ANALYST_ROLES, every unit of work runs `SET LOCAL ROLE <the analyst's role>` first,
+// inside its read-only transaction (so it ends with it: PgBouncer transaction pooling stays
+// safe), and grants, column privileges and row-level security apply per person. An analyst with
+// no role is refused unless MCP_ANALYST_UNMAPPED=base. Each role passes the privilege self-check
+// before it serves: explicitly mapped ones with the login role's at first connect, pattern ones
+// on first use. The statement cannot switch back for good — the guard refuses SET/RESET ROLE
+// and set_config, security-definer functions may not change the role, and the role is read
+// again after the work: an answer computed under any other role is withheld.
+
+/// MCP_ANALYST_ROLES: `name=role` entries and/or one pattern with `{name}` in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct AnalystRoles {
+    explicit: Vec<(String, String)>,
+    pattern: Option<String>,
+    /// MCP_ANALYST_UNMAPPED=base: an analyst with no role is served as the login role.
+    serve_unmapped_as_base: bool,
+}
+
+/// PostgreSQL cuts identifiers at 63 bytes; two long names must never meet in one role.
+const MAX_ROLE_NAME_BYTES: usize = 63;
+
+impl AnalystRoles {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<AnalystRoles>, ConfigError> {
+        let serve_unmapped_as_base = match get("MCP_ANALYST_UNMAPPED").as_deref() {
+            None | Some("refuse") => false,
+            Some("base") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_ANALYST_UNMAPPED must be refuse or base, not {other:?}"
+                )))
+            }
+        };
+        let Some(list) = get("MCP_ANALYST_ROLES") else {
+            return Ok(None);
+        };
+        let mut roles = AnalystRoles {
+            serve_unmapped_as_base,
+            ..AnalystRoles::default()
+        };
+        let bad = |entry: &str, why: &str| {
+            ConfigError(format!("MCP_ANALYST_ROLES: entry {entry:?} {why}"))
+        };
+        for entry in split_list(&list) {
+            if let Some((name, role)) = entry.split_once('=') {
+                let (name, role) = (name.trim(), role.trim());
+                if name.is_empty() || role.is_empty() {
+                    return Err(bad(&entry, "needs a name and a role (alice=analyst_alice)"));
+                }
+                check_role_name(role).map_err(|why| bad(&entry, &why))?;
+                if roles.explicit.iter().any(|(known, _)| known == name) {
+                    return Err(bad(&entry, "maps an analyst named before"));
+                }
+                roles.explicit.push((name.to_string(), role.to_string()));
+            } else if entry.contains("{name}") {
+                if roles.pattern.is_some() {
+                    return Err(bad(&entry, "is a second pattern; one is allowed"));
+                }
+                check_role_name(&entry.replace("{name}", "")).map_err(|why| bad(&entry, &why))?;
+                roles.pattern = Some(entry);
+            } else {
+                return Err(bad(
+                    &entry,
+                    "is neither name=role nor a pattern such as analyst_{name}",
+                ));
+            }
+        }
+        Ok(Some(roles))
+    }
+
+    /// The role `caller` works as; None when nothing maps them.
+    fn role_for(&self, caller: &str) -> Option<String> {
+        let explicit = self.explicit.iter().find(|(name, _)| name == caller);
+        match (explicit, &self.pattern) {
+            (Some((_, role)), _) => Some(role.clone()),
+            (None, Some(pattern)) => Some(pattern.replace("{name}", caller)),
+            (None, None) => None,
+        }
+    }
+
+    /// What an analyst's work runs as: Ok(None) for the login role itself.
+    fn resolve(&self, caller: &Caller) -> Result<Option<String>, ToolFailure> {
+        match self.role_for(&caller.name) {
+            Some(role) if check_role_name(&role).is_ok() => Ok(Some(role)),
+            Some(role) => Err(ToolFailure::Forbidden(format!(
+                "analyst {} maps to database role {role:?}, which is not a usable role name (at most {MAX_ROLE_NAME_BYTES} bytes); map them explicitly in MCP_ANALYST_ROLES",
+                caller.name
+            ))),
+            None if self.serve_unmapped_as_base => Ok(None),
+            None => Err(ToolFailure::Forbidden(format!(
+                "analyst {} has no database role: MCP_ANALYST_ROLES maps nothing to them, and this server refuses unmapped analysts (MCP_ANALYST_UNMAPPED=refuse)",
+                caller.name
+            ))),
+        }
+    }
+}
+
+fn check_role_name(role: &str) -> Result<(), String> {
+    if role.len() > MAX_ROLE_NAME_BYTES {
+        return Err(format!(
+            "names a role longer than {MAX_ROLE_NAME_BYTES} bytes"
+        ));
+    }
+    if role.chars().any(char::is_control) {
+        return Err("names a role with a control character".into());
+    }
+    Ok(())
+}
+
+impl Session<'_> {
+    /// `SET LOCAL ROLE`: the rest of this transaction runs as `role`. Ok(Err) when the database
+    /// refuses (no such role, or the login role is not a member of it).
+    fn become_role(&mut self, role: &str) -> Result<Result<(), String>, DbError> {
+        match self
+            .client
+            .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => match e.as_db_error() {
+                Some(db) => Ok(Err(format!("{} ({})", db.message(), db.code().code()))),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn current_role(&mut self) -> Result<String, DbError> {
+        let rows = self.client.query_typed("SELECT current_user::text", &[])?;
+        Ok(rows.first().and_then(|row| row.get(0)).unwrap_or_default())
+    }
+}
+
+impl Pool {
+    /// The self-check of an analyst's role, run once in a transaction already SET to it.
+    /// Err names what it could do; the verdict is kept for the life of the process.
+    fn verdict_on_role(
+        &self,
+        session: &mut Session,
+        role: &str,
+    ) -> Result<Result<(), String>, DbError> {
+        if let Some(verdict) = lock(&self.role_verdicts).get(role) {
+            return Ok(verdict.clone());
+        }
+        // Unnamed statement, like the login role's check: safe behind a transaction pooler.
+        let rows = session.client.query_typed(ROLE_CHECK_SQL, &[])?;
+        let problems: Vec<String> = match rows.first() {
+            Some(row) => row.try_get(1)?,
+            None => vec![format!("role {role} is not in pg_roles")],
+        };
+        let verdict = if problems.is_empty() {
+            log_event("info", "analyst role checked: read-only", &[("role", role)]);
+            Ok(())
+        } else if self.allow_privileged_role {
+            log_event("warn", "!!! MCP_ALLOW_PRIVILEGED_ROLE=1: serving an analyst's role that can write or act outside the database !!!",
+                &[("role", role), ("privileges", &problems.join(", "))]);
+            Ok(())
+        } else {
+            log_event("error", "refusing to serve as an analyst's role that is not read-only (fix its grants, or set MCP_ALLOW_PRIVILEGED_ROLE=1)",
+                &[("role", role), ("privileges", &problems.join(", "))]);
+            Err(problems.join(", "))
+        };
+        lock(&self.role_verdicts).insert(role.to_string(), verdict.clone());
+        Ok(verdict)
+    }
+
+    /// At first connect: every explicitly mapped role is checked like the login role (a role
+    /// that can write stops the process); one that cannot be reached yet is only warned about.
+    fn check_mapped_roles(&self, client: &mut postgres::Client) {
+        let inherits = client
+            .query_typed(
+                "SELECT rolinherit FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .ok()
+            .and_then(|rows| rows.first().and_then(|row| row.try_get(0).ok()))
+            .unwrap_or(false);
+        if inherits && !self.mapped_roles.is_empty() {
+            log_event("warn", "the login role is INHERIT: alone it holds the privileges of every analyst role it is a member of; make it NOINHERIT (role.sql -v analysts=… does)", &[]);
+        }
+        for role in &self.mapped_roles {
+            let mut session = Session {
+                client: &mut *client,
+                custom_types: false,
+                read_at: String::new(),
+                database: String::new(),
+            };
+            let checked = session
+                .client
+                .batch_execute("BEGIN READ ONLY")
+                .and_then(|()| session.become_role(role))
+                .and_then(|became| match became {
+                    Ok(()) => self.verdict_on_role(&mut session, role).map(Some),
+                    Err(why) => {
+                        log_event("warn", "an analyst's role cannot be used yet; their calls are refused until it can",
+                            &[("role", role), ("error", &why)]);
+                        Ok(None)
+                    }
+                });
+            let _ = client.batch_execute("ROLLBACK");
+            match checked {
+                Ok(Some(Err(_))) => std::process::exit(3),
+                Ok(_) => {}
+                Err(e) => log_event(
+                    "warn",
+                    "an analyst's role could not be checked; it will be on first use",
+                    &[("role", role), ("error", &describe_db_error(&e))],
+                ),
+            }
+        }
     }
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
 // Logging and metrics
 // Contract: one line per event on stderr, as text or (MCP_LOG_FORMAT=json) one JSON object per
-// line. Every tool call writes one audit line: time, caller, tool, status, rows, truncated, ms
-// and the SQL cut to 200 characters with newlines escaped. Tokens and passwords never appear.
+// line. Every tool call writes one audit line: time, caller, how they authenticated, tool,
+// status, rows, truncated, ms and the SQL cut to 200 characters with newlines escaped (plus,
+// with an audit log, the seq and tag of its line there). Tokens and passwords never appear.
 // /metrics shows aggregates only: no caller names, no SQL, no tokens.
 // ════════════════════════════════════════════════════════════════════════════════════════════
 
@@ -13180,32 +14136,37 @@ fn log_event(level: &str, message: &str, fields: &[(&str, &str)]) {
     let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
-fn audit(
-    caller: &Caller,
-    tool: &str,
-    status: &str,
-    rows: u64,
-    truncated: Option<&str>,
-    elapsed: Duration,
-    sql: Option<&str>,
-) {
-    let ms = format!("{:.1}", elapsed.as_secs_f64() * 1000.0);
-    let rows = rows.to_string();
+/// The stderr audit line. With an audit log it names the file line's seq and tag: shipped off
+/// the host, these are the witness that shows lines removed from the end of the file.
+fn log_audit_line(call: &CallRecord, receipt: Option<AuditReceipt>) {
+    let ms = format!("{:.1}", call.elapsed.as_secs_f64() * 1000.0);
+    let rows = call.rows.to_string();
     let mut fields = vec![
-        ("caller", caller.name.as_str()),
-        ("via", caller.via),
-        ("tool", tool),
-        ("status", status),
+        ("caller", call.caller.name.as_str()),
+        ("via", call.caller.via),
+        ("tool", call.tool),
+        ("status", call.status),
         ("rows", rows.as_str()),
-        ("truncated", truncated.unwrap_or("no")),
+        ("truncated", call.truncated.unwrap_or("no")),
         ("ms", ms.as_str()),
     ];
-    if let Some(client) = &caller.client {
+    if let Some(client) = &call.caller.client {
         fields.push(("client", client));
     }
-    let sql = sql.map(audit_sql);
+    if let Some(database) = call.database {
+        fields.push(("database", database));
+    }
+    if let Some(role) = &call.db_role {
+        fields.push(("db_role", role));
+    }
+    let sql = call.sql.map(audit_sql);
     if let Some(sql) = &sql {
         fields.push(("sql", sql));
+    }
+    let witness = receipt.map(|r| (r.seq.to_string(), hex(&r.tag[..8])));
+    if let Some((seq, tag)) = &witness {
+        fields.push(("audit_seq", seq));
+        fields.push(("audit_tag", tag));
     }
     log_event("info", "audit", &fields);
 }
@@ -13283,13 +14244,16 @@ impl Histogram {
     }
 }
 
+/// (database — with MCP_DATABASES, a name from the configuration —, tool, outcome).
+type ToolCallKey = (Option<&'static str>, &'static str, &'static str);
+
 #[derive(Default)]
 struct Metrics {
     // Keys are static strings from closed sets: counting allocates nothing, and no label value
     // can come from a client (so no cardinality blow-up and no injection into the exposition).
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
     rpc: Mutex<BTreeMap<&'static str, u64>>,
-    tools: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    tools: Mutex<BTreeMap<ToolCallKey, u64>>,
     tool_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     limits: Mutex<BTreeMap<&'static str, u64>>,
     rows_returned: AtomicU64,
@@ -13324,13 +14288,14 @@ impl Metrics {
 
     fn count_tool(
         &self,
-        tool: &'static str,
-        outcome: &'static str,
+        (database, tool, outcome): ToolCallKey,
         elapsed: Duration,
         rows: u64,
         bytes: usize,
     ) {
-        *lock(&self.tools).entry((tool, outcome)).or_insert(0) += 1;
+        *lock(&self.tools)
+            .entry((database, tool, outcome))
+            .or_insert(0) += 1;
         lock(&self.tool_latency)
             .entry(tool)
             .or_default()
@@ -13341,7 +14306,19 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4, written by hand.
-    fn render(&self, pool: &Pool, rates: &RateLimiter) -> String {
+    /// With named databases (MCP_DATABASES) every pool family carries `database="<name>"`.
+    fn render(&self, databases: &Databases, rates: &RateLimiter) -> String {
+        let label = |db: &Database, other: String| match (databases.named, other.is_empty()) {
+            (false, _) => other,
+            (true, true) => format!("database=\"{}\"", db.name),
+            (true, false) => format!("database=\"{}\",{other}", db.name),
+        };
+        let per_pool = |value: &dyn Fn(&Pool) -> f64| -> Vec<(String, f64)> {
+            databases
+                .all()
+                .map(|db| (label(db, String::new()), value(&db.pool)))
+                .collect()
+        };
         let mut out = String::with_capacity(4096);
         let http: Vec<(String, f64)> = lock(&self.http)
             .iter()
@@ -13372,8 +14349,12 @@ impl Metrics {
         );
         let tools: Vec<(String, f64)> = lock(&self.tools)
             .iter()
-            .map(|((tool, outcome), n)| {
-                (format!("tool=\"{tool}\",outcome=\"{outcome}\""), *n as f64)
+            .map(|((database, tool, outcome), n)| {
+                let database = database.map_or(String::new(), |db| format!("database=\"{db}\","));
+                (
+                    format!("{database}tool=\"{tool}\",outcome=\"{outcome}\""),
+                    *n as f64,
+                )
             })
             .collect();
         write_family(
@@ -13403,9 +14384,14 @@ impl Metrics {
             let _ = writeln!(out, "{name}_sum{{tool=\"{tool}\"}} {}", histogram.sum);
             let _ = writeln!(out, "{name}_count{{tool=\"{tool}\"}} {}", histogram.count);
         }
-        let errors: Vec<(String, f64)> = lock(&pool.db_errors)
-            .iter()
-            .map(|(class, n)| (format!("class=\"{class}\""), *n as f64))
+        let errors: Vec<(String, f64)> = databases
+            .all()
+            .flat_map(|db| {
+                lock(&db.pool.db_errors)
+                    .iter()
+                    .map(|(class, n)| (label(db, format!("class=\"{class}\"")), *n as f64))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         write_family(
             &mut out,
@@ -13419,10 +14405,15 @@ impl Metrics {
             "mcp_db_tls",
             "gauge",
             "Security of the newest database connection: 0 unencrypted, 1 encrypted but certificate not verified, 2 CA verified, 3 CA and host name verified; -1 before the first connection. Label: the configured sslmode.",
-            &[(
-                format!("sslmode=\"{}\"", pool.database.sslmode.name()),
-                f64::from(pool.tls_level.load(Ordering::Relaxed)),
-            )],
+            &databases
+                .all()
+                .map(|db| {
+                    (
+                        label(db, format!("sslmode=\"{}\"", db.pool.database.sslmode.name())),
+                        f64::from(db.pool.tls_level.load(Ordering::Relaxed)),
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         let limits: Vec<(String, f64)> = lock(&self.limits)
             .iter()
@@ -13435,30 +14426,42 @@ impl Metrics {
             "Work refused or cut short by a limit: max_batch, json_values, batch_answers, batch_time, caller_share, caller_rate.",
             &limits,
         );
-        let (open, idle, admission) = pool.gauges();
-        let tracked = admission.analysts + rates.tracked(Instant::now());
+        let tracked = databases
+            .all()
+            .map(|db| db.pool.gauges().2.analysts)
+            .sum::<usize>()
+            + rates.tracked(Instant::now());
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
         #[rustfmt::skip]
         let singles = [
             ("mcp_rows_returned_total", "counter", "Rows returned by query and sample_table.", load(&self.rows_returned)),
             ("mcp_result_bytes_total", "counter", "Bytes of structured tool results.", load(&self.bytes_returned)),
             ("mcp_auth_failures_total", "counter", "Requests refused for a missing or wrong token.", load(&self.auth_failures)),
-            ("mcp_db_retries_total", "counter", "Work retried on a fresh connection after a disconnect.", load(&pool.retries)),
-            ("mcp_db_disconnects_total", "counter", "Database connections found lost.", load(&pool.disconnects)),
-            ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", pool.permits.capacity as f64),
-            ("mcp_pool_open", "gauge", "Open database connections.", open as f64),
-            ("mcp_pool_idle", "gauge", "Idle pooled connections.", idle as f64),
-            ("mcp_pool_in_use", "gauge", "Checked-out connections.", admission.in_use as f64),
-            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", admission.waiting as f64),
-            ("mcp_fair_share_waiters", "gauge", "Calls waiting because their analyst holds its whole share.", admission.waiting_for_own as f64),
             ("mcp_callers_tracked", "gauge", "Analysts with per-analyst state held (calls in flight or a rate bucket refilling).", tracked as f64),
         ];
         for (name, kind, help, value) in singles {
             write_family(&mut out, name, kind, help, &[(String::new(), value)]);
         }
+        #[rustfmt::skip]
+        let pools: [PoolFamily; 8] = [
+            ("mcp_db_retries_total", "counter", "Work retried on a fresh connection after a disconnect.", &|p| load(&p.retries)),
+            ("mcp_db_disconnects_total", "counter", "Database connections found lost.", &|p| load(&p.disconnects)),
+            ("mcp_pool_max", "gauge", "MCP_POOL_MAX.", &|p| p.permits.capacity as f64),
+            ("mcp_pool_open", "gauge", "Open database connections.", &|p| p.gauges().0 as f64),
+            ("mcp_pool_idle", "gauge", "Idle pooled connections.", &|p| p.gauges().1 as f64),
+            ("mcp_pool_in_use", "gauge", "Checked-out connections.", &|p| p.gauges().2.in_use as f64),
+            ("mcp_pool_waiters", "gauge", "Requests waiting for a connection.", &|p| p.gauges().2.waiting as f64),
+            ("mcp_fair_share_waiters", "gauge", "Calls waiting because their analyst holds its whole share.", &|p| p.gauges().2.waiting_for_own as f64),
+        ];
+        for (name, kind, help, value) in pools {
+            write_family(&mut out, name, kind, help, &per_pool(value));
+        }
         out
     }
 }
+
+/// A metric family with one sample per database pool: name, type, help, and how to read it.
+type PoolFamily<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(&Pool) -> f64);
 
 /// One metric family: its HELP and TYPE lines, then one sample per label set ("" = no labels).
 fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
@@ -13473,6 +14476,782 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &
 }
 
 // ════════════════════════════════════════════════════════════════════════════════════════════
+// Audit log
+// Contract: with MCP_AUDIT_LOG set, every tool call also appends one JSON line to that file, and
+// the answer is sent only once the line is written (and, with MCP_AUDIT_FSYNC=always, on disk):
+// time, caller and how they authenticated, tool, arguments, status, rows, ms, the SQL in full up
+// to MCP_AUDIT_MAX_SQL_BYTES and the SHA-256 of all of it. The file is a chain: each line names
+// the previous line's tag (`prev`) and ends with its own `tag`, HMAC-SHA256 under the key of
+// MCP_AUDIT_KEY_FILE over everything before it. Without the key (operators keep a copy off this
+// host) no line can be edited, inserted, removed or reordered without `verify-audit` naming the
+// first line where the chain breaks. The chain continues across restarts (the last line is read
+// and its tag checked at start; an incomplete last line from a crash is cut off and the cut is
+// recorded) and across rotation (a new file opens with a `rotate` line linked to the old file's
+// last). A line that cannot be written fails its call unless MCP_AUDIT_ON_FAILURE=serve, and a
+// failed write leaves nothing half-written. Removing lines from the very end is the one change
+// a chain cannot show by itself: the stderr audit line carries each line's seq and tag as the
+// witness `verify-audit --expect` compares with.
+// ════════════════════════════════════════════════════════════════════════════════════════════
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The `prev` of the first line of a chain.
+const GENESIS_TAG: [u8; 32] = [0; 32];
+/// Bytes after a line's content: `,"tag":"` + 64 hex digits + `"}`.
+const TAG_SUFFIX_LEN: usize = 8 + 64 + 2;
+/// How long a string argument other than the SQL may be in an audit line.
+const AUDIT_ARGUMENT_CHARS: usize = 256;
+
+/// The keyed HMAC state, cloned for every line; never printed.
+#[derive(Clone)]
+struct AuditKey(HmacSha256);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<secret>)")
+    }
+}
+
+impl AuditKey {
+    /// Reads a key file: its bytes, without trailing whitespace (a newline from `echo`), at least 32.
+    fn from_file(path: &str) -> Result<AuditKey, String> {
+        use hmac::KeyInit;
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        if end < 32 {
+            return Err(format!(
+                "{path} holds {end} bytes of key; at least 32 are needed (e.g. head -c 32 /dev/urandom | base64 > {path})"
+            ));
+        }
+        HmacSha256::new_from_slice(&bytes[..end])
+            .map(AuditKey)
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    fn tag(&self, content: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(content);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Constant-time comparison of `tag` with the tag `content` should have.
+    fn verifies(&self, content: &[u8], tag: &[u8; 32]) -> bool {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(content);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AuditFsync {
+    /// fdatasync after every line, before the call is answered.
+    Always,
+    /// fdatasync once a second: a power cut can lose up to a second of lines.
+    Interval,
+}
+
+#[derive(Debug, Clone)]
+struct AuditConfig {
+    path: std::path::PathBuf,
+    key: AuditKey,
+    fsync: AuditFsync,
+    /// true (MCP_AUDIT_ON_FAILURE=refuse): a call whose line cannot be written fails.
+    refuse_unaudited: bool,
+    /// Rotate once the file would grow past this (0: never).
+    rotate_bytes: u64,
+    max_sql_bytes: usize,
+}
+
+impl AuditConfig {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<AuditConfig>, ConfigError> {
+        let (path, key_file) = match (get("MCP_AUDIT_LOG"), get("MCP_AUDIT_KEY_FILE")) {
+            (None, None) => return Ok(None),
+            (Some(path), Some(key_file)) => (path, key_file),
+            (Some(_), None) => return Err(ConfigError(
+                "MCP_AUDIT_LOG needs MCP_AUDIT_KEY_FILE: the file of the key that chains its lines (at least 32 bytes)".into(),
+            )),
+            (None, Some(_)) => return Err(ConfigError(
+                "MCP_AUDIT_KEY_FILE is set but MCP_AUDIT_LOG is not: name the audit file too".into(),
+            )),
+        };
+        let key = AuditKey::from_file(&key_file)
+            .map_err(|e| ConfigError(format!("MCP_AUDIT_KEY_FILE: {e}")))?;
+        let fsync = match get("MCP_AUDIT_FSYNC").as_deref() {
+            None | Some("always") => AuditFsync::Always,
+            Some("interval") => AuditFsync::Interval,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_AUDIT_FSYNC must be always or interval, not {other:?}"
+                )))
+            }
+        };
+        let refuse_unaudited = match get("MCP_AUDIT_ON_FAILURE").as_deref() {
+            None | Some("refuse") => true,
+            Some("serve") => false,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MCP_AUDIT_ON_FAILURE must be refuse or serve, not {other:?}"
+                )))
+            }
+        };
+        Ok(Some(AuditConfig {
+            path: path.into(),
+            key,
+            fsync,
+            refuse_unaudited,
+            rotate_bytes: parse_number(get, "MCP_AUDIT_ROTATE_BYTES", 104_857_600, 0, u64::MAX)?,
+            max_sql_bytes: parse_number(get, "MCP_AUDIT_MAX_SQL_BYTES", 65_536, 256, 1 << 20)?
+                as usize,
+        }))
+    }
+}
+
+/// One tool call as the audit lines (stderr and file) record it.
+struct CallRecord<'a> {
+    caller: &'a Caller,
+    tool: &'a str,
+    arguments: &'a Arguments,
+    status: &'a str,
+    rows: u64,
+    truncated: Option<&'a str>,
+    elapsed: Duration,
+    sql: Option<&'a str>,
+    /// The analyst's own database role (MCP_ANALYST_ROLES); None: the login role.
+    db_role: Option<String>,
+    /// The database the call worked in, when the databases are named (MCP_DATABASES).
+    database: Option<&'a str>,
+}
+
+impl CallRecord<'_> {
+    /// The fields of the file's line (seq and prev are added when it is sealed).
+    fn fields(&self, max_sql_bytes: usize) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("ts".into(), json!(rfc3339_now()));
+        fields.insert("event".into(), json!("call"));
+        fields.insert("caller".into(), json!(self.caller.name));
+        fields.insert("via".into(), json!(self.caller.via));
+        if let Some(client) = &self.caller.client {
+            fields.insert("client".into(), json!(client));
+        }
+        if let Some(database) = self.database {
+            fields.insert("database".into(), json!(database));
+        }
+        if let Some(role) = &self.db_role {
+            fields.insert("db_role".into(), json!(role));
+        }
+        fields.insert("tool".into(), json!(self.tool));
+        let arguments: Map<String, Value> = self
+            .arguments
+            .0
+            .iter()
+            .filter(|(name, _)| name.as_str() != "sql")
+            .map(|(name, value)| (name.clone(), shortened_argument(value)))
+            .collect();
+        fields.insert("args".into(), Value::Object(arguments));
+        fields.insert("status".into(), json!(self.status));
+        fields.insert("rows".into(), json!(self.rows));
+        fields.insert("truncated".into(), json!(self.truncated));
+        fields.insert(
+            "ms".into(),
+            json!((self.elapsed.as_secs_f64() * 1e4).round() / 10.0),
+        );
+        if let Some(sql) = self.sql {
+            let cut = sql.len() > max_sql_bytes;
+            let kept = if cut {
+                &sql[..floor_char_boundary(sql, max_sql_bytes)]
+            } else {
+                sql
+            };
+            fields.insert("sql".into(), json!(kept));
+            fields.insert("sql_bytes".into(), json!(sql.len()));
+            fields.insert("sql_cut".into(), json!(cut));
+            fields.insert("sql_sha256".into(), json!(hex(&sha256(sql.as_bytes()))));
+        }
+        fields
+    }
+}
+
+fn shortened_argument(value: &Value) -> Value {
+    match value {
+        Value::String(text) if text.chars().count() > AUDIT_ARGUMENT_CHARS => {
+            let mut cut: String = text.chars().take(AUDIT_ARGUMENT_CHARS).collect();
+            cut.push('…');
+            Value::String(cut)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(shortened_argument).collect()),
+        other => other.clone(),
+    }
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+/// A line of the file, checked: its tag matches its content under the key.
+#[derive(Debug)]
+struct SealedLine {
+    seq: u64,
+    prev: [u8; 32],
+    tag: [u8; 32],
+    fields: Map<String, Value>,
+}
+
+/// Builds a line: `{"seq":N,<fields>,"prev":"…","tag":"…"}` with the tag over all before it.
+fn seal_line(
+    key: &AuditKey,
+    seq: u64,
+    prev: &[u8; 32],
+    fields: &Map<String, Value>,
+) -> (String, [u8; 32]) {
+    let body = serde_json::to_string(fields).unwrap_or_default();
+    let inner = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("");
+    let separator = if inner.is_empty() { "" } else { "," };
+    let mut line = format!(r#"{{"seq":{seq}{separator}{inner},"prev":"{}""#, hex(prev));
+    line.push('}');
+    let tag = key.tag(line.as_bytes());
+    line.pop();
+    let _ = writeln!(line, r#","tag":"{}"}}"#, hex(&tag));
+    (line, tag)
+}
+
+/// Checks one line (without its newline): shape, then tag. The content is the line with its
+/// tag field removed, byte for byte, so any edit anywhere changes it.
+fn open_line(key: &AuditKey, line: &[u8]) -> Result<SealedLine, &'static str> {
+    let malformed = "not a complete audit record (cut short, or not written by analytics-mcp)";
+    if line.len() < TAG_SUFFIX_LEN + 2 {
+        return Err(malformed);
+    }
+    let (content, suffix) = line.split_at(line.len() - TAG_SUFFIX_LEN);
+    let tag_hex = suffix
+        .strip_prefix(br#","tag":""#)
+        .and_then(|s| s.strip_suffix(br#""}"#))
+        .and_then(|hex| std::str::from_utf8(hex).ok())
+        .and_then(parse_hex_digest)
+        .ok_or(malformed)?;
+    let mut content = content.to_vec();
+    content.push(b'}');
+    if !key.verifies(&content, &tag_hex) {
+        return Err(
+            "its tag does not match its content (edited, inserted, or sealed with another key)",
+        );
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&content) else {
+        return Err(malformed);
+    };
+    let seq = fields.get("seq").and_then(Value::as_u64).ok_or(malformed)?;
+    let prev = fields
+        .get("prev")
+        .and_then(Value::as_str)
+        .and_then(parse_hex_digest)
+        .ok_or(malformed)?;
+    Ok(SealedLine {
+        seq,
+        prev,
+        tag: tag_hex,
+        fields,
+    })
+}
+
+/// What a written line leaves for the stderr witness.
+#[derive(Debug, Clone, Copy)]
+struct AuditReceipt {
+    seq: u64,
+    tag: [u8; 32],
+}
+
+/// The open audit file and where the chain stands.
+struct AuditFile {
+    file: std::fs::File,
+    len: u64,
+    seq: u64,
+    last_tag: [u8; 32],
+    unsynced: bool,
+    /// After the stop line nothing more joins the chain.
+    stopped: bool,
+}
+
+struct AuditLog {
+    config: AuditConfig,
+    state: Mutex<AuditFile>,
+    failures: AtomicU64,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the file, takes its lock, finds where the chain stands and writes the
+    /// `start` line. Any doubt about the chain stops the start: serving would break it.
+    fn open(config: AuditConfig) -> Result<AuditLog, String> {
+        let path = config.path.display().to_string();
+        let (file, mut len) = open_audit_file(&config.path)?;
+        let mut start = Map::new();
+        start.insert("ts".into(), json!(rfc3339_now()));
+        start.insert("event".into(), json!("start"));
+        start.insert("version".into(), json!(VERSION));
+        start.insert("pid".into(), json!(std::process::id()));
+        let (last, complete_len) =
+            read_last_line(&file, len).map_err(|e| format!("cannot read {path}: {e}"))?;
+        if complete_len < len {
+            // A crash in the middle of a write (or a cut): keep the chain whole, say so in it.
+            file.set_len(complete_len)
+                .map_err(|e| format!("cannot cut the incomplete last line of {path}: {e}"))?;
+            start.insert("repaired_bytes".into(), json!(len - complete_len));
+            log_event(
+                "warn",
+                "audit log ended with an incomplete line (a crash during a write?); cut it off and recorded the cut",
+                &[("file", &path), ("bytes", &(len - complete_len).to_string())],
+            );
+            len = complete_len;
+        }
+        let (seq, last_tag) = match last {
+            Some(line) => chain_end(&config.key, &line, &path)?,
+            None => match newest_rotated_file(&config.path) {
+                Some(rotated) => {
+                    let name = rotated.display().to_string();
+                    let (old, old_len) = open_audit_file(&rotated)?;
+                    let (line, _) = read_last_line(&old, old_len)
+                        .map_err(|e| format!("cannot read {name}: {e}"))?;
+                    let line = line.ok_or_else(|| format!("{name} holds no complete line"))?;
+                    start.insert("continues".into(), json!(file_name(&rotated)));
+                    chain_end(&config.key, &line, &name)?
+                }
+                None => (0, GENESIS_TAG),
+            },
+        };
+        let log = AuditLog {
+            state: Mutex::new(AuditFile {
+                file,
+                len,
+                seq,
+                last_tag,
+                unsynced: false,
+                stopped: false,
+            }),
+            config,
+            failures: AtomicU64::new(0),
+        };
+        log.append(start)?;
+        Ok(log)
+    }
+
+    fn record_call(&self, call: &CallRecord) -> Result<AuditReceipt, String> {
+        self.append(call.fields(self.config.max_sql_bytes))
+            .inspect_err(|_| {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            })
+    }
+
+    /// The last line of a clean shutdown.
+    fn record_stop(&self) {
+        let mut stop = Map::new();
+        stop.insert("ts".into(), json!(rfc3339_now()));
+        stop.insert("event".into(), json!("stop"));
+        if let Err(e) = self.append(stop) {
+            log_event(
+                "error",
+                "audit log: cannot write the stop line",
+                &[("error", &e)],
+            );
+        }
+        lock(&self.state).stopped = true;
+    }
+
+    fn append(&self, fields: Map<String, Value>) -> Result<AuditReceipt, String> {
+        let config = &self.config;
+        let mut state = lock(&self.state);
+        if state.stopped {
+            return Err("the server is shutting down and its audit log is closed".into());
+        }
+        let mut sealed = seal_line(&config.key, state.seq + 1, &state.last_tag, &fields);
+        let rotate_at = config.rotate_bytes;
+        if rotate_at > 0 && state.len > 0 && state.len + sealed.0.len() as u64 > rotate_at {
+            state.rotate(config)?;
+            sealed = seal_line(&config.key, state.seq + 1, &state.last_tag, &fields);
+        }
+        state.write(config, sealed)
+    }
+
+    /// Background loop for MCP_AUDIT_FSYNC=interval.
+    fn sync_every_second(&self) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let mut state = lock(&self.state);
+            if !state.unsynced {
+                continue;
+            }
+            match state.file.sync_data() {
+                Ok(()) => state.unsynced = false,
+                Err(e) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    log_event(
+                        "error",
+                        "audit log: fsync failed; lines answered in the last second may not be on disk",
+                        &[("error", &e.to_string())],
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl AuditFile {
+    /// Appends one line sealed as the next (seq + 1, after last_tag); on any failure the file is cut back to where it was, so no
+    /// half-written line stays behind.
+    fn write(
+        &mut self,
+        config: &AuditConfig,
+        (line, tag): (String, [u8; 32]),
+    ) -> Result<AuditReceipt, String> {
+        let seq = self.seq + 1;
+        let path = config.path.display();
+        let mut written = (&self.file).write_all(line.as_bytes());
+        if written.is_ok() && config.fsync == AuditFsync::Always {
+            written = self.file.sync_data();
+        }
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            return Err(format!("cannot write {path}: {e}"));
+        }
+        self.len += line.len() as u64;
+        self.seq = seq;
+        self.last_tag = tag;
+        self.unsynced = config.fsync == AuditFsync::Interval;
+        Ok(AuditReceipt { seq, tag })
+    }
+
+    /// Moves the full file to `<path>.<last seq, 12 digits>` and continues in a new one whose
+    /// first line links to the old file's last. The new file is made first, so a failure
+    /// leaves the old one in place.
+    fn rotate(&mut self, config: &AuditConfig) -> Result<(), String> {
+        let path = &config.path;
+        let rotated = rotated_file_name(path, self.seq);
+        let mut next_path = path.clone().into_os_string();
+        next_path.push(".next");
+        let next_path = std::path::PathBuf::from(next_path);
+        let _ = std::fs::remove_file(&next_path);
+        let (next, _) = open_audit_file(&next_path)?;
+        let moved = self
+            .file
+            .sync_data()
+            .and_then(|()| std::fs::rename(path, &rotated));
+        if let Err(e) = moved {
+            let _ = std::fs::remove_file(&next_path);
+            return Err(format!("cannot rotate {}: {e}", path.display()));
+        }
+        if let Err(e) = std::fs::rename(&next_path, path) {
+            let _ = std::fs::rename(&rotated, path);
+            let _ = std::fs::remove_file(&next_path);
+            return Err(format!("cannot rotate {}: {e}", path.display()));
+        }
+        sync_parent_dir(path);
+        self.file = next;
+        self.len = 0;
+        let mut first = Map::new();
+        first.insert("ts".into(), json!(rfc3339_now()));
+        first.insert("event".into(), json!("rotate"));
+        first.insert("previous_file".into(), json!(file_name(&rotated)));
+        let sealed = seal_line(&config.key, self.seq + 1, &self.last_tag, &first);
+        self.write(config, sealed)?;
+        log_event(
+            "info",
+            "audit log rotated",
+            &[("file", &rotated.display().to_string())],
+        );
+        Ok(())
+    }
+}
+
+/// Makes a created or renamed file's directory entry durable too.
+fn sync_parent_dir(path: &std::path::Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+/// Where the chain ends, from the last line of a file (whose tag must check out).
+fn chain_end(key: &AuditKey, line: &[u8], path: &str) -> Result<(u64, [u8; 32]), String> {
+    let sealed = open_line(key, line).map_err(|why| {
+        format!(
+            "the last line of {path} is {why}. Nothing was written. Run `{SERVER_NAME} verify-audit {path}`; \
+             if the file was damaged, move it aside (a new chain then starts) — or check MCP_AUDIT_KEY_FILE"
+        )
+    })?;
+    Ok((sealed.seq, sealed.tag))
+}
+
+/// Opens for appending (creating it 0600), and takes an exclusive lock so two servers never
+/// interleave one chain.
+fn open_audit_file(path: &std::path::Path) -> Result<(std::fs::File, u64), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    extern "C" {
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {shown}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if metadata.len() == 0 {
+        sync_parent_dir(path);
+    }
+    // SAFETY: flock(2) on a descriptor this function owns; it only takes an advisory lock.
+    if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } != 0 {
+        return Err(format!(
+            "{shown} is locked by another process (another analytics-mcp writing the same audit log? give each instance its own file)"
+        ));
+    }
+    Ok((file, metadata.len()))
+}
+
+/// The last complete line (without its newline) and the length of the file up to its end;
+/// bytes after the last newline are an incomplete line.
+fn read_last_line(file: &std::fs::File, len: u64) -> io::Result<(Option<Vec<u8>>, u64)> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 64 * 1024;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut start = len;
+    let mut complete_len = None;
+    loop {
+        if complete_len.is_none() {
+            complete_len = tail
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| start + i as u64 + 1);
+        }
+        match complete_len {
+            Some(end) => {
+                let newline = (end - start) as usize - 1;
+                if let Some(i) = tail[..newline].iter().rposition(|b| *b == b'\n') {
+                    return Ok((Some(tail[i + 1..newline].to_vec()), end));
+                }
+                if start == 0 {
+                    return Ok((Some(tail[..newline].to_vec()), end));
+                }
+            }
+            None if start == 0 => return Ok((None, 0)),
+            None => {}
+        }
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (start - from) as usize];
+        file.read_exact_at(&mut chunk, from)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        start = from;
+    }
+}
+
+fn rotated_file_name(path: &std::path::Path, last_seq: u64) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{last_seq:012}"));
+    name.into()
+}
+
+/// The newest `<path>.<12 digits>` beside `path`, to continue its chain when `path` is new.
+fn newest_rotated_file(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let prefix = format!("{}.", file_name(path));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| {
+            name.strip_prefix(&prefix)
+                .is_some_and(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .max()
+        .map(|name| dir.join(name))
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+// ── verify-audit ─────────────────────────────────────────────────────────────────────────────
+
+/// Where a chain stands while files are verified one after the other.
+#[derive(Default)]
+struct ChainCheck {
+    last: Option<(u64, [u8; 32])>,
+    first: Option<(u64, [u8; 32])>,
+    lines: u64,
+    notes: Vec<String>,
+    seen_expected: bool,
+}
+
+/// `verify-audit [--key-file F] [--expect SEQ:TAG] FILE…`: exit 0 when the chain holds, 1 at the
+/// first line where it breaks (named with file, line number and why), 2 for usage errors.
+fn run_verify_audit(args: &[String], env: EnvLookup) -> i32 {
+    let usage = || {
+        eprintln!(
+            "usage: {SERVER_NAME} verify-audit [--key-file FILE] [--expect SEQ:TAG] AUDIT_FILE…\n  \
+             files oldest first (rotated files sort by name: audit.log.* audit.log); the key defaults to MCP_AUDIT_KEY_FILE;\n  \
+             --expect: a seq and tag (or its first 16+ hex digits) from a stderr audit line kept elsewhere"
+        );
+        2
+    };
+    let mut key_file = env("MCP_AUDIT_KEY_FILE");
+    let mut expect: Option<(u64, String)> = None;
+    let mut files = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--key-file" => match rest.next() {
+                Some(file) => key_file = Some(file.clone()),
+                None => return usage(),
+            },
+            "--expect" => {
+                let parsed = rest.next().and_then(|v| {
+                    let (seq, tag) = v.split_once(':')?;
+                    let tag = tag.to_ascii_lowercase();
+                    let hex_ok = (16..=64).contains(&tag.len())
+                        && tag.bytes().all(|b| b.is_ascii_hexdigit());
+                    Some((seq.parse().ok()?, tag)).filter(|_| hex_ok)
+                });
+                match parsed {
+                    Some(parsed) => expect = Some(parsed),
+                    None => return usage(),
+                }
+            }
+            flag if flag.starts_with("--") => return usage(),
+            file => files.push(file.to_string()),
+        }
+    }
+    let Some(key_file) = key_file else {
+        eprintln!("verify-audit: no key: pass --key-file FILE or set MCP_AUDIT_KEY_FILE");
+        return 2;
+    };
+    if files.is_empty() {
+        return usage();
+    }
+    let key = match AuditKey::from_file(&key_file) {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("verify-audit: {e}");
+            return 2;
+        }
+    };
+    let mut chain = ChainCheck::default();
+    for file in &files {
+        if let Err(broken) = verify_audit_file(&key, file, &mut chain, expect.as_ref()) {
+            println!("BROKEN: {broken}");
+            return 1;
+        }
+    }
+    let Some((last_seq, last_tag)) = chain.last else {
+        println!("BROKEN: no audit lines in {}", files.join(", "));
+        return 1;
+    };
+    if let Some((seq, tag)) = &expect {
+        if !chain.seen_expected {
+            println!(
+                "BROKEN: the witness names seq {seq} (tag {tag}), but the chain {}",
+                if *seq > last_seq {
+                    format!("ends at seq {last_seq}: lines were removed from the end")
+                } else {
+                    format!("has another tag at seq {seq}, or does not reach back to it")
+                }
+            );
+            return 1;
+        }
+    }
+    for note in &chain.notes {
+        println!("note: {note}");
+    }
+    let (first_seq, first_prev) = chain.first.unwrap_or((0, GENESIS_TAG));
+    let origin = if first_prev == GENESIS_TAG {
+        "the start of the chain".to_string()
+    } else {
+        format!("tag {} (an earlier file, not given)", hex(&first_prev))
+    };
+    println!(
+        "OK: {} lines in {} file(s), seq {first_seq}–{last_seq}, chained from {origin}; last tag {}",
+        chain.lines,
+        files.len(),
+        hex(&last_tag)
+    );
+    0
+}
+
+fn verify_audit_file(
+    key: &AuditKey,
+    path: &str,
+    chain: &mut ChainCheck,
+    expect: Option<&(u64, String)>,
+) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    let incomplete = lines.pop().filter(|rest| !rest.is_empty());
+    for (index, line) in lines.iter().enumerate() {
+        let at = format!("{path} line {}", index + 1);
+        let sealed = open_line(key, line).map_err(|why| format!("{at}: {why}"))?;
+        let seq = sealed.seq;
+        if let Some((last_seq, last_tag)) = chain.last {
+            if sealed.prev != last_tag {
+                let why = if seq > last_seq + 1 {
+                    format!("seq jumps from {last_seq} to {seq}: {} line(s) before it were deleted or moved (or a file is missing or out of order)", seq - last_seq - 1)
+                } else if seq <= last_seq {
+                    format!("seq {seq} comes after seq {last_seq}: lines were reordered or repeated (or files given out of order)")
+                } else if sealed.prev == GENESIS_TAG {
+                    "a new chain starts here: the lines before it are not its predecessors"
+                        .to_string()
+                } else {
+                    "it does not follow the line before it: that line was replaced or inserted"
+                        .to_string()
+                };
+                return Err(format!("{at} (seq {seq}): {why}"));
+            }
+        } else {
+            chain.first = Some((seq, sealed.prev));
+        }
+        if let Some(bytes) = sealed.fields.get("repaired_bytes").and_then(Value::as_u64) {
+            chain.notes.push(format!(
+                "{at} (seq {seq}): at this restart the server cut an incomplete line of {bytes} bytes off the end (a crash during a write, or a cut)"
+            ));
+        }
+        if let Some((want_seq, want_tag)) = expect {
+            if seq == *want_seq && hex(&sealed.tag).starts_with(want_tag.as_str()) {
+                chain.seen_expected = true;
+            }
+        }
+        chain.last = Some((seq, sealed.tag));
+        chain.lines += 1;
+    }
+    if let Some(rest) = incomplete {
+        return Err(format!(
+            "{path} line {}: the file ends in the middle of a line ({} bytes without a newline): it was cut short",
+            lines.len() + 1,
+            rest.len()
+        ));
+    }
+    Ok(())
+}
+
+// ════════════════════════════════════════════════════════════════════════════════════════════
 // Main
 // Contract: parse the command line, load the configuration, check the database role when the
 // database is reachable (never block on it), bind, serve until SIGTERM/SIGINT, then drain:
@@ -13482,13 +15261,16 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &
 
 /// Everything a request can reach. Built once and leaked: it lives as long as the process.
 struct App {
+    /// The server-wide configuration (each database serves with its own: `Database::config`).
     config: Config,
     /// `resultType` and `_meta` of every 2026-07-28 result (see modern_result_fields).
     modern_result_fields: String,
     auth: Auth,
     /// The OAuth resource + authorization server; None when MCP_OAUTH=off.
     oauth: Option<OAuth>,
-    pool: Pool,
+    /// Every database with its pool; tool calls pick one (see Several databases).
+    databases: Databases,
+    audit_log: Option<AuditLog>,
     rates: RateLimiter,
     metrics: Metrics,
     connections: ConnectionRegistry,
@@ -13564,6 +15346,7 @@ fn main() {
         Some("check-sql") => std::process::exit(run_check_sql(&args[1..], &env)),
         Some("healthcheck") => std::process::exit(run_healthcheck(&env)),
         Some("check-db") => std::process::exit(run_check_db(&args[1..], &env)),
+        Some("verify-audit") => std::process::exit(run_verify_audit(&args[1..], &env)),
         Some("oauth-key") => match new_signing_key_line() {
             Ok(line) => println!("{line}"),
             Err(e) => {
@@ -13734,6 +15517,14 @@ fn serve(env: EnvLookup) {
             std::process::exit(2);
         }
     };
+    // Opened before serving: a chain in doubt, or a file that cannot be written, stops the start.
+    let audit_log = match config.audit.clone().map(AuditLog::open).transpose() {
+        Ok(audit_log) => audit_log,
+        Err(e) => {
+            log_event("error", &format!("cannot open the audit log: {e}"), &[]);
+            std::process::exit(2);
+        }
+    };
     let oauth = match config.oauth.as_ref().map(|c| OAuth::new(c, &config)) {
         None => None,
         Some(Ok(oauth)) => Some(oauth),
@@ -13745,7 +15536,8 @@ fn serve(env: EnvLookup) {
     let app: &'static App = Box::leak(Box::new(App {
         auth: Auth::new(&config),
         oauth,
-        pool: Pool::new(&config),
+        databases: Databases::new(&config),
+        audit_log,
         rates: RateLimiter::new(config.rate_per_caller),
         metrics: Metrics::default(),
         connections: ConnectionRegistry::default(),
@@ -13764,12 +15556,23 @@ fn serve(env: EnvLookup) {
     if let Some(oauth) = &app.oauth {
         spawn_background("oauth-housekeeping", move || oauth.housekeeping());
     }
-    spawn_background("query-watchdog", move || app.pool.watchdog.run(&app.pool));
+    for database in app.databases.all() {
+        spawn_background("query-watchdog", move || {
+            database.pool.watchdog.run(&database.pool)
+        });
+    }
+    if let Some(audit_log) = &app.audit_log {
+        if audit_log.config.fsync == AuditFsync::Interval {
+            spawn_background("audit-fsync", move || audit_log.sync_every_second());
+        }
+    }
     spawn_background("pool-reaper", move || loop {
         std::thread::sleep(
             (app.config.pool_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
         );
-        app.pool.reap_idle();
+        for database in app.databases.all() {
+            database.pool.reap_idle();
+        }
     });
     let address = listener
         .local_addr()
@@ -13790,20 +15593,24 @@ fn serve(env: EnvLookup) {
             ("version", VERSION),
         ],
     );
-    for warning in &app.config.database.warnings {
-        log_event("warn", warning, &[]);
-    }
-    // Check the database (and with it the role) without delaying /healthz; a tool call that
-    // arrives first runs the same check in its own connect, before any query.
-    spawn_background("startup-probe", move || {
-        if let Err(e) = app.pool.probe() {
-            log_event(
-                "warn",
-                "database not reachable at start-up; serving anyway, the role is checked on first connect",
-                &[("error", &e.message), ("reason", e.reason)],
-            );
+    for database in app.databases.all() {
+        for warning in &database.config.database.warnings {
+            log_event("warn", warning, &[("database", &database.name)]);
         }
-    });
+    }
+    // Check each database (and with it the role) without delaying /healthz; a tool call that
+    // arrives first runs the same check in its own connect, before any query.
+    for database in app.databases.all() {
+        spawn_background("startup-probe", move || {
+            if let Err(e) = database.pool.probe() {
+                log_event(
+                    "warn",
+                    "database not reachable at start-up; serving anyway, the role is checked on first connect",
+                    &[("database", &database.name), ("error", &e.message), ("reason", e.reason)],
+                );
+            }
+        });
+    }
     accept_loop(app, &listener);
     drain(app);
 }
@@ -13862,10 +15669,15 @@ fn drain(app: &'static App) {
     let finished = app
         .connection_slots
         .wait_idle(Instant::now() + app.config.shutdown_grace);
-    if !finished {
-        app.pool.watchdog.cancel_all(&app.pool);
+    for database in app.databases.all() {
+        if !finished {
+            database.pool.watchdog.cancel_all(&database.pool);
+        }
+        database.pool.discard_idle();
     }
-    app.pool.discard_idle();
+    if let Some(audit_log) = &app.audit_log {
+        audit_log.record_stop();
+    }
     if finished {
         log_event("info", "stopped", &[]);
     } else {
@@ -13885,10 +15697,6 @@ fn drain(app: &'static App) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
 
     fn policy() -> GuardPolicy {
         GuardPolicy {
@@ -14555,7 +16363,7 @@ mod tests {
             ),
             (
                 json!({ "sql": "x", "other": 1 }),
-                "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns)",
+                "t: unknown argument \"other\" (expected: sql, n, analyze, format, columns, database)",
             ),
         ] {
             assert_eq!(check(args).err().as_deref(), Some(error));
@@ -15145,6 +16953,102 @@ CkEpgUtEWNoaFY+f6dB2brfYBAw=
         assert!(semaphore.try_acquire().is_some());
     }
 
+    fn test_key() -> AuditKey {
+        use hmac::KeyInit;
+        AuditKey(HmacSha256::new_from_slice(&[7u8; 32]).unwrap())
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        use hmac::KeyInit;
+        let key = AuditKey(HmacSha256::new_from_slice(&[0x0b; 20]).unwrap());
+        assert_eq!(
+            hex(&key.tag(b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+    }
+
+    #[test]
+    fn sealed_lines_open_and_any_change_breaks_them() {
+        let key = test_key();
+        let mut fields = Map::new();
+        fields.insert("event".into(), json!("call"));
+        fields.insert("sql".into(), json!("SELECT 'é\n'"));
+        let (line, tag) = seal_line(&key, 5, &GENESIS_TAG, &fields);
+        assert!(line.ends_with("\"}\n") && !line[..line.len() - 1].contains('\n'));
+        let bytes = line.trim_end().as_bytes();
+        let opened = open_line(&key, bytes).unwrap();
+        assert_eq!((opened.seq, opened.prev, opened.tag), (5, GENESIS_TAG, tag));
+        assert_eq!(opened.fields["sql"], json!("SELECT 'é\n'"));
+        for i in 0..bytes.len() {
+            let mut edited = bytes.to_vec();
+            edited[i] ^= 0x01;
+            assert!(
+                open_line(&key, &edited).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
+        }
+        assert!(open_line(&key, &bytes[..bytes.len() - 1]).is_err());
+        let (other, _) = seal_line(&key, 5, &tag, &fields);
+        assert_ne!(other, line, "prev is part of what the tag covers");
+    }
+
+    #[test]
+    fn last_line_and_incomplete_tail_are_found() {
+        let dir = std::env::temp_dir().join(format!("amcp-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tail.log");
+        let long = "x".repeat(200_000);
+        for (content, last, complete) in [
+            ("".to_string(), None, 0),
+            ("partial".to_string(), None, 0),
+            ("one\n".to_string(), Some("one"), 4),
+            ("one\ntwo\n".to_string(), Some("two"), 8),
+            ("one\ntwo\nthr".to_string(), Some("two"), 8),
+            (format!("one\n{long}\n"), Some(long.as_str()), 200_005),
+        ] {
+            std::fs::write(&path, &content).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let (line, len) = read_last_line(&file, content.len() as u64).unwrap();
+            assert_eq!(line.as_deref(), last.map(str::as_bytes), "{content:.20}");
+            assert_eq!(len, complete);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn analyst_roles_map_explicitly_then_by_pattern() {
+        let env = |list: &'static str| {
+            move |name: &str| (name == "MCP_ANALYST_ROLES").then(|| list.to_string())
+        };
+        let roles = AnalystRoles::from_env(&env("bob=reader_bob, analyst_{name}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(roles.role_for("bob").as_deref(), Some("reader_bob"));
+        assert_eq!(
+            roles.role_for("alice@example.com").as_deref(),
+            Some("analyst_alice@example.com")
+        );
+        let explicit = AnalystRoles::from_env(&env("bob=reader_bob"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(explicit.role_for("alice"), None);
+        let alice = Caller::new("alice", "bearer");
+        assert!(matches!(
+            explicit.resolve(&alice),
+            Err(ToolFailure::Forbidden(_))
+        ));
+        let long = Caller::new(&"x".repeat(60), "bearer");
+        assert!(matches!(
+            roles.resolve(&long),
+            Err(ToolFailure::Forbidden(_))
+        ));
+        for bad in ["alice", "a_{name},b_{name}", "a=", "a=r,a=s"] {
+            assert!(AnalystRoles::from_env(&env(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(AnalystRoles::from_env(&|_: &str| None).unwrap(), None);
+    }
+
     #[test]
     fn readable_clause_renames_its_alias() {
         assert_eq!(readable_schema_sql("n"), READABLE);
@@ -15732,5 +17636,44 @@ CkEpgUtEWNoaFY+f6dB2brfYBAw=
         assert!(!oauth.resource_acceptable("https://a.example/MCP"));
         assert!(!oauth.resource_acceptable("https://a.example.evil/mcp"));
         assert_eq!(oauth.database, "db");
+    }
+
+    #[test]
+    fn databases_parse_from_a_list_and_from_a_file() {
+        let none = |_: &str| None;
+        let list = parse_database_list(
+            "fleet=postgresql://u@h/fleet; finance=host=h dbname=fin user=u",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|d| (d.name.as_str(), d.label.as_str()))
+                .collect::<Vec<_>>(),
+            [("fleet", "fleet"), ("finance", "finance")]
+        );
+        let file = "# comment\n[fleet]\nurl = postgresql://u@h/fleet\n\n[fin]\nurl = host=h dbname=fin\nlabel = Finance ledger\nmax_rows = 5\npool_max = 2\nreadable_schemas = a, b\n";
+        let parsed = parse_database_file(file, "f", &none).unwrap();
+        assert_eq!(parsed[1].label, "Finance ledger");
+        assert_eq!((parsed[1].max_rows, parsed[1].pool_max), (Some(5), Some(2)));
+        assert_eq!(
+            parsed[1].readable_schemas,
+            Some(vec!["a".into(), "b".into()])
+        );
+        for (bad, why) in [
+            ("[a]\nurl = x\nsize = 1\n", "unknown key"),
+            ("url = postgresql://h/db\n", "before the first [name]"),
+            ("[a]\nlabel = x\n", "needs url"),
+            ("[a b]\nurl = postgresql://h/db\n", "may only use"),
+            ("[a]\nurl = postgresql://h/db\nmax_rows = 0\n", "from 1 to"),
+            (
+                "[a]\nurl = postgresql://h/db\n[a]\nurl = postgresql://h/db\n",
+                "named twice",
+            ),
+            ("", "names no database"),
+        ] {
+            let error = parse_database_file(bad, "f", &none).unwrap_err().0;
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
     }
 }

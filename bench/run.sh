@@ -573,12 +573,16 @@ fi
 say "exec-to-healthy: $STARTS starts"
 STARTUP=$(python3 "$HERE/startup.py" "$STARTS" "$BIN") || die "start-up measurement failed: $STARTUP"
 
+# ---------------------------------------------------------------- SQL guard against nesting depth
+say "SQL guard: time against nesting depth"
+GUARD_SCALING=$(python3 "$HERE/guard_scaling.py" "$BIN") || die "guard scaling measurement failed: $GUARD_SCALING"
+
 # ---------------------------------------------------------------- report
 CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 CMD="bench/run.sh"
 [[ $SECS != 10 ]] && CMD="BENCH_SECONDS=$SECS $CMD"
-FORMATS_TSV=$FORMATS_TSV PLAN_TSV=$PLAN_TSV DEMO_TSV=$DEMO_TSV python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
+GUARD_SCALING=$GUARD_SCALING FORMATS_TSV=$FORMATS_TSV PLAN_TSV=$PLAN_TSV DEMO_TSV=$DEMO_TSV python3 - "$RESULTS" "$IDLE_RSS_KB" "$PEAK_RSS_KB" "$max_c" "$RELEASE_BYTES" "$MUSL_SIZE" "$STARTUP" \
   "$(nproc)" "$CPU" "$(uname -r)" "$PG_VERSION" "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')" \
   "$("$BIN" --version 2>/dev/null || echo '?')" "$CMD" "$SECS" "$ROWS" "$(rustc --version 2>/dev/null || echo '?')" \
   "$(date -u +%Y-%m-%d)" "${MCP_POOL_MAX:-default}" "$LOAD_START" "$LOAD_END" "$((SECONDS - T_START))" \
@@ -614,6 +618,9 @@ w(f"| peak RSS (VmHWM, after the c={maxc} runs) | {int(peak) / 1024:.1f} MiB |")
 w(f"| release binary (glibc) | {int(rel) / 1048576:.2f} MiB ({int(rel)} bytes) |")
 w(f"| static binary (musl) | {musl} |")
 w(f"| exec → first healthy /healthz | median {st['median_ms']} ms (min {st['min_ms']}, max {st['max_ms']}, n={st['n']}) |")
+g = dict(kv.split("=") for kv in os.environ["GUARD_SCALING"].split())
+w(f"| SQL guard, nesting depth {int(g['n']):,} → {8 * int(g['n']):,} (`check-sql`) | {g['small_ms']} ms → "
+  f"{g['large_ms']} ms: {g['ratio']}× for 8× the depth (linear ≈ 8×, quadratic ≈ 64×) |")
 w("")
 cells = [line.rstrip("\n").split("\t") for line in open(memory) if line.strip()]
 if cells:

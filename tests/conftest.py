@@ -288,13 +288,14 @@ class PgBouncer:
     connection land on different backends, as they do in production."""
 
     def __init__(self, db: Postgres, pool_size: int = 2, listen: tuple[str, int] | None = None,
-                 name: str = "pgbouncer"):
+                 name: str = "pgbouncer", users: dict[str, str] | None = None):
         self.db = db
         self.dir = db.root / name
         self.dir.mkdir()
         self.address, self.port = listen or ("127.0.0.1", free_port())
         self.log = self.dir / "pgbouncer.log"
-        (self.dir / "userlist.txt").write_text(f'"{RO_ROLE}" "{db.ro_password}"\n')
+        users = users or {RO_ROLE: db.ro_password}
+        (self.dir / "userlist.txt").write_text("".join(f'"{u}" "{pw}"\n' for u, pw in users.items()))
         (self.dir / "pgbouncer.ini").write_text(f"""
 [databases]
 {DB_NAME} = host=127.0.0.1 port={db.port} dbname={DB_NAME}
@@ -657,7 +658,7 @@ def server_factory(pg, binary, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("servers")
 
     def start(tokens: dict[str, str] | None = "default", wait: bool = True, _attempt: int = 0,
-              **env: str | None) -> Server:
+              preexec_fn=None, **env: str | None) -> Server:
         if tokens == "default":
             tokens = {"alice": "tok-a-" + secrets.token_hex(16), "bob": "tok-b-" + secrets.token_hex(16)}
         tokens = tokens or {}
@@ -678,7 +679,7 @@ def server_factory(pg, binary, tmp_path_factory):
         stderr_path = logdir / f"server-{len(started)}-{port}.stderr"
         errf = open(stderr_path, "wb")
         proc = subprocess.Popen([str(binary)], env=clean_env(full_env), stdin=subprocess.DEVNULL,
-                                stdout=errf, stderr=errf)
+                                stdout=errf, stderr=errf, preexec_fn=preexec_fn)
         errf.close()
         srv = Server(proc=proc, port=port, host=full_env.get("MCP_HOST") or "127.0.0.1", tokens=tokens,
                      stderr_path=stderr_path, env={k: v for k, v in full_env.items() if v is not None},
@@ -698,7 +699,7 @@ def server_factory(pg, binary, tmp_path_factory):
             except PortTaken:
                 if _attempt >= 4:
                     raise
-                return start(tokens=tokens, wait=wait, _attempt=_attempt + 1, **env)
+                return start(tokens=tokens, wait=wait, _attempt=_attempt + 1, preexec_fn=preexec_fn, **env)
             except BaseException:
                 srv.stop()
                 raise

@@ -247,7 +247,7 @@ for s in server-initialize tools-list; do
   check "conformance:oauth-on:$s" conformance_oauth_server "$s"
 done
 
-TOOL_NAMES=(query list_schemas list_tables describe_table list_functions sample_table)
+TOOL_NAMES=(query list_schemas list_tables describe_table list_functions sample_table list_databases)
 INSPECTOR_HOME=$WORK/inspector-home
 mkdir -p "$INSPECTOR_HOME"
 inspector() { HOME=$INSPECTOR_HOME timeout -k 5 "$CLIENT_TIMEOUT" "$NODE_BIN/inspector" "$@"; }

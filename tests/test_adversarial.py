@@ -614,25 +614,13 @@ def test_refused_functions_cannot_reach_other_sessions(hygiene_server, pg):
 
 # ── guard cost: linear in the input ────────────────────────────────────────────
 
-def _check_sql_seconds(sql: str) -> float:
-    start = time.monotonic()
-    check_sql(sql)
-    return time.monotonic() - start
-
-
-def test_guard_cost_is_linear_in_nesting_depth():
-    def nested(n: int) -> str:  # 3 bytes per level: 8 * 4000 levels still fit one argv string
-        return "SELECT " + "f(" * n + "1" + ")" * n
-
-    def compute(sql: str, runs: int = 3) -> float:  # best of `runs`, minus the process start-up
-        return max(min(_check_sql_seconds(sql) for _ in range(runs)) - overhead, 1e-4)
-    overhead = min(_check_sql_seconds("SELECT 1") for _ in range(5))
-    n = 500
-    while compute(nested(n)) < 0.03 and n < 4000:  # grow until the guard's own time is measurable
-        n *= 2
-    small = compute(nested(n))
-    large = compute(nested(8 * n), runs=1)  # linear: ~8x, quadratic: ~64x
-    assert large < 24 * small, f"8x the nesting took {large / small:.0f}x the time ({small:.3f}s -> {large:.3f}s, n={n})"
+@pytest.mark.parametrize("depth", [1000, 10_000])
+def test_deeply_nested_sql_gets_a_verdict_not_a_crash(depth):
+    # How the guard's time grows with depth (linearly) is measured by bench/guard_scaling.py;
+    # here: the deepest input an argument may carry gets an ordinary verdict, no stack overflow.
+    sql = "SELECT " + "f(" * depth + "1" + ")" * depth
+    allowed, reason = check_sql(sql)
+    assert allowed or reason, "a refusal says why"
 
 
 # ── deterministic end-to-end fuzz ──────────────────────────────────────────────

@@ -9,6 +9,8 @@ import socket
 
 import pytest
 
+from conftest import wait_until
+
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
 PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
@@ -374,11 +376,19 @@ def test_connection_cap_answers_503_with_retry_after(start_server):
     srv = start_server(MCP_MAX_CONNECTIONS="2")
     held = []
     try:
-        for _ in range(2):  # two keep-alive connections, each proven registered by a served request
+        def hold_one() -> bool:
+            # a keep-alive connection, proven registered by a served request; a 503 here means the
+            # start-up probe's connection has not been let go yet (its thread has yet to see EOF)
             c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
             c.request("GET", "/healthz")
-            assert c.getresponse().read() == b'{"ok":true}'
-            held.append(c)
+            if c.getresponse().read() == b'{"ok":true}':
+                held.append(c)
+                return True
+            c.close()
+            return False
+
+        for _ in range(2):
+            wait_until(hold_one, 30, "a connection slot for the held connection")
         r = srv.get("/healthz")
         assert r.status == 503
         assert r.headers.get("Retry-After") is not None
@@ -386,7 +396,6 @@ def test_connection_cap_answers_503_with_retry_after(start_server):
         for c in held:
             c.close()
     # capacity comes back once those connections are gone
-    from conftest import wait_until
     wait_until(lambda: srv.get("/healthz").status == 200, 30, "a free connection slot")
 
 

@@ -154,7 +154,7 @@ def test_mcp_method_value_is_case_sensitive(server):
 @pytest.mark.parametrize("header_name", ["mcp-method", "MCP-METHOD"])
 def test_mcp_method_header_name_is_case_insensitive(server, header_name):
     r = modern(server, "tools/list", headers={"Mcp-Method": None, header_name: "tools/list"})
-    assert len(ok_result(r)["tools"]) == 10
+    assert len(ok_result(r)["tools"]) == 11
 
 
 def call_params(sql="SELECT 1 AS one"):
@@ -186,7 +186,7 @@ def test_mcp_name_base64_encoded_is_decoded(server):
 def test_header_checks_do_not_apply_to_legacy_requests(server):
     # a handshake-era request with a stray Mcp-Method header still works as before
     env = server.rpc("tools/list", headers={"Mcp-Method": "tools/list"})
-    assert len(env["result"]["tools"]) == 10
+    assert len(env["result"]["tools"]) == 11
 
 
 # ── results ────────────────────────────────────────────────────────────────────
@@ -195,7 +195,7 @@ def test_tools_list_is_complete_and_cacheable(server):
     result = ok_result(modern(server, "tools/list"))
     assert {t["name"] for t in result["tools"]} == {
         "query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
-        "explain", "profile_columns", "find_join_path", "search_objects"}
+        "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
     assert isinstance(result["ttlMs"], int) and not isinstance(result["ttlMs"], bool) and result["ttlMs"] >= 0
     assert result["cacheScope"] in ("public", "private")
     for t in result["tools"]:

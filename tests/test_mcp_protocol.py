@@ -12,7 +12,7 @@ from conftest import run_binary
 HANDSHAKE_VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25"]
 LATEST_HANDSHAKE = "2025-11-25"
 TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
-              "explain", "profile_columns", "find_join_path", "search_objects"}
+              "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 ANNOTATIONS = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
 
 
@@ -283,17 +283,18 @@ def test_each_tool_is_fully_described(tools, name):
 
 @pytest.mark.parametrize("name,required,optional", [
     # the seed's arguments; query and sample_table gained format (compact results), the catalog
-    # listings an optional cursor (paging)
-    ("query", {"sql"}, {"max_rows", "format"}),
-    ("list_schemas", set(), {"cursor"}),
-    ("list_tables", {"schema"}, {"cursor"}),
-    ("describe_table", {"schema", "table"}, {"cursor"}),
-    ("list_functions", set(), {"schema", "cursor"}),
-    ("sample_table", {"schema", "table"}, {"n", "format"}),
-    ("explain", {"sql"}, {"analyze", "buffers"}),
-    ("profile_columns", {"schema", "table"}, {"columns", "sample", "cursor"}),
-    ("find_join_path", {"from", "to"}, {"max_hops"}),
-    ("search_objects", {"query"}, {"kinds", "schema", "limit", "cursor"}),
+    # listings an optional cursor (paging), every tool but list_databases an optional database
+    ("query", {"sql"}, {"max_rows", "format", "database"}),
+    ("list_schemas", set(), {"cursor", "database"}),
+    ("list_tables", {"schema"}, {"cursor", "database"}),
+    ("describe_table", {"schema", "table"}, {"cursor", "database"}),
+    ("list_functions", set(), {"schema", "cursor", "database"}),
+    ("sample_table", {"schema", "table"}, {"n", "format", "database"}),
+    ("explain", {"sql"}, {"analyze", "buffers", "database"}),
+    ("profile_columns", {"schema", "table"}, {"columns", "sample", "cursor", "database"}),
+    ("find_join_path", {"from", "to"}, {"max_hops", "database"}),
+    ("search_objects", {"query"}, {"kinds", "schema", "limit", "cursor", "database"}),
+    ("list_databases", set(), set()),
 ])
 def test_tool_arguments_match_the_seed(tools, name, required, optional):
     schema = tools[name]["inputSchema"]

@@ -29,7 +29,7 @@ from browser import chromium  # noqa: E402
 from oauth_lib import RedirectCatcher, browser_sign_in, make_test_ca, metric, new_key, oauth_env  # noqa: E402
 
 TOOLS = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
-         "explain", "profile_columns", "find_join_path", "search_objects"}
+         "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 

@@ -429,6 +429,112 @@ expect_eq "managed_ro can read the matview" "t" login_as managed_ro "$PW_NOSU2" 
 expect_fail "managed_ro cannot write" "permission denied" login_as managed_ro "$PW_NOSU2" -c "BEGIN READ WRITE" -c "DELETE FROM fleet.trips"
 
 # ---------------------------------------------------------------------------------------
+echo "# withheld columns (--withhold): column-level SELECT on the others, sticky, new columns unreadable"
+GOV_PW="$TMP/home/gov_ro.pw"
+gov() { login_as gov_ro "$(head -n 1 "$GOV_PW")" "$@"; }
+# snapshot of gov_ro's grants on the fleet tables, to prove re-runs change nothing
+gov_acl() { admin -c "SELECT string_agg(c.relname || ':' || coalesce(c.relacl::text, '') || ':' || coalesce((SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL), ''), ' ' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'fleet' AND c.relkind IN ('r','p')"; }
+expect_ok "personal columns on fleet.drivers and a partitioned table with one (fixture)" admin \
+  -c "ALTER TABLE fleet.drivers ADD COLUMN phone text, ADD COLUMN home_geom text" \
+  -c "UPDATE fleet.drivers SET phone = '+254 700 ' || driver_id, home_geom = 'POINT(36.8 -1.2)'" \
+  -c "SET ROLE fleet_owner" \
+  -c "CREATE TABLE fleet.pings (vehicle_id int, at date, driver_phone text) PARTITION BY RANGE (at)" \
+  -c "CREATE TABLE fleet.pings_2026 PARTITION OF fleet.pings FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')" \
+  -c "INSERT INTO fleet.pings VALUES (1, '2026-03-01', '+254 700 1')"
+# shellcheck disable=SC2054  # the commas are inside single arguments (comma lists)
+G_ARGS=(role --dsn "$ADMIN_DSN" --role gov_ro --pw-file "$GOV_PW" --schemas fleet,tickets,reporting --owners fleet_owner)
+run boot "${G_ARGS[@]}" --withhold fleet.drivers.phone,fleet.drivers.home_geom,fleet.pings.driver_phone
+if ((RC == 0)) && grep -q 'Withheld (no analyst can read them): fleet.drivers.phone, fleet.drivers.home_geom, fleet.pings.driver_phone' <<<"$OUT" \
+   && grep -q 'withheld (checked unreadable by every reader' <<<"$OUT"; then
+  pass "bootstrap role --withhold applies and the self-check confirms it"
+else fail "bootstrap role --withhold" "$OUT"; fi
+expect_eq "the other columns stay readable" "60" gov -c "SELECT count(DISTINCT full_name) FROM fleet.drivers"
+expect_fail "a withheld column is refused" "permission denied for table drivers" gov -c "SELECT phone FROM fleet.drivers"
+expect_fail "SELECT * is refused (no table-level SELECT)" "permission denied for table drivers" gov -c "SELECT * FROM fleet.drivers"
+expect_fail "a whole-row reference is refused" "permission denied" gov -c "SELECT d FROM fleet.drivers d"
+expect_fail "a partition queried directly withholds the column too" "permission denied" gov -c "SELECT driver_phone FROM fleet.pings_2026"
+expect_eq "... and serves its other columns" "1" gov -c "SELECT vehicle_id FROM fleet.pings_2026"
+expect_eq "gov_ro holds no table-level SELECT on fleet.drivers" "f" admin -c "SELECT has_table_privilege('gov_ro', 'fleet.drivers', 'SELECT')"
+ACL1="$(gov_acl)"
+expect_ok "re-run with the same --withhold" boot "${G_ARGS[@]}" --withhold fleet.drivers.phone,fleet.drivers.home_geom,fleet.pings.driver_phone
+check "... is idempotent: the grants are exactly the same" test "$(gov_acl)" == "$ACL1"
+run boot "${G_ARGS[@]}"
+if ((RC == 0)) && grep -q 'gov_ro stays unable to read fleet.drivers.{phone,home_geom}' <<<"$OUT"; then
+  pass "a re-run without --withhold keeps the columns withheld (sticky) and says so"
+else fail "sticky withholding" "$OUT"; fi
+expect_fail "... phone is still unreadable" "permission denied" gov -c "SELECT phone FROM fleet.drivers"
+check "... and the grants did not change" test "$(gov_acl)" == "$ACL1"
+expect_ok "a migration adds fleet.drivers.national_id" admin -c "ALTER TABLE fleet.drivers ADD COLUMN national_id text DEFAULT 'ID-0000'"
+run boot "${G_ARGS[@]}" --withhold fleet.drivers.phone,fleet.drivers.home_geom,fleet.pings.driver_phone
+if ((RC == 0)) && grep -q 'gov_ro stays unable to read fleet.drivers.national_id (withheld by an earlier run, or added since)' <<<"$OUT"; then
+  pass "a column added later is not readable after a re-run, and the NOTICE names it (the default)"
+else fail "new column default" "$OUT"; fi
+expect_fail "... national_id is refused" "permission denied" gov -c "SELECT national_id FROM fleet.drivers"
+expect_ok "--grant-new-columns makes it readable" boot "${G_ARGS[@]}" --withhold fleet.drivers.phone,fleet.drivers.home_geom,fleet.pings.driver_phone --grant-new-columns
+expect_eq "... national_id now reads" "ID-0000" gov -c "SELECT DISTINCT national_id FROM fleet.drivers"
+expect_fail "... and phone is still withheld" "permission denied" gov -c "SELECT phone FROM fleet.drivers"
+expect_ok "grant SELECT on fleet.drivers to PUBLIC (simulated mistake)" admin -c "GRANT SELECT ON fleet.drivers TO PUBLIC"
+expect_fail "the self-check refuses a withheld column readable through PUBLIC" "can still read withheld column fleet.drivers.phone" \
+  boot "${G_ARGS[@]}" --withhold fleet.drivers.phone
+admin -c "REVOKE SELECT ON fleet.drivers FROM PUBLIC" >/dev/null
+expect_fail "an unknown column is an error" 'fleet.drivers has no column nope' boot "${G_ARGS[@]}" --withhold fleet.drivers.nope
+expect_fail "a table outside --schemas is an error" 'schema internal is not in schemas=' boot "${G_ARGS[@]}" --withhold internal.secrets.secret
+expect_fail "withholding every column of a table is refused" 'withhold leaves no readable column in fleet.pings' \
+  boot "${G_ARGS[@]}" --withhold fleet.pings.vehicle_id,fleet.pings.at,fleet.pings.driver_phone
+run boot "${G_ARGS[@]}" --withhold fleet.drivers; check "--withhold that is not schema.table.column -> exit 2" test "$RC" -eq 2
+expect_fail "role.sql directly: an entry without a column" 'is not schema.table.column' \
+  admin -v ro_pw=direct-pw-eeeeeeeeeeeeeeee-5 -v ro_role=gov_ro -v schemas=fleet -v withhold=fleet.drivers -f "$ROLE_SQL"
+expect_fail "after the refusals phone is still withheld" "permission denied" gov -c "SELECT phone FROM fleet.drivers"
+
+# ---------------------------------------------------------------------------------------
+echo "# per-analyst roles (--analysts): NOLOGIN roles with the grants, a NOINHERIT login role with none"
+TEAM_PW="$TMP/home/team_ro.pw"
+team() { login_as team_ro "$(head -n 1 "$TEAM_PW")" "$@"; }
+# shellcheck disable=SC2054
+T_ARGS=(role --dsn "$ADMIN_DSN" --role team_ro --pw-file "$TEAM_PW" --schemas fleet,tickets,reporting --owners fleet_owner
+        --withhold fleet.drivers.phone --analysts alice,bob.smith)
+run boot "${T_ARGS[@]}"
+if ((RC == 0)) && grep -q 'Serve with: MCP_ANALYST_ROLES=analyst_{name}' <<<"$OUT"; then
+  pass "bootstrap role --analysts creates the roles and prints MCP_ANALYST_ROLES"
+else fail "bootstrap role --analysts" "$OUT"; fi
+expect_eq "analyst roles are NOLOGIN; the login role is LOGIN NOINHERIT" "analyst_alice|false|true analyst_bob.smith|false|true team_ro|true|false" \
+  admin -c "SELECT string_agg(rolname || '|' || rolcanlogin || '|' || rolinherit, ' ' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('team_ro', 'analyst_alice', 'analyst_bob.smith')"
+expect_fail "alone, the login role reads nothing" "permission denied" team -c "SELECT count(*) FROM fleet.vehicles"
+expect_eq "as analyst_alice (SET ROLE) it reads, and current_user names her" "analyst_alice|40" \
+  team -c "SET ROLE analyst_alice" -c "SELECT current_user, count(*) FROM fleet.vehicles"
+expect_eq "the role of an analyst with a dot in the name works (quoted)" "40" \
+  team -c 'SET ROLE "analyst_bob.smith"' -c "SELECT count(*) FROM fleet.vehicles"
+expect_fail "analysts' roles withhold the column too" "permission denied" team -c "SET ROLE analyst_alice" -c "SELECT phone FROM fleet.drivers"
+expect_fail "the login role cannot reach a role it is not a member of" "permission denied to set role" team -c "SET ROLE gov_ro"
+T_ACL1="$(admin -c "SELECT string_agg(c.relname || coalesce(c.relacl::text, ''), ' ' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('fleet','tickets','reporting')")"
+expect_ok "re-run with the same analysts" boot "${T_ARGS[@]}"
+check "... is idempotent" test "$(admin -c "SELECT string_agg(c.relname || coalesce(c.relacl::text, ''), ' ' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('fleet','tickets','reporting')")" == "$T_ACL1"
+expect_ok "ALTER ROLE team_ro INHERIT (simulated mistake)" admin -c "ALTER ROLE team_ro INHERIT"
+expect_ok "a re-run converges it back to NOINHERIT" boot "${T_ARGS[@]}"
+expect_eq "... rolinherit is false again" "f" admin -c "SELECT rolinherit FROM pg_roles WHERE rolname = 'team_ro'"
+expect_ok "analyst_bob.smith joins a group that may INSERT into fleet.trips (simulated mistake)" \
+  admin -c "CREATE ROLE trip_writers NOLOGIN" -c "GRANT INSERT ON fleet.trips TO trip_writers" -c 'GRANT trip_writers TO "analyst_bob.smith"'
+expect_fail "the self-check covers every analyst's role" "analyst_bob.smith: has INSERT on fleet.trips" boot "${T_ARGS[@]}"
+admin -c 'REVOKE trip_writers FROM "analyst_bob.smith"' -c "DROP OWNED BY trip_writers" -c "DROP ROLE trip_writers" >/dev/null
+expect_ok "grant pg_read_all_data to analyst_alice (simulated mistake)" admin -c "GRANT pg_read_all_data TO analyst_alice"
+expect_fail "... membership of an analyst's role is checked too" "analyst_alice: is a member of pg_read_all_data" boot "${T_ARGS[@]}"
+admin -c "REVOKE pg_read_all_data FROM analyst_alice" >/dev/null
+expect_ok "fleet_owner writes a set_config wrapper (an unwise helper)" admin -c "SET ROLE fleet_owner" \
+  -c "CREATE FUNCTION reporting.set_setting(n text, v text) RETURNS text LANGUAGE sql AS 'SELECT set_config(n, v, true)'"
+run boot "${T_ARGS[@]}"
+if ((RC == 0)) && grep -q 'WARNING:.*readers can EXECUTE reporting.set_setting, which changes settings or the role' <<<"$OUT"; then
+  pass "the self-check warns about functions through which a caller could change role"
+else fail "set_config wrapper warning" "$OUT"; fi
+admin -c "DROP FUNCTION reporting.set_setting(text, text)" >/dev/null
+run boot "${T_ARGS[@]}" --analysts alice
+if ((RC == 0)) && grep -q 'analyst roles not in analysts= are left as they are.*analyst_bob.smith' <<<"$OUT"; then
+  pass "an analyst left out of --analysts keeps the role, and the run says so"
+else fail "dropped analyst" "$OUT"; fi
+run boot "${T_ARGS[@]}" --analysts 'a;b'; check "--analysts with a semicolon -> exit 2" test "$RC" -eq 2
+expect_fail "role.sql directly: an analyst name with a quote is refused" 'may only use letters' \
+  admin -v ro_pw=direct-pw-ffffffffffffffff-6 -v ro_role=team_ro -v schemas=fleet -v "analysts=a\"b" -f "$ROLE_SQL"
+
+# ---------------------------------------------------------------------------------------
 echo "# secrets never reach the server log (log_statement=all)"
 leaks=0
 for p in "$PW_A" "$PW_B" "$PW1" "$PW2" "$PW3"; do

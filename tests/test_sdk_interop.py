@@ -18,7 +18,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
 TOOL_NAMES = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
-              "explain", "profile_columns", "find_join_path", "search_objects"}
+              "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 

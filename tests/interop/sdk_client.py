@@ -17,7 +17,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 TOOLS = {"query", "list_schemas", "list_tables", "describe_table", "list_functions", "sample_table",
-         "explain", "profile_columns", "find_join_path", "search_objects"}
+         "explain", "profile_columns", "find_join_path", "search_objects", "list_databases"}
 
 
 class Fail(Exception):
@@ -52,7 +52,7 @@ async def run(url, token, mode):
 
             tools = await c.list_tools()
             names = {t.name for t in tools.tools}
-            expect(names == TOOLS, "tools/list must return exactly the ten tools", sorted(names))
+            expect(names == TOOLS, "tools/list must return exactly the eleven tools", sorted(names))
             for t in tools.tools:
                 expect(t.description, f"tool {t.name}: description must be non-empty", t)
                 expect(t.input_schema.get("type") == "object", f"tool {t.name}: inputSchema.type", t.input_schema)
