@@ -75,9 +75,13 @@ const ENV_VARS: &[(&str, &str, &str)] = &[
     ("MCP_OAUTH_KEY_FILE", "generated per process", "signing keys, one per line (first signs, all verify); re-read on change"),
     ("MCP_OAUTH_ACCESS_TTL_S", "3600", "access token lifetime (60..3600)"),
     ("MCP_OAUTH_REFRESH_TTL_S", "2592000", "how long one sign-in lasts through refreshes (0: no refresh tokens)"),
-    ("MCP_OAUTH_CA_FILE", "Mozilla roots", "PEM CAs trusted for outbound HTTPS (identity provider, client documents)"),
+    ("MCP_OAUTH_CA_FILE", "system roots", "PEM CAs trusted besides the system store for outbound HTTPS (identity provider, client documents)"),
     ("MCP_OAUTH_CLIENT_IP_HEADER", "none", "header with the browser's address behind a proxy (X-Forwarded-For)"),
     ("MCP_OAUTH_ALLOW_PRIVATE_FETCH", "0", "1 (tests only): client documents may be on private/loopback addresses"),
+    ("MCP_OAUTH_MAX_CODES", "10000", "redeemed codes remembered (60 s each); when full the oldest goes and older codes are refused"),
+    ("MCP_OAUTH_MAX_SIGN_INS", "20000", "sign-ins whose refresh rotation is tracked; when full the oldest sign-ins end"),
+    ("MCP_OAUTH_MAX_ADDRESSES", "10000", "addresses (IPv6: /64) the sign-in throttle counts; beyond, the rest share one allowance"),
+    ("MCP_OAUTH_MAX_CLIENT_DOCUMENTS", "100", "Client ID Metadata Documents cached (5 min each)"),
     ("MCP_OIDC_ISSUER", "required for oidc", "identity provider's issuer URL (https)"),
     ("MCP_OIDC_CLIENT_ID", "required for oidc", "this server's client id at the identity provider"),
     ("MCP_OIDC_CLIENT_SECRET_FILE", "required for oidc", "file holding the client secret"),
@@ -1641,8 +1645,10 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 // provider; either way the MCP client only ever gets our tokens. Everything we issue — client
 // ids of registered clients, sign-in page state, codes, access and refresh tokens — is an HS256
 // JWT under a key derived per purpose from MCP_OAUTH_KEY_FILE (re-read when it changes, so keys
-// rotate without a restart), so any replica with the file accepts any replica's. What is in-process: the single-use record of codes and refresh tokens,
-// the revoked refresh families, the sign-in throttle and the client-document cache. Every
+// rotate without a restart), so any replica with the file accepts any replica's. What is
+// in-process, each table capped (MCP_OAUTH_MAX_*) with an eviction that never lets a code or a
+// refresh token through twice nor forgets a throttled address: the single-use record of codes,
+// the sign-ins' refresh rotation and revocation, the sign-in throttle, the document cache. Every
 // request re-checks that the analyst is still allowed (token file / allow-list): removing one
 // ends their access at the next call, whatever they hold. Static bearer tokens work unchanged.
 // ════════════════════════════════════════════════════════════════════════════════════════════
@@ -1685,7 +1691,34 @@ struct OAuthConfig {
     ca_file: Option<String>,
     client_ip_header: Option<String>,
     allow_private_fetch: bool,
+    limits: OAuthLimits,
     oidc: Option<OidcConfig>,
+}
+
+/// Caps of the in-process tables (see "In-process tables, bounded").
+#[derive(Debug, Clone)]
+struct OAuthLimits {
+    /// Redeemed codes remembered (each for the code's 60 s).
+    codes: usize,
+    /// Sign-ins whose refresh tokens rotated here (each until its last token expires).
+    sign_ins: usize,
+    /// Client addresses (IPv4, IPv6 /64) the sign-in throttle counts on their own.
+    addresses: usize,
+    /// Client ID Metadata Documents cached.
+    documents: usize,
+}
+
+impl OAuthLimits {
+    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<OAuthLimits, ConfigError> {
+        let cap =
+            |name, default| parse_number(get, name, default, 1, 10_000_000).map(|n| n as usize);
+        Ok(OAuthLimits {
+            codes: cap("MCP_OAUTH_MAX_CODES", 10_000)?,
+            sign_ins: cap("MCP_OAUTH_MAX_SIGN_INS", 20_000)?,
+            addresses: cap("MCP_OAUTH_MAX_ADDRESSES", 10_000)?,
+            documents: cap("MCP_OAUTH_MAX_CLIENT_DOCUMENTS", 100)?,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -1743,7 +1776,8 @@ impl OAuthConfig {
         }
         let ca_file = get("MCP_OAUTH_CA_FILE");
         if let Some(path) = &ca_file {
-            read_ca_file(path).map_err(|e| ConfigError(format!("MCP_OAUTH_CA_FILE: {e}")))?;
+            read_pem_certificates(std::path::Path::new(path))
+                .map_err(|e| ConfigError(format!("MCP_OAUTH_CA_FILE: {e}")))?;
         }
         let oidc = match mode {
             OAuthMode::Token => None,
@@ -1765,6 +1799,7 @@ impl OAuthConfig {
             ca_file,
             client_ip_header: get("MCP_OAUTH_CLIENT_IP_HEADER").map(|h| h.to_ascii_lowercase()),
             allow_private_fetch: parse_flag(get, "MCP_OAUTH_ALLOW_PRIVATE_FETCH")?,
+            limits: OAuthLimits::from_env(get)?,
             oidc,
         }))
     }
@@ -2042,10 +2077,17 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The one source of randomness: the OS's (getrandom). Keys, codes, nonces and session ids all
+/// come from here; a failing source is an error, never a weaker fallback.
 fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|e| format!("the OS random source failed: {e}"))?;
     Ok(buf)
+}
+
+/// N random bytes as 2N lowercase hex digits.
+fn random_hex<const N: usize>() -> Result<String, String> {
+    Ok(hex(&random_bytes::<N>()?))
 }
 
 fn now_s() -> u64 {
@@ -2053,6 +2095,12 @@ fn now_s() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// BASE64URL(SHA-256(verifier)) == challenge, for a verifier of RFC 7636's shape.
@@ -2268,64 +2316,362 @@ fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> &'a str {
     claims.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Single-use ids (codes, refresh tokens) and revoked refresh families, until they expire.
-#[derive(Default)]
+// ── In-process tables, bounded ───────────────────────────────────────────────────────────────
+// What OAuth keeps in memory grows with what clients do, so each table has a cap (MCP_OAUTH_MAX_*)
+// and a way to make room that never weakens what the table is for. The single-use tables let go
+// of their oldest record and remember only how far they let go (a floor): whatever is at or below
+// it and no longer recorded is treated as used or ended — refused, never accepted twice. The
+// throttle never forgets an address inside its window: addresses it has no room for share one
+// allowance. The document cache is only a cache: the entry nearest its expiry makes room.
+
+/// An id as the tables keep it: 128 bits of the token's id string, so an entry is a fixed size
+/// whatever a token carries.
+fn table_id(id: &str) -> u128 {
+    let digest = sha256(id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
+}
+
+/// Where a record sits in a single-use table: when what it records was issued (ms, from the
+/// signed token), then its id. Tokens carry it, so a lookup needs nothing else.
+type TableKey = (u64, u128);
+
+/// What a single-use table knows about a key.
+enum Seen<'a, V> {
+    Recorded(&'a mut V),
+    /// At or below the floor and not recorded: maybe let go to make room, so treated as used.
+    Forgotten,
+    New,
+}
+
+/// What recording did.
+#[derive(Debug, PartialEq)]
+enum Recorded {
+    Kept,
+    /// Kept, and the oldest record was let go to make room (the floor rose to it).
+    MadeRoom,
+    /// Not kept: the key is at or below the floor, or older than every record of a full table.
+    Refused,
+}
+
+/// Records ordered by `TableKey`, at most `cap`, each until its expiry (unix seconds).
+struct OnceTable<V> {
+    cap: usize,
+    entries: BTreeMap<TableKey, (V, u64)>,
+    floor: Option<TableKey>,
+}
+
+impl<V> OnceTable<V> {
+    fn new(cap: usize) -> OnceTable<V> {
+        OnceTable {
+            cap: cap.max(1),
+            entries: BTreeMap::new(),
+            floor: None,
+        }
+    }
+
+    fn seen(&mut self, key: TableKey) -> Seen<'_, V> {
+        let below_floor = self.floor.is_some_and(|floor| key <= floor);
+        match self.entries.get_mut(&key) {
+            Some((value, _)) => Seen::Recorded(value),
+            None if below_floor => Seen::Forgotten,
+            None => Seen::New,
+        }
+    }
+
+    /// Records a key `seen` called New.
+    fn record(&mut self, key: TableKey, value: V, until: u64) -> Recorded {
+        if self.floor.is_some_and(|floor| key <= floor) {
+            return Recorded::Refused;
+        }
+        if self.entries.len() >= self.cap {
+            self.forget_expired(now_s());
+        }
+        let mut outcome = Recorded::Kept;
+        if self.entries.len() >= self.cap {
+            match self.entries.first_key_value() {
+                Some((oldest, _)) if *oldest < key => {
+                    let oldest = *oldest;
+                    self.entries.remove(&oldest);
+                    self.floor = Some(self.floor.map_or(oldest, |floor| floor.max(oldest)));
+                    outcome = Recorded::MadeRoom;
+                }
+                _ => return Recorded::Refused,
+            }
+        }
+        self.entries.insert(key, (value, until));
+        outcome
+    }
+
+    /// Drops records past their expiry: what they recorded no longer verifies anyway.
+    fn forget_expired(&mut self, now: u64) {
+        self.entries.retain(|_, (_, until)| *until >= now);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// How a redemption of a single-use code went.
+#[derive(Debug, PartialEq)]
+enum CodeUse {
+    First,
+    /// Recorded now, and the oldest redeemed code was let go to make room.
+    FirstMadeRoom,
+    AlreadyUsed,
+    /// Too old to be told apart from a code let go under load: refused.
+    Forgotten,
+}
+
+/// One sign-in (a refresh-token family): the newest refresh generation redeemed here, and
+/// whether it was revoked.
+struct SignIn {
+    generation: u64,
+    revoked: bool,
+}
+
+/// How a refresh went.
+#[derive(Debug, PartialEq)]
+enum Rotation {
+    /// `made_room`: the oldest sign-in was ended to record this one.
+    Rotated {
+        made_room: bool,
+    },
+    /// An older generation came back: the sign-in is revoked from now on.
+    Replayed,
+    Revoked,
+    /// At or below the floor: ended to make room (or older than everything a full table holds).
+    Ended,
+}
+
+/// Redeemed codes (until they expire, ≤ 60 s) and sign-ins with their refresh generation and
+/// revocation (until their last access token expires).
 struct OnceLedger {
-    used: Mutex<std::collections::HashMap<String, u64>>,
-    revoked_families: Mutex<std::collections::HashMap<String, u64>>,
+    codes: Mutex<OnceTable<()>>,
+    sign_ins: Mutex<OnceTable<SignIn>>,
 }
 
 impl OnceLedger {
-    /// Records `id` as used until `until`; false when it already was.
-    fn first_use(&self, id: &str, until: u64) -> bool {
-        let mut used = lock(&self.used);
-        if used.contains_key(id) {
-            return false;
+    fn new(limits: &OAuthLimits) -> OnceLedger {
+        OnceLedger {
+            codes: Mutex::new(OnceTable::new(limits.codes)),
+            sign_ins: Mutex::new(OnceTable::new(limits.sign_ins)),
         }
-        used.insert(id.to_string(), until);
-        true
     }
 
-    fn revoke_family(&self, family: &str, until: u64) {
-        lock(&self.revoked_families).insert(family.to_string(), until);
+    fn use_code(&self, key: TableKey, until: u64) -> CodeUse {
+        let mut codes = lock(&self.codes);
+        match codes.seen(key) {
+            Seen::Recorded(_) => CodeUse::AlreadyUsed,
+            Seen::Forgotten => CodeUse::Forgotten,
+            Seen::New => match codes.record(key, (), until) {
+                Recorded::Kept => CodeUse::First,
+                Recorded::MadeRoom => CodeUse::FirstMadeRoom,
+                Recorded::Refused => CodeUse::Forgotten,
+            },
+        }
     }
 
-    fn family_revoked(&self, family: &str) -> bool {
-        lock(&self.revoked_families).contains_key(family)
+    /// A refresh of generation `generation` of the sign-in at `key`; one lock for the check and
+    /// the record, so two concurrent uses of one token cannot both pass.
+    fn rotate(&self, key: TableKey, generation: u64, until: u64) -> Rotation {
+        let mut sign_ins = lock(&self.sign_ins);
+        match sign_ins.seen(key) {
+            Seen::Recorded(sign_in) if sign_in.revoked => Rotation::Revoked,
+            Seen::Recorded(sign_in) if generation <= sign_in.generation => {
+                sign_in.revoked = true;
+                Rotation::Replayed
+            }
+            Seen::Recorded(sign_in) => {
+                sign_in.generation = generation;
+                Rotation::Rotated { made_room: false }
+            }
+            Seen::Forgotten => Rotation::Ended,
+            Seen::New => {
+                let sign_in = SignIn {
+                    generation,
+                    revoked: false,
+                };
+                match sign_ins.record(key, sign_in, until) {
+                    Recorded::Kept => Rotation::Rotated { made_room: false },
+                    Recorded::MadeRoom => Rotation::Rotated { made_room: true },
+                    Recorded::Refused => Rotation::Ended,
+                }
+            }
+        }
+    }
+
+    /// Whether the sign-in an access token belongs to was revoked, or ended to make room.
+    fn sign_in_ended(&self, key: TableKey) -> bool {
+        match lock(&self.sign_ins).seen(key) {
+            Seen::Recorded(sign_in) => sign_in.revoked,
+            Seen::Forgotten => true,
+            Seen::New => false,
+        }
     }
 
     fn forget_expired(&self) {
         let now = now_s();
-        lock(&self.used).retain(|_, until| *until >= now);
-        lock(&self.revoked_families).retain(|_, until| *until >= now);
+        lock(&self.codes).forget_expired(now);
+        lock(&self.sign_ins).forget_expired(now);
+    }
+
+    fn sizes(&self) -> (usize, usize) {
+        (lock(&self.codes).len(), lock(&self.sign_ins).len())
     }
 }
 
-/// Failed sign-ins per client address, in fixed windows.
-#[derive(Default)]
+/// The throttle's unit: an IPv4 address, or an IPv6 /64 (what one subscriber or host holds, so
+/// one attacker's addresses do not count as many).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ThrottleKey {
+    V4(u32),
+    V6(u64),
+}
+
+fn throttle_key(address: IpAddr) -> ThrottleKey {
+    match address {
+        IpAddr::V4(v4) => ThrottleKey::V4(u32::from(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => ThrottleKey::V4(u32::from(v4)),
+            None => ThrottleKey::V6((u128::from(v6) >> 64) as u64),
+        },
+    }
+}
+
+/// Failed sign-ins per address (throttle_key), in fixed windows. An address stays until its
+/// window ends; when `cap` addresses are held, every other address shares `overflow`.
 struct Throttle {
-    failures: Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
+    cap: usize,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    failures: HashMap<ThrottleKey, (u32, Instant)>,
+    overflow: Option<(u32, Instant)>,
+}
+
+fn window_blocks(entry: Option<&(u32, Instant)>) -> bool {
+    entry.is_some_and(|(n, since)| *n >= THROTTLE_FAILURES && since.elapsed() < THROTTLE_WINDOW)
+}
+
+fn count_failure(entry: &mut (u32, Instant)) {
+    if entry.1.elapsed() >= THROTTLE_WINDOW {
+        *entry = (0, Instant::now());
+    }
+    entry.0 += 1;
 }
 
 impl Throttle {
-    fn blocked(&self, address: IpAddr) -> bool {
-        let failures = lock(&self.failures);
-        failures
-            .get(&address)
-            .is_some_and(|(n, since)| *n >= THROTTLE_FAILURES && since.elapsed() < THROTTLE_WINDOW)
+    fn new(cap: usize) -> Throttle {
+        Throttle {
+            cap: cap.max(1),
+            state: Mutex::new(ThrottleState::default()),
+        }
     }
 
-    fn record_failure(&self, address: IpAddr) {
-        let mut failures = lock(&self.failures);
-        let entry = failures.entry(address).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= THROTTLE_WINDOW {
-            *entry = (0, Instant::now());
+    fn blocked(&self, address: IpAddr) -> bool {
+        let state = lock(&self.state);
+        match state.failures.get(&throttle_key(address)) {
+            Some(entry) => window_blocks(Some(entry)),
+            None if state.failures.len() >= self.cap => window_blocks(state.overflow.as_ref()),
+            None => false,
         }
-        entry.0 += 1;
+    }
+
+    /// Counts a failure; true when the table was full, so it counted in the shared allowance.
+    fn record_failure(&self, address: IpAddr) -> bool {
+        let key = throttle_key(address);
+        let mut state = lock(&self.state);
+        if let Some(entry) = state.failures.get_mut(&key) {
+            count_failure(entry);
+            return false;
+        }
+        if state.failures.len() >= self.cap {
+            state
+                .failures
+                .retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+        }
+        if state.failures.len() < self.cap {
+            state.failures.insert(key, (1, Instant::now()));
+            return false;
+        }
+        count_failure(state.overflow.get_or_insert((0, Instant::now())));
+        true
     }
 
     fn forget_expired(&self) {
-        lock(&self.failures).retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+        let mut state = lock(&self.state);
+        state
+            .failures
+            .retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+        if state
+            .overflow
+            .is_some_and(|(_, since)| since.elapsed() >= THROTTLE_WINDOW)
+        {
+            state.overflow = None;
+        }
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.state).failures.len()
+    }
+}
+
+/// Client ID Metadata Documents as checked, each for CLIENT_DOCUMENT_CACHE_S, at most `cap`.
+struct DocumentCache {
+    cap: usize,
+    entries: Mutex<HashMap<String, (ClientInfo, Instant)>>,
+}
+
+impl DocumentCache {
+    fn new(cap: usize) -> DocumentCache {
+        DocumentCache {
+            cap: cap.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, url: &str) -> Option<ClientInfo> {
+        lock(&self.entries)
+            .get(url)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(client, _)| client.clone())
+    }
+
+    /// Caches `client`; true when a full cache let its entry nearest expiry go to make room.
+    fn insert(&self, url: &str, client: ClientInfo) -> bool {
+        let mut entries = lock(&self.entries);
+        let now = Instant::now();
+        if entries.len() >= self.cap && !entries.contains_key(url) {
+            entries.retain(|_, (_, until)| *until > now);
+        }
+        let mut made_room = false;
+        if entries.len() >= self.cap && !entries.contains_key(url) {
+            let nearest = entries
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(key, _)| key.clone());
+            if let Some(key) = nearest {
+                entries.remove(&key);
+                made_room = true;
+            }
+        }
+        let until = now + Duration::from_secs(CLIENT_DOCUMENT_CACHE_S);
+        entries.insert(url.to_string(), (client, until));
+        made_room
+    }
+
+    fn forget_expired(&self) {
+        let now = Instant::now();
+        lock(&self.entries).retain(|_, (_, until)| *until > now);
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.entries).len()
     }
 }
 
@@ -2507,15 +2853,16 @@ fn client_from_metadata(
 
 /// A Client ID Metadata Document URL: https, with a path, nothing to interpret.
 fn document_client_id(id: &str) -> bool {
-    split_url(id).is_some_and(|u| {
-        u.scheme == "https"
-            && u.path_and_query.starts_with('/')
-            && u.path_and_query.len() > 1
-            && !u
-                .path_and_query
-                .split(['/', '?'])
-                .any(|seg| seg == "." || seg == "..")
-    })
+    id.len() <= MAX_URI_LEN
+        && split_url(id).is_some_and(|u| {
+            u.scheme == "https"
+                && u.path_and_query.starts_with('/')
+                && u.path_and_query.len() > 1
+                && !u
+                    .path_and_query
+                    .split(['/', '?'])
+                    .any(|seg| seg == "." || seg == "..")
+        })
 }
 
 // ── The server ───────────────────────────────────────────────────────────────────────────────
@@ -2536,7 +2883,10 @@ struct OAuth {
     key_file_mtime: Mutex<Option<SystemTime>>,
     ledger: OnceLedger,
     throttle: Throttle,
-    documents: Mutex<std::collections::HashMap<String, (ClientInfo, Instant)>>,
+    documents: DocumentCache,
+    limits: OAuthLimits,
+    /// When each table last logged that it was full (at most once a minute each).
+    full_logged: Mutex<BTreeMap<&'static str, Instant>>,
     fetch: Fetcher,
     oidc: Option<Oidc>,
     counters: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -2596,9 +2946,11 @@ impl OAuth {
                     .as_ref()
                     .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()),
             ),
-            ledger: OnceLedger::default(),
-            throttle: Throttle::default(),
-            documents: Mutex::new(std::collections::HashMap::new()),
+            ledger: OnceLedger::new(&config.limits),
+            throttle: Throttle::new(config.limits.addresses),
+            documents: DocumentCache::new(config.limits.documents),
+            limits: config.limits.clone(),
+            full_logged: Mutex::new(BTreeMap::new()),
             fetch: Fetcher::new(config)?,
             oidc: config.oidc.clone().map(Oidc::new),
             counters: Mutex::new(BTreeMap::new()),
@@ -2652,6 +3004,49 @@ impl OAuth {
         *lock(&self.counters).entry((family, label)).or_insert(0) += 1;
     }
 
+    /// A table reached its cap and made room as its policy says: counted every time, logged at
+    /// most once a minute per table (an attack must not flood the log either).
+    fn table_full(&self, table: &'static str, what: &str) {
+        self.count("mcp_oauth_tables_full_total", table);
+        let mut logged = lock(&self.full_logged);
+        if logged
+            .get(table)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        logged.insert(table, Instant::now());
+        let (variable, cap) = match table {
+            "codes" => ("MCP_OAUTH_MAX_CODES", self.limits.codes),
+            "sign_ins" => ("MCP_OAUTH_MAX_SIGN_INS", self.limits.sign_ins),
+            "addresses" => ("MCP_OAUTH_MAX_ADDRESSES", self.limits.addresses),
+            _ => ("MCP_OAUTH_MAX_CLIENT_DOCUMENTS", self.limits.documents),
+        };
+        log_event(
+            "warn",
+            &format!("oauth: the {table} table is full ({variable}={cap}): {what}"),
+            &[("table", table)],
+        );
+    }
+
+    /// Where the sign-in a refresh or access token belongs to sits in the ledger.
+    fn sign_in_key(claims: &Map<String, Value>) -> TableKey {
+        (
+            claims.get("fms").and_then(Value::as_u64).unwrap_or(0),
+            table_id(claim(claims, "fid")),
+        )
+    }
+
+    /// Counts a failed sign-in from `address` against the throttle.
+    fn sign_in_failed(&self, address: IpAddr) {
+        if self.throttle.record_failure(address) {
+            self.table_full(
+                "addresses",
+                "failed sign-ins from addresses not in it share one allowance of ten per ten minutes",
+            );
+        }
+    }
+
     /// Background loop: forget expired single-use records and throttle windows; re-read the key
     /// file and the allow-list file when they change.
     fn housekeeping(&self) {
@@ -2665,7 +3060,7 @@ impl OAuth {
             if last_sweep.elapsed() >= Duration::from_secs(30) {
                 self.ledger.forget_expired();
                 self.throttle.forget_expired();
-                lock(&self.documents).retain(|_, (_, until)| *until > Instant::now());
+                self.documents.forget_expired();
                 last_sweep = Instant::now();
             }
         }
@@ -2703,9 +3098,9 @@ impl OAuth {
             .keys()
             .verify(Purpose::Access, presented, &self.issuer, &self.resource)
             .map_err(Refusal::InvalidToken)?;
-        if self.ledger.family_revoked(claim(&claims, "fid")) {
+        if self.ledger.sign_in_ended(OAuth::sign_in_key(&claims)) {
             return Err(Refusal::InvalidToken(
-                "the sign-in this token belongs to was revoked",
+                "the sign-in this token belongs to was revoked or has ended",
             ));
         }
         let name = claim(&claims, "sub");
@@ -2794,14 +3189,12 @@ impl OAuth {
     /// A Client ID Metadata Document client: fetched (SSRF-guarded, see Fetcher), checked, and
     /// cached for CLIENT_DOCUMENT_CACHE_S.
     fn client_document(&self, url: &str) -> Result<ClientInfo, ClientError> {
-        if let Some((client, until)) = lock(&self.documents).get(url) {
-            if *until > Instant::now() {
-                return Ok(client.clone());
-            }
+        if let Some(client) = self.documents.get(url) {
+            return Ok(client);
         }
         if !document_client_id(url) {
             return Err(ClientError::Document(
-                "a client_id URL must be https with a path and no fragment, credentials or dot segments".into(),
+                "a client_id URL must be https with a path, at most 2000 characters, and no fragment, credentials or dot segments".into(),
             ));
         }
         let fetched = self.fetch.client_document(url);
@@ -2831,17 +3224,12 @@ impl OAuth {
             refresh: checked.refresh,
             document: true,
         };
-        let mut documents = lock(&self.documents);
-        if documents.len() >= 1024 {
-            documents.clear();
+        if self.documents.insert(url, client.clone()) {
+            self.table_full(
+                "client_documents",
+                "the document nearest its expiry was dropped (it is fetched again when needed)",
+            );
         }
-        documents.insert(
-            url.to_string(),
-            (
-                client.clone(),
-                Instant::now() + Duration::from_secs(CLIENT_DOCUMENT_CACHE_S),
-            ),
-        );
         Ok(client)
     }
 
@@ -3240,7 +3628,7 @@ impl OAuth {
         };
         match self.check_authorization_request(&params) {
             Err(AuthorizeError::Page(page)) => {
-                self.throttle.record_failure(address);
+                self.sign_in_failed(address);
                 page
             }
             Err(AuthorizeError::Redirect(response)) => response,
@@ -3254,7 +3642,7 @@ impl OAuth {
             Some(n) if n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(n.to_string())
             }
-            _ => Ok(hex(&random_bytes::<16>()?)),
+            _ => random_hex::<16>(),
         }
     }
 
@@ -3440,7 +3828,7 @@ impl OAuth {
         let address = self.client_address(request);
         if !self.csrf_matches(request, &claims) {
             self.count("mcp_oauth_sign_ins_total", "csrf");
-            self.throttle.record_failure(address);
+            self.sign_in_failed(address);
             return error_page(
                 403,
                 "This sign-in could not be verified",
@@ -3482,7 +3870,7 @@ impl OAuth {
                     }
                     None => {
                         self.count("mcp_oauth_sign_ins_total", "bad_token");
-                        self.throttle.record_failure(address);
+                        self.sign_in_failed(address);
                         log_event(
                             "warn",
                             "oauth sign-in refused: wrong token",
@@ -3531,6 +3919,8 @@ impl OAuth {
         claims.insert("aud".into(), json!(self.issuer));
         claims.insert("exp".into(), json!(now_s() + CODE_TTL_S));
         claims.insert("jti".into(), json!(hex(&id)));
+        // When it was issued, in ms: where its single-use record sits in the ledger.
+        claims.insert("ms".into(), json!(now_ms()));
         claims.insert("sub".into(), json!(name));
         claims.insert("g".into(), json!(grant_basis));
         claims.insert("client_id".into(), json!(grant.client.id));
@@ -3662,16 +4052,30 @@ impl OAuth {
                 "the authorization code was issued to another client",
             ));
         }
-        if !self
-            .ledger
-            .first_use(claim(&claims, "jti"), now_s() + CODE_TTL_S)
-        {
-            log_event(
-                "warn",
-                "oauth: authorization code used twice",
-                &[("client", &client.name), ("caller", claim(&claims, "sub"))],
-            );
-            return Err(TokenError::grant("the authorization code was already used"));
+        let key = (
+            claims.get("ms").and_then(Value::as_u64).unwrap_or(0),
+            table_id(claim(&claims, "jti")),
+        );
+        let until = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        match self.ledger.use_code(key, until) {
+            CodeUse::First => {}
+            CodeUse::FirstMadeRoom => self.table_full(
+                "codes",
+                "the oldest redeemed code was let go; codes issued before it are refused (their analysts sign in again)",
+            ),
+            CodeUse::AlreadyUsed => {
+                log_event(
+                    "warn",
+                    "oauth: authorization code used twice",
+                    &[("client", &client.name), ("caller", claim(&claims, "sub"))],
+                );
+                return Err(TokenError::grant("the authorization code was already used"));
+            }
+            CodeUse::Forgotten => {
+                return Err(TokenError::grant(
+                    "the authorization code is older than this server can check under the current load: sign in again",
+                ))
+            }
         }
         if form.get("redirect_uri").map(String::as_str) != Some(claim(&claims, "redirect_uri")) {
             return Err(TokenError::grant(
@@ -3700,16 +4104,13 @@ impl OAuth {
                 "the analyst is no longer allowed on this server",
             ));
         }
-        let family = hex(&random_bytes::<12>().map_err(|e| TokenError::server(&e))?);
-        let session_end = now_s() + self.refresh_ttl_s;
-        let answer = self.issue_tokens(
-            client,
-            name,
-            grant,
-            claim(&claims, "scope"),
-            &family,
-            session_end,
-        )?;
+        let sign_in = SignInTokens {
+            family: random_hex::<12>().map_err(|e| TokenError::server(&e))?,
+            since_ms: now_ms(),
+            generation: 0,
+            end: now_s() + self.refresh_ttl_s,
+        };
+        let answer = self.issue_tokens(client, name, grant, claim(&claims, "scope"), &sign_in)?;
         self.count("mcp_oauth_tokens_issued_total", "authorization_code");
         Ok(answer)
     }
@@ -3734,23 +4135,39 @@ impl OAuth {
                 "the refresh token was issued to another client",
             ));
         }
-        let family = claim(&claims, "fid");
         let session_end = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        if self.ledger.family_revoked(family) {
-            return Err(TokenError::grant("this sign-in was revoked: sign in again"));
-        }
-        if !self.ledger.first_use(claim(&claims, "jti"), session_end) {
-            // RFC 9700 §4.14.2: a rotated refresh token came back, so one of the two holders
-            // is not the client. End the whole sign-in, its access tokens included.
-            self.ledger.revoke_family(family, session_end);
-            log_event(
-                "warn",
-                "oauth: refresh token replayed after rotation; sign-in revoked",
-                &[("client", &client.name), ("caller", claim(&claims, "sub"))],
-            );
-            return Err(TokenError::grant(
-                "the refresh token was already used; this sign-in is revoked: sign in again",
-            ));
+        let generation = claims.get("gen").and_then(Value::as_u64).unwrap_or(0);
+        // The record outlives the last access token of the sign-in, so a revocation bites it.
+        let until = session_end + self.access_ttl_s;
+        match self
+            .ledger
+            .rotate(OAuth::sign_in_key(&claims), generation, until)
+        {
+            Rotation::Rotated { made_room: false } => {}
+            Rotation::Rotated { made_room: true } => self.table_full(
+                "sign_ins",
+                "the oldest sign-in was ended, and with it every sign-in begun before it (their analysts sign in again)",
+            ),
+            Rotation::Revoked => {
+                return Err(TokenError::grant("this sign-in was revoked: sign in again"))
+            }
+            Rotation::Ended => {
+                return Err(TokenError::grant(
+                    "this sign-in has ended (the server had to make room for newer ones): sign in again",
+                ))
+            }
+            Rotation::Replayed => {
+                // RFC 9700 §4.14.2: a rotated refresh token came back, so one of the two
+                // holders is not the client. End the whole sign-in, its access tokens included.
+                log_event(
+                    "warn",
+                    "oauth: refresh token replayed after rotation; sign-in revoked",
+                    &[("client", &client.name), ("caller", claim(&claims, "sub"))],
+                );
+                return Err(TokenError::grant(
+                    "the refresh token was already used; this sign-in is revoked: sign in again",
+                ));
+            }
         }
         let granted = claim(&claims, "scope");
         let scope = match form.get("scope") {
@@ -3791,7 +4208,13 @@ impl OAuth {
                 "the analyst is no longer allowed on this server",
             ));
         }
-        let answer = self.issue_tokens(client, name, grant, &scope, family, session_end)?;
+        let sign_in = SignInTokens {
+            family: claim(&claims, "fid").to_string(),
+            since_ms: claims.get("fms").and_then(Value::as_u64).unwrap_or(0),
+            generation: generation + 1,
+            end: session_end,
+        };
+        let answer = self.issue_tokens(client, name, grant, &scope, &sign_in)?;
         self.count("mcp_oauth_tokens_issued_total", "refresh_token");
         Ok(answer)
     }
@@ -3802,9 +4225,9 @@ impl OAuth {
         name: &str,
         grant: &str,
         scope: &str,
-        family: &str,
-        session_end: u64,
+        sign_in: &SignInTokens,
     ) -> Result<Value, TokenError> {
+        let session_end = sign_in.end;
         let now = now_s();
         let common = |audience: &str, exp: u64| -> Result<Map<String, Value>, TokenError> {
             let mut claims = Map::new();
@@ -3815,7 +4238,8 @@ impl OAuth {
             claims.insert("cn".into(), json!(client.name));
             claims.insert("scope".into(), json!(scope));
             claims.insert("g".into(), json!(grant));
-            claims.insert("fid".into(), json!(family));
+            claims.insert("fid".into(), json!(sign_in.family));
+            claims.insert("fms".into(), json!(sign_in.since_ms));
             claims.insert("exp".into(), json!(exp));
             claims.insert("iat".into(), json!(now));
             let id = random_bytes::<12>().map_err(|e| TokenError::server(&e))?;
@@ -3834,14 +4258,25 @@ impl OAuth {
             "scope": scope,
         });
         if client.refresh && self.refresh_ttl_s > 0 && session_end > now {
+            let mut claims = common(&self.issuer, session_end)?;
+            claims.insert("gen".into(), json!(sign_in.generation));
             let refresh = self
                 .keys()
-                .sign(Purpose::Refresh, common(&self.issuer, session_end)?)
+                .sign(Purpose::Refresh, claims)
                 .map_err(|e| TokenError::server(&e))?;
             answer["refresh_token"] = json!(refresh);
         }
         Ok(answer)
     }
+}
+
+/// The sign-in (refresh-token family) tokens are issued for: its id, when it began (ms: where it
+/// sits in the ledger), the generation of the refresh token to issue, and when it ends.
+struct SignInTokens {
+    family: String,
+    since_ms: u64,
+    generation: u64,
+    end: u64,
 }
 
 /// An RFC 6749 §5.2 error of the token endpoint.
@@ -4285,7 +4720,7 @@ impl OAuth {
         let address = self.client_address(request);
         if !self.csrf_matches(request, &claims) {
             self.count("mcp_oauth_sign_ins_total", "csrf");
-            self.throttle.record_failure(address);
+            self.sign_in_failed(address);
             return error_page(
                 403,
                 "This sign-in could not be verified",
@@ -4340,7 +4775,7 @@ impl OAuth {
             }
             Err((outcome, title, message)) => {
                 self.count("mcp_oauth_sign_ins_total", outcome);
-                self.throttle.record_failure(address);
+                self.sign_in_failed(address);
                 log_event(
                     "warn",
                     "oidc sign-in refused",
@@ -4543,28 +4978,35 @@ fn is_public_address(ip: IpAddr) -> bool {
     }
 }
 
-fn read_ca_file(path: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut certificates = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => certificates.push(cert),
-            Ok(_) => {}
-            Err(e) => return Err(format!("{path}: {e}")),
+/// What outbound HTTPS trusts: the system trust store, found as the PostgreSQL TLS finds it for
+/// sslrootcert=system, plus MCP_OAUTH_CA_FILE's CAs (an identity provider's private CA); the
+/// file alone when the system store is empty (a scratch image).
+fn outbound_roots(ca_file: Option<&str>) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = match (system_root_certificates(), ca_file) {
+        (Ok(certs), _) => certs,
+        (Err(_), Some(_)) => Vec::new(),
+        (Err(e), None) => {
+            return Err(format!(
+                "{e}: outbound HTTPS (identity provider, client metadata documents) would trust \
+                 no one; install the CA certificates or set MCP_OAUTH_CA_FILE"
+            ))
         }
+    };
+    if let Some(path) = ca_file {
+        let extra = read_pem_certificates(std::path::Path::new(path))
+            .map_err(|e| format!("MCP_OAUTH_CA_FILE: {e}"))?;
+        certs.extend(extra);
     }
-    if certificates.is_empty() {
-        return Err(format!("{path} holds no PEM certificate"));
-    }
-    Ok(certificates)
+    Ok(certs
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect())
 }
 
 impl Fetcher {
     fn new(config: &OAuthConfig) -> Result<Fetcher, String> {
-        let roots = match &config.ca_file {
-            Some(path) => ureq::tls::RootCerts::new_with_certs(&read_ca_file(path)?),
-            None => ureq::tls::RootCerts::WebPki,
-        };
+        let roots =
+            ureq::tls::RootCerts::new_with_certs(&outbound_roots(config.ca_file.as_deref())?);
         let agent_config = || {
             ureq::Agent::config_builder()
                 .https_only(true)
@@ -4576,6 +5018,7 @@ impl Fetcher {
                 .tls_config(
                     ureq::tls::TlsConfig::builder()
                         .provider(ureq::tls::TlsProvider::Rustls)
+                        .unversioned_rustls_crypto_provider(crypto_provider())
                         .root_certs(roots.clone())
                         .build(),
                 )
@@ -4667,12 +5110,13 @@ impl OAuth {
     /// /metrics families of the OAuth section (closed label sets).
     fn render_metrics(&self) -> String {
         #[rustfmt::skip]
-        let families: [(&str, &str, &str); 5] = [
+        let families: [(&str, &str, &str); 6] = [
             ("mcp_oauth_sign_ins_total", "outcome", "Sign-in attempts on the OAuth pages by outcome (ok, bad_token, not_allowed, unverified_email, csrf, throttled, …)."),
             ("mcp_oauth_tokens_issued_total", "grant", "OAuth access tokens issued by grant type."),
             ("mcp_oauth_token_errors_total", "error", "Token endpoint refusals by OAuth error code."),
             ("mcp_oauth_registrations_total", "outcome", "Dynamic client registrations by outcome."),
             ("mcp_oauth_client_documents_total", "outcome", "Client ID Metadata Document fetches by outcome."),
+            ("mcp_oauth_tables_full_total", "table", "Times an in-process OAuth table was full and made room as documented (codes, sign_ins, addresses, client_documents)."),
         ];
         let counters = lock(&self.counters);
         let mut out = String::new();
@@ -4684,6 +5128,25 @@ impl OAuth {
                 .collect();
             write_family(&mut out, family, "counter", help, &samples);
         }
+        drop(counters);
+        let (codes, sign_ins) = self.ledger.sizes();
+        let tables = [
+            ("codes", codes),
+            ("sign_ins", sign_ins),
+            ("addresses", self.throttle.len()),
+            ("client_documents", self.documents.len()),
+        ];
+        let samples: Vec<(String, f64)> = tables
+            .iter()
+            .map(|(table, n)| (format!("table=\"{table}\""), *n as f64))
+            .collect();
+        write_family(
+            &mut out,
+            "mcp_oauth_table_entries",
+            "gauge",
+            "Entries held by each in-process OAuth table (each capped by its MCP_OAUTH_MAX_* variable).",
+            &samples,
+        );
         out
     }
 }
@@ -4858,7 +5321,15 @@ fn handle_jsonrpc(app: &'static App, request: &mut Request, caller: &Caller) -> 
         Value::Array(batch) => handle_batch(&context, &batch),
         single => match handle_message(&context, &single) {
             Outcome::Reply(200, body) if negotiates_views_at_initialize(era, &single) => {
-                Response::json(200, body).with_header("Mcp-Session-Id", view_session_id())
+                match view_session_id() {
+                    Ok(session) => Response::json(200, body).with_header("Mcp-Session-Id", session),
+                    Err(e) => {
+                        log_event("error", "initialize: no session id", &[("error", &e)]);
+                        let id = single.get("id").cloned().unwrap_or(Value::Null);
+                        let error = RpcError::new(-32603, format!("{e}; try again"));
+                        Response::json(500, error.to_json(&id))
+                    }
+                }
             }
             Outcome::Reply(status, body) => Response::json(status, body),
             Outcome::Accepted => Response::empty(202),
@@ -5423,26 +5894,8 @@ fn negotiates_views_at_initialize(era: Era, message: &Value) -> bool {
 
 /// `mcp-apps.` and 128 random bits: unique, as session ids should be, though it grants nothing
 /// (every request is still authenticated by its bearer token).
-fn view_session_id() -> String {
-    let mut random = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
-    if read.is_err() {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let seed = format!(
-            "{nanos}/{}/{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        random.copy_from_slice(&sha256(seed.as_bytes())[..16]);
-    }
-    let mut id = String::from(VIEW_SESSION_PREFIX);
-    for byte in random {
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
+fn view_session_id() -> Result<String, String> {
+    Ok(format!("{VIEW_SESSION_PREFIX}{}", random_hex::<16>()?))
 }
 
 /// How the view may be hosted: nothing external at all (no connections, scripts, styles, fonts,
@@ -10808,7 +11261,7 @@ fn system_root_certificates() -> Result<Vec<rustls::pki_types::CertificateDer<'s
     if found.certs.is_empty() {
         let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
         return Err(format!(
-            "sslrootcert=system: no trusted certificates found in the system trust store{}",
+            "no trusted certificates found in the system trust store{}",
             if why.is_empty() {
                 String::new()
             } else {
@@ -10843,7 +11296,8 @@ fn pem_roots_store(path: &str) -> Result<TrustRoots, String> {
 }
 
 fn system_roots_store() -> Result<TrustRoots, String> {
-    roots_store(system_root_certificates()?, "the system trust store".into())
+    let certs = system_root_certificates().map_err(|e| format!("sslrootcert=system: {e}"))?;
+    roots_store(certs, "the system trust store".into())
 }
 
 /// What the connector saw during one connect: filled in by the handshake and the verifier.
@@ -15284,7 +15738,7 @@ mod tests {
 
     #[test]
     fn view_session_ids_are_marked_visible_ascii_and_unique() {
-        let (a, b) = (view_session_id(), view_session_id());
+        let (a, b) = (view_session_id().unwrap(), view_session_id().unwrap());
         assert_ne!(a, b);
         assert!(a.starts_with(VIEW_SESSION_PREFIX) && a.len() == VIEW_SESSION_PREFIX.len() + 32);
         assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
@@ -16932,6 +17386,124 @@ CkEpgUtEWNoaFY+f6dB2brfYBAw=
             "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtd"
         ));
         assert!(!pkce_verifier_matches("short", &b64url(&sha256(b"short"))));
+    }
+
+    fn limits(cap: usize) -> OAuthLimits {
+        OAuthLimits {
+            codes: cap,
+            sign_ins: cap,
+            addresses: cap,
+            documents: cap,
+        }
+    }
+
+    #[test]
+    fn a_full_code_table_lets_the_oldest_go_and_never_accepts_a_code_twice() {
+        let ledger = OnceLedger::new(&limits(3));
+        let until = now_s() + 60;
+        let key = |ms: u64| (ms, table_id(&format!("code-{ms}")));
+        for ms in [10, 20, 30] {
+            assert_eq!(ledger.use_code(key(ms), until), CodeUse::First);
+        }
+        // a fourth makes room by letting the oldest go …
+        assert_eq!(ledger.use_code(key(40), until), CodeUse::FirstMadeRoom);
+        assert_eq!(ledger.sizes().0, 3);
+        // … which, and anything older never seen, is refused from then on, never accepted again
+        assert_eq!(ledger.use_code(key(10), until), CodeUse::Forgotten);
+        assert_eq!(ledger.use_code(key(5), until), CodeUse::Forgotten);
+        for ms in [20, 30, 40] {
+            assert_eq!(ledger.use_code(key(ms), until), CodeUse::AlreadyUsed);
+        }
+        // a code older than everything a full table holds is refused rather than let in
+        assert_eq!(ledger.use_code(key(15), until), CodeUse::Forgotten);
+        assert_eq!(ledger.use_code(key(50), until), CodeUse::FirstMadeRoom);
+        assert_eq!(ledger.use_code(key(20), until), CodeUse::Forgotten);
+        // expired records go; the floor stays
+        let past = now_s() - 1;
+        let ledger = OnceLedger::new(&limits(2));
+        assert_eq!(ledger.use_code(key(1), past), CodeUse::First);
+        assert_eq!(ledger.use_code(key(2), past), CodeUse::First);
+        assert_eq!(ledger.use_code(key(3), until), CodeUse::First); // room from the expired
+        assert_eq!(ledger.sizes().0, 1);
+    }
+
+    #[test]
+    fn a_full_sign_in_table_ends_the_oldest_sign_ins() {
+        let ledger = OnceLedger::new(&limits(2));
+        let until = now_s() + 3600;
+        let key = |ms: u64| (ms, table_id(&format!("family-{ms}")));
+        let rotated = Rotation::Rotated { made_room: false };
+        assert_eq!(ledger.rotate(key(10), 0, until), rotated);
+        assert_eq!(ledger.rotate(key(10), 1, until), rotated);
+        assert_eq!(ledger.rotate(key(10), 1, until), Rotation::Replayed);
+        assert_eq!(ledger.rotate(key(10), 2, until), Rotation::Revoked);
+        assert!(ledger.sign_in_ended(key(10)));
+        assert!(!ledger.sign_in_ended(key(5))); // never seen, nothing let go yet
+        assert_eq!(ledger.rotate(key(20), 0, until), rotated);
+        assert_eq!(
+            ledger.rotate(key(30), 0, until),
+            Rotation::Rotated { made_room: true }
+        );
+        // the revoked sign-in was the oldest: let go, it stays ended, as does anything older
+        assert!(ledger.sign_in_ended(key(10)));
+        assert!(ledger.sign_in_ended(key(5)));
+        assert_eq!(ledger.rotate(key(10), 5, until), Rotation::Ended);
+        assert_eq!(ledger.rotate(key(5), 0, until), Rotation::Ended);
+        assert!(!ledger.sign_in_ended(key(20)) && !ledger.sign_in_ended(key(30)));
+        assert_eq!(ledger.rotate(key(20), 1, until), rotated);
+        assert_eq!(ledger.rotate(key(20), 0, until), Rotation::Replayed);
+        assert_eq!(ledger.sizes().1, 2);
+    }
+
+    #[test]
+    fn a_full_throttle_never_forgets_an_address_and_the_rest_share_one_allowance() {
+        let throttle = Throttle::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        for _ in 0..THROTTLE_FAILURES {
+            assert!(!throttle.record_failure(a));
+        }
+        assert!(throttle.blocked(a));
+        // one /64 is one address
+        assert!(!throttle.record_failure(b));
+        assert!(!throttle.record_failure("2001:db8:1:2::ffff".parse().unwrap()));
+        assert_eq!(throttle.len(), 2);
+        // full: a stays blocked whatever comes; newcomers share one allowance …
+        let newcomers = (0..THROTTLE_FAILURES)
+            .map(|i| IpAddr::from([198, 51, 100, i as u8]))
+            .collect::<Vec<_>>();
+        assert!(!throttle.blocked(newcomers[0]));
+        for address in &newcomers {
+            assert!(throttle.record_failure(*address));
+        }
+        assert!(throttle.blocked(a));
+        assert_eq!(throttle.len(), 2);
+        // … so, once it is spent, every address the table has no room for is refused
+        assert!(throttle.blocked("203.0.113.9".parse().unwrap()));
+        assert!(!throttle.blocked(b));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert!(throttle.blocked(mapped));
+    }
+
+    #[test]
+    fn a_full_document_cache_drops_the_entry_nearest_expiry() {
+        let cache = DocumentCache::new(2);
+        let client = |id: &str| ClientInfo {
+            id: id.into(),
+            name: id.into(),
+            redirect_uris: vec![],
+            auth_method: ClientAuthMethod::None,
+            refresh: false,
+            document: true,
+        };
+        assert!(!cache.insert("https://a.example/c", client("a")));
+        assert!(!cache.insert("https://b.example/c", client("b")));
+        assert!(!cache.insert("https://b.example/c", client("b2")));
+        assert!(cache.insert("https://c.example/c", client("c")));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("https://a.example/c").is_none());
+        assert_eq!(cache.get("https://b.example/c").unwrap().name, "b2");
+        assert!(cache.get("https://c.example/c").is_some());
     }
 
     #[test]

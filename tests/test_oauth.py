@@ -48,7 +48,8 @@ def srv(server_factory, tmp_path_factory, key, tokens_file):
 
 
 def fresh_ip() -> str:
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    """An address of its own /64 (the throttle counts an IPv6 /64 as one address)."""
+    return f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
 
 
 @pytest.fixture
@@ -85,6 +86,11 @@ def test_oauth_off_keeps_todays_401_and_has_no_oauth_endpoints(server):
      "MCP_OAUTH_ACCESS_TTL_S must be a whole number from 60 to 3600"),
     ({"MCP_OAUTH": "token", "MCP_PUBLIC_URL": "https://a.example.org", "MCP_OAUTH_KEY_FILE": "/nonexistent/keys"},
      "MCP_OAUTH_KEY_FILE: cannot read"),
+    ({"MCP_OAUTH": "token", "MCP_PUBLIC_URL": "https://a.example.org", "MCP_OAUTH_CA_FILE": "/etc/passwd"},
+     "MCP_OAUTH_CA_FILE: /etc/passwd holds no PEM certificate"),
+    # no system trust store and no CA file: outbound HTTPS could trust no one
+    ({"MCP_OAUTH": "token", "MCP_PUBLIC_URL": "https://a.example.org", "SSL_CERT_FILE": "/nonexistent/ca.pem",
+      "SSL_CERT_DIR": "/nonexistent/certs"}, "no trusted certificates found in the system trust store"),
     ({"MCP_OAUTH": "oidc", "MCP_PUBLIC_URL": "https://a.example.org"}, "MCP_OIDC_ISSUER is required"),
     ({"MCP_OAUTH": "oidc", "MCP_PUBLIC_URL": "https://a.example.org", "MCP_OIDC_ISSUER": "http://idp.example.org"},
      "MCP_OIDC_ISSUER must be an https URL"),

@@ -293,3 +293,31 @@ def test_forged_and_replayed_callbacks_issue_nothing(setup):
     back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers.get("Location")).query))
     assert back["error"] == "access_denied" and back["state"] == "o-3" and "code" not in back
     assert catcher.received.empty()
+
+
+def test_outbound_https_trusts_the_system_store_and_refuses_an_unknown_ca(setup, start_server, tmp_path_factory, tls):
+    """The provider's CA as the system trust store (SSL_CERT_FILE, as rustls-native-certs finds it)
+    is enough without MCP_OAUTH_CA_FILE; a system store without it (and no CA file) is not: the
+    sign-in page says the provider is unreachable and nothing goes to the provider."""
+    _, idp, catcher, _ = setup
+    stranger = make_test_ca(tmp_path_factory.mktemp("stranger-ca"))
+    work = tmp_path_factory.mktemp("system-store")
+    secret_file = work / "client-secret"
+    secret_file.write_text("unused\n")
+    for store, reaches in [(tls / "ca.pem", True), (stranger / "ca.pem", False)]:
+        env, _ = oauth_env(work, key=new_key())
+        env.update({"MCP_OAUTH": "oidc", "MCP_OIDC_ISSUER": idp.issuer, "MCP_OIDC_CLIENT_ID": CLIENT_ID,
+                    "MCP_OIDC_CLIENT_SECRET_FILE": str(secret_file), "MCP_OIDC_ALLOWED_DOMAINS": "example.com",
+                    "SSL_CERT_FILE": str(store), "SSL_CERT_DIR": str(work)})
+        srv = start_server(tokens=None, **env)
+        flow = OAuthFlow(srv, env["MCP_PUBLIC_URL"])
+        client = flow.register([catcher.url], name="Claude")
+        page = flow.open_page(flow.authorize_params(client, pkce()[1], "o-4"))
+        r = flow.submit(page, None)
+        if reaches:
+            assert r.status == 303 and r.headers.get("Location").startswith(idp.issuer + "/"), r.text[:300]
+        else:
+            assert r.status == 502 and "not reachable" in r.text and "Location" not in r.headers
+            log = srv.wait_for_stderr(lambda t: "oidc: provider unavailable" in t, "the refusal logged")
+            assert "UnknownIssuer" in log or "certificate" in log.lower(), log[-800:]
+        srv.stop()

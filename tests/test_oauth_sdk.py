@@ -195,7 +195,8 @@ def documents(tls_files):
 @pytest.fixture(scope="module")
 def cimd_srv(server_factory, tmp_path_factory, tls_files):
     env, _ = oauth_env(tmp_path_factory.mktemp("cimd-keys"), key=new_key(), MCP_OAUTH_CA_FILE=str(tls_files / "ca.pem"),
-                       MCP_OAUTH_ALLOW_PRIVATE_FETCH="1", MCP_OAUTH_CLIENT_IP_HEADER="X-Forwarded-For")
+                       MCP_OAUTH_ALLOW_PRIVATE_FETCH="1", MCP_OAUTH_CLIENT_IP_HEADER="X-Forwarded-For",
+                       MCP_OAUTH_MAX_CLIENT_DOCUMENTS="2")
     server = server_factory(**env)
     server.public_url = env["MCP_PUBLIC_URL"]
     return server
@@ -225,15 +226,15 @@ def test_sdk_with_a_client_id_metadata_document(cimd_srv, documents, catcher, dr
 
 
 def cimd_page(server, client_id, redirect_uri="http://127.0.0.1:9/cb"):
-    """The authorization page for a client id URL, from an address of its own (these tests fail
-    on purpose, and failures are throttled per address)."""
+    """The authorization page for a client id URL, from an address of its own /64 (these tests
+    fail on purpose, and failures are throttled per address, an IPv6 /64 counting as one)."""
     import secrets
     import urllib.parse
     from oauth_lib import pkce
     _, challenge = pkce()
     query = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
                                     "code_challenge": challenge, "code_challenge_method": "S256", "state": "s"})
-    return server.get("/authorize?" + query, headers={"X-Forwarded-For": f"2001:db8::{secrets.token_hex(2)}"})
+    return server.get("/authorize?" + query, headers={"X-Forwarded-For": f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"})
 
 
 def test_client_documents_on_private_addresses_are_refused_by_default(srv, documents):
@@ -274,3 +275,37 @@ def test_client_id_urls_that_are_not_plain_https_are_unknown_clients(cimd_srv, d
     for client_id in ["http://127.0.0.1:9/c.json", documents.base, documents.base + "/", documents.base + "/a/../b.json"]:
         r = cimd_page(cimd_srv, client_id)
         assert r.status == 400 and "Location" not in r.headers, client_id
+
+
+def test_the_document_cache_is_capped_and_a_dropped_document_is_fetched_again(cimd_srv, documents):
+    """MCP_OAUTH_MAX_CLIENT_DOCUMENTS=2 on this server: many distinct client id URLs never hold
+    more; the entry nearest its expiry makes room, and a client whose document was dropped is
+    fetched again (a cache miss, never a refusal)."""
+    urls = []
+    for i in range(4):
+        path = f"/clients/cap-{i}.json"
+        urls.append(documents.publish(path, {"client_id": documents.base + path, "client_name": f"cap {i}",
+                                             "redirect_uris": ["http://127.0.0.1:9/cb"],
+                                             "token_endpoint_auth_method": "none"}))
+
+    def fetched():
+        return metric(cimd_srv, "mcp_oauth_client_documents_total", 'outcome="fetched"')
+
+    def cached():
+        return metric(cimd_srv, "mcp_oauth_table_entries", 'table="client_documents"')
+
+    before, full_before = fetched(), metric(cimd_srv, "mcp_oauth_tables_full_total", 'table="client_documents"')
+    for url in urls:
+        r = cimd_page(cimd_srv, url)
+        assert r.status == 200 and "cap " in r.text, r.text
+        assert cached() <= 2
+    assert fetched() - before == 4 and cached() == 2
+    assert metric(cimd_srv, "mcp_oauth_tables_full_total", 'table="client_documents"') - full_before >= 2
+    assert cimd_page(cimd_srv, urls[-1]).status == 200 and fetched() - before == 4  # from the cache
+    assert cimd_page(cimd_srv, urls[0]).status == 200 and fetched() - before == 5   # dropped: fetched again
+    # a client id URL longer than any document could name is refused before anything is fetched
+    failed = metric(cimd_srv, "mcp_oauth_client_documents_total", 'outcome="failed"')
+    r = cimd_page(cimd_srv, documents.base + "/c/" + "a" * 2100 + ".json")
+    assert r.status == 400 and "at most 2000 characters" in r.text, r.text
+    assert fetched() - before == 5
+    assert metric(cimd_srv, "mcp_oauth_client_documents_total", 'outcome="failed"') == failed

@@ -279,7 +279,9 @@ def render(driver, pages, tool="query", era="legacy", version=None, theme="light
          "sandboxUrl": pages.sandbox_url})
     assert "error" not in outcome, f"the host failed: {outcome['error']}\nconsole: {driver.get_log('browser')}"
     report = outcome["ok"]
-    report["answer"] = exact(report["resultText"]) if report["resultText"] and not report["isError"] else None
+    # the first text block is the answer's JSON, except for csv/markdown (the CSV or Markdown text)
+    parsable = report["resultText"] and not report["isError"] and args.get("format") not in ("csv", "markdown")
+    report["answer"] = exact(report["resultText"]) if parsable else None
     with inside_view(driver):
         wait_until(lambda: driver.execute_script(
             "return !/Waiting/.test(document.getElementById('count').textContent)"), 20, "the view to render")
@@ -770,6 +772,178 @@ def test_rows_as_arrays_and_provenance_fields_are_understood(driver, pages):
     shot(driver, "arrays-shape-provenance")
 
 
+# Every value a CSV or Markdown cell must carry exactly: a 50-digit numeric, int8 extremes, NULL
+# and the empty string, quotes, commas, line breaks, pipes, backslashes, a leading quote, jsonb
+# with a long number inside, NaN, and a text that looks like a number.
+FORMATS_SQL = """
+SELECT * FROM (VALUES
+  (1, 12345678901234567890123456789012345678901234567890::numeric, 9223372036854775807::int8, NULL::text,
+   'say "hi", twice'::text, 'a|b \\ c'::text, '{"n": 123456789012345678901234567890.5}'::jsonb, 1.5::float8),
+  (2, -0.00000000000000000000000000000000000000000000000001, -9223372036854775808, '', 'line1
+line2', '|', '"a jsonb string"', NULL),
+  (3, 'NaN', 0, '""', ',', '"leading quote', '[1, 2.50]', 'Infinity'),
+  (4, 98765432109876543210987654321098765432109876543210, 1, '007', 'crlf\r\nend', '||', NULL, '-0')
+) AS t(id, big, int8_extreme, maybe, quotes_commas, pipes, doc, f)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_csv_and_markdown_answers_are_shown_exactly(driver, pages, demo_server, fmt):
+    """With format csv or markdown the answer's JSON block has no rows: the view reads each cell
+    from the CSV or Markdown text (structuredContent, parsed by the host, only says what kind of
+    value each cell is), so nothing is rounded and no note says it might be."""
+    objects = exact(demo_server.call_tool("query", {"sql": FORMATS_SQL})["content"][0]["text"])
+    report = render(driver, pages, sql=FORMATS_SQL, format=fmt)
+    assert not report["isError"] and report["resultText"].startswith("id,big," if fmt == "csv" else "|id|big|")
+    show_table(driver)
+    t = assert_cells_equal_answer(driver, objects)
+    assert len(t["rows"]) == 4
+    assert js(driver, "return document.getElementById('note').hidden"), "exact: no rounding note"
+    cells = {c["name"]: [r["cells"][i] for r in t["rows"]] for i, c in enumerate(objects["columns"])}
+    assert [c["text"] for c in cells["big"]] == [
+        "12345678901234567890123456789012345678901234567890", "-0.00000000000000000000000000000000000000000000000001",
+        "NaN", "98765432109876543210987654321098765432109876543210"]
+    assert [c["text"] for c in cells["int8_extreme"]] == ["9223372036854775807", "-9223372036854775808", "0", "1"]
+    assert cells["maybe"][0]["isNull"] and not cells["maybe"][1]["isNull"] and cells["maybe"][1]["text"] == ""
+    assert [c["text"] for c in cells["maybe"][2:]] == ['""', "007"]
+    assert [c["text"] for c in cells["quotes_commas"]] == ['say "hi", twice', "line1\nline2", ",", "crlf\r\nend"]
+    assert [c["text"] for c in cells["pipes"]] == ["a|b \\ c", "|", '"leading quote', "||"]
+    assert cells["doc"][0]["text"] == '{"n": 123456789012345678901234567890.5}'
+    assert cells["doc"][1]["text"] == "a jsonb string" and cells["doc"][3]["isNull"]
+    assert [c["text"] for c in cells["f"]] == ["1.5", "NULL", "Infinity", "-0"]
+    assert all(c["align"] == "right" for c in cells["big"] + cells["int8_extreme"])
+    # sorting compares the exact numbers: 98765… above 12345…, NaN above every number, as in PostgreSQL
+    click(driver, "#head th:nth-child(3) button")
+    assert [r["cells"][0]["text"] for r in table(driver)["rows"]] == ["2", "1", "4", "3"]
+    shot(driver, f"format-{fmt}")
+    if fmt == "csv":
+        driver.execute_cdp_cmd("Browser.grantPermissions", {
+            "origin": pages.host_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        click(driver, "#copy-csv")
+        wait_until(lambda: "Copied 4 rows as CSV" in js(driver, "return document.getElementById('status').textContent"),
+                   10, "the copy to be confirmed")
+        copied = clipboard(driver).replace("\r\n", "\n")
+        assert "12345678901234567890123456789012345678901234567890,9223372036854775807,," in copied
+        assert "98765432109876543210987654321098765432109876543210,1," in copied
+
+
+FORMATS = ["objects", "arrays", "csv", "markdown"]
+
+# Values that try to become markup or script in the view, the sandbox or the host, to break the
+# Markdown table or the CSV (pipes, line breaks, quotes), to reorder text (RTL override, line
+# separator), plus a repeated column name, exact numbers and NULL beside the empty string and the
+# text 'NULL'. max_rows=3 cuts the fourth row: the truncation notice must say so in every format.
+HOSTILE_SQL = """
+SELECT * FROM (VALUES
+  (1, '<script>window.__pwned = 1</script>', '<img src=x onerror="window.__pwned = 2">',
+   12345678901234567890.123456789::numeric, 9223372036854775807::int8, NULL::text, '=HYPERLINK("https://example.com")'),
+  (2, '| x | y |' || chr(10) || '|---|---|', '</textarea><svg onload="window.__pwned = 3">', 'NaN', -9223372036854775808,
+   '', '"quoted", "twice"'),
+  (3, '\u202eevil\u2028sep\tTAB', '"><iframe srcdoc="<script>parent.__pwned = 4</script>">', -0.1, 0, 'NULL', '\\|\\n'),
+  (4, 'the row past max_rows', 'x', 1, 1, 'x', 'x')
+) AS t(id, "<b>a</b>", "<b>a</b>", big, int8_extreme, maybe, spreadsheet)
+"""
+
+
+def nothing_ran(driver):
+    """No value became an element or ran, in the view, the sandbox proxy or the host page."""
+    from selenium.webdriver.common.by import By
+    dom = js(driver, """return {scripts: document.scripts.length, imgs: document.images.length,
+      frames: document.querySelectorAll('iframe').length, bold: document.querySelectorAll('b:not(.prov b)').length,
+      svgs: document.querySelectorAll('#table svg').length, pwned: window.__pwned === undefined ? null : window.__pwned};""")
+    assert dom == {"scripts": 1, "imgs": 0, "frames": 0, "bold": 0, "svgs": 0, "pwned": None}
+    driver.switch_to.default_content()
+    driver.switch_to.frame(driver.find_element(By.ID, "view"))
+    assert driver.execute_script("return window.__pwned === undefined")
+    driver.switch_to.default_content()
+    assert driver.execute_script("return window.__pwned === undefined")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_shows_the_answer_exactly_with_truncation_and_provenance(driver, pages, demo_server, fmt):
+    """Whatever `format` the model asked for, the view shows the same exact cells, says the answer
+    was cut, and shows this answer's provenance; no hostile value runs or breaks the table."""
+    truth = exact(demo_server.call_tool("query", {"sql": HOSTILE_SQL, "format": "arrays", "max_rows": 3})
+                  ["content"][0]["text"])
+    report = render(driver, pages, sql=HOSTILE_SQL, format=fmt, max_rows=3)
+    assert not report["isError"]
+    texts = report["resultTexts"]
+    answer = exact(texts[0] if fmt in ("objects", "arrays") else texts[1])
+    assert answer["truncated"] is True and answer["truncated_reason"] == "max_rows"
+    show_table(driver)
+    t = assert_cells_equal_answer(driver, truth)
+    assert len(t["rows"]) == 3 and t["count"] == "3 rows · 7 columns"
+    assert [h["name"] for h in t["head"]][1:3] == ["<b>a</b>", "<b>a</b>_2"], "a repeated name, as the server keys it"
+    cells = [[c["text"] for c in r["cells"]] for r in t["rows"]]
+    assert cells[0][3:5] == ["12345678901234567890.123456789", "9223372036854775807"]
+    assert cells[1][1] == "| x | y |\n|---|---|" and cells[2][1] == "\u202eevil\u2028sep\tTAB"
+    assert [r["cells"][5]["isNull"] for r in t["rows"]] == [True, False, False] and cells[1][5] == "" and cells[2][5] == "NULL"
+    assert js(driver, "return document.getElementById('note').hidden"), "exact in every format: no rounding note"
+    banner = js(driver, "const b = document.getElementById('banner'); return b.hidden ? null : b.textContent")
+    assert banner and "Truncated (max_rows)" in banner and "first 3 rows" in banner
+    prov = js(driver, "return document.getElementById('prov').textContent")
+    provenance = answer["provenance"]
+    assert f"database: {provenance['database']}" in prov and f"read at: {provenance['read_at']}" in prov
+    assert f"db ms: {provenance['db_ms']}" in prov and "format" not in prov
+    nothing_ran(driver)
+    # one line per row: neither a line break, a pipe nor a long value makes a row taller
+    heights = js(driver, "return Array.from(document.querySelectorAll('#body tr:not(.spacer)')).map(r => r.getBoundingClientRect().height)")
+    assert all(27 <= h <= 30 for h in heights), heights
+    shot(driver, f"hostile-{fmt}")
+
+
+WIDE_COLUMNS = 300
+WIDE_SQL = ("SELECT g AS id, " + ", ".join(f"'<img src=x onerror=\"window.__pwned = {i}\">' || g AS \"c{i} <script>\""
+                                           for i in range(WIDE_COLUMNS))
+            + ", repeat('W', 60000) || g AS unbroken, repeat('word ', 8000) AS words FROM generate_series(1, 4) g")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_many_columns_and_very_long_values_keep_the_layout(driver, pages, fmt):
+    """302 columns of markup and values of 60,000 characters: the table scrolls inside the view,
+    columns keep a bounded width, rows one line, the view fits its frame, every value is intact."""
+    report = render(driver, pages, sql=WIDE_SQL, format=fmt)
+    assert not report["isError"]
+    show_table(driver)
+    t = table(driver)
+    assert t["count"] == f"4 rows · {WIDE_COLUMNS + 3} columns"
+    layout = js(driver, """
+      const s = document.getElementById('scroller'), d = document.documentElement;
+      const tds = Array.from(document.querySelectorAll('#body tr:not(.spacer) td'));
+      const ths = Array.from(document.querySelectorAll('#head th'));
+      const last = document.querySelector('#body tr:not(.spacer)');
+      return {docWide: d.scrollWidth - innerWidth, scrolls: s.scrollWidth > s.clientWidth,
+              widest: Math.max(...tds.map(td => td.getBoundingClientRect().width)),
+              widestHead: Math.max(...ths.map(th => th.getBoundingClientRect().width)),
+              rowHeights: Array.from(document.querySelectorAll('#body tr:not(.spacer)')).map(r => r.getBoundingClientRect().height),
+              headHeight: document.querySelector('#head').getBoundingClientRect().height,
+              unbroken: last.cells[last.cells.length - 2].textContent,
+              words: last.cells[last.cells.length - 1].textContent,
+              first: last.cells[2].textContent};""")
+    assert layout["docWide"] <= 0, "the view itself never scrolls sideways"
+    assert layout["scrolls"], "the table scrolls sideways inside the view"
+    assert layout["widest"] < 340 and layout["widestHead"] < 340, layout
+    assert all(27 <= h <= 30 for h in layout["rowHeights"]) and layout["headHeight"] < 60, layout
+    assert layout["unbroken"] == "W" * 60000 + "1" and layout["words"] == "word " * 8000
+    assert layout["first"] == '<img src=x onerror="window.__pwned = 0">1'
+    wait_until(lambda: js(driver, "return document.documentElement.scrollHeight <= innerHeight"), 10,
+               "the view to fit its frame")
+    nothing_ran(driver)
+    shot(driver, f"wide-long-{fmt}")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_sample_table_in_a_text_format_is_shown_exactly(driver, pages, demo_server, fmt):
+    objects = exact(demo_server.call_tool("sample_table", {"schema": "fleet", "table": "trips", "n": 10})
+                    ["content"][0]["text"])
+    report = render(driver, pages, tool="sample_table", schema="fleet", table="trips", n=10, format=fmt)
+    assert not report["isError"] and report["resultTexts"][0].startswith("trip_id," if fmt == "csv" else "|trip_id|")
+    show_table(driver)
+    assert_cells_equal_answer(driver, objects)
+    assert js(driver, "return document.getElementById('note').hidden")
+    assert "a sample of the first 10 rows" in js(driver, "return document.getElementById('banner').textContent")
+
+
 def test_without_a_json_text_block_the_view_uses_structured_content_and_says_so(driver, pages):
     # e.g. an answer whose text block is CSV for the model: structuredContent is all the view has,
     # already parsed by the host, so it warns that long numbers may have been rounded
@@ -784,6 +958,15 @@ def test_without_a_json_text_block_the_view_uses_structured_content_and_says_so(
     assert [[c["text"] for c in r["cells"]] for r in t["rows"]] == [["a", "1.5"], ["b", "NULL"]]
     note = js(driver, "const n = document.getElementById('note'); return n.hidden ? null : n.textContent")
     assert note and "rounded" in note
+    # a csv answer whose text does not agree with structuredContent cell for cell (a host changed
+    # one of them) is not trusted for digits either: structuredContent, and the note
+    arrays = {**structured, "format": "csv", "rows": [["a", 1.5], ["b", None]]}
+    for text in ["k,v\na,1.6\nb,\n", "k,v\na,1.5\n", "k,v\na,1.5\nb,\"\"\n", "k,w\na,1.5\nb,\n"]:
+        send_result(driver, {"content": [{"type": "text", "text": text}], "structuredContent": arrays,
+                             "isError": False})
+        show_table(driver)
+        assert [[c["text"] for c in r["cells"]] for r in table(driver)["rows"]] == [["a", "1.5"], ["b", "NULL"]]
+        assert not js(driver, "return document.getElementById('note').hidden"), text
 
 
 def test_a_cancelled_call_says_so(driver, pages):

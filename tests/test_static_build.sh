@@ -16,10 +16,12 @@ TARGET=x86_64-unknown-linux-musl
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/$TARGET/release/analytics-mcp"
 # The target was 4 MiB (2.94 MiB before OAuth). OAuth (issue 10) brings JWT verification of
-# identity providers' RSA/EC/EdDSA ID tokens (RustCrypto), rustls + ring and Mozilla's roots for
-# outbound HTTPS, and an HTTP client: 5.79 MiB (5.86 MiB with the result view). The ceiling keeps growth visible; see the README.
-MAX_MIB=7
-MAX_BYTES=$((MAX_MIB * 1024 * 1024))
+# identity providers' RSA/EC/EdDSA ID tokens (RustCrypto) and an HTTPS client; with the analyst
+# tools 6.11 MiB, 5.69 MiB once the cold dependencies were built for size (Cargo.toml,
+# [profile.release.package."*"]), 5.94 MiB (6231784 bytes) with governance (issue 13). The
+# ceiling is that plus ~5 %, so growth stays visible; see the README.
+MAX_BYTES=6553600
+MAX_MIB=6.25
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -130,6 +130,7 @@ async function run({ tool: toolName, args, era = "legacy", version, theme = "lig
     htmlBytes: new TextEncoder().encode(html).length,
     appVersion: bridge.getAppVersion() ?? null,
     resultText: result.content?.[0]?.text ?? null,
+    resultTexts: (result.content ?? []).map((block) => block.text ?? null),
     isError: result.isError === true,
     sizes,
   };
