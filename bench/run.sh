@@ -492,16 +492,9 @@ if [[ ${BENCH_SCALE:-1} != 0 ]]; then
     || { cat "$WORK/scale.log" >&2; die "loading bench/scale.sql failed"; }
   say "scaling schema ready in $((SECONDS - t0)) s"
   pg_psql -d postgres -q -c 'ALTER DATABASE scaledb SET pg_stat_statements.track_planning = on'
-  MCP_PORT=$(pg_free_port)
-  DATABASE_URL="postgres://bench_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/scaledb?sslmode=disable" MCP_PORT=$MCP_PORT "$BIN" >"$WORK/server-scale.log" 2>&1 &
-  SERVER_PID=$!
-  end=$((SECONDS + 30))
-  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$MCP_PORT/healthz" 2>/dev/null; do
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server-scale.log" >&2; die "the scaling server exited during start-up"; }
-    ((SECONDS < end)) || die "no healthy /healthz from the scaling server within 30 s"
-    sleep 0.02  # poll interval; readiness is the condition
-  done
-  URL=http://127.0.0.1:$MCP_PORT/mcp
+  start_extra scale DATABASE_URL="postgres://bench_ro:$RO_PASSWORD@127.0.0.1:$PG_PORT/scaledb?sslmode=disable"
+  URL=$EXTRA_URL
+  SERVER_PID=${EXTRA_PIDS[-1]}
   # name | tool | arguments
   S_NAMES=("list_schemas" "list_tables, first page" "describe_table, 1,600 columns" "profile_columns, 200 of 1,600 columns"
            "search_objects, one exact name" "search_objects, a word in every table")
